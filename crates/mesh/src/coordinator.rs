@@ -1,0 +1,144 @@
+//! Thread-safe facade with the `lvqr-mesh` API, over one [`Planner`].
+
+pub use crate::config::MeshConfig;
+use crate::error::MeshError;
+use crate::planner::Planner;
+use crate::tree::{PeerAssignment, PeerId, PeerInfo};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+/// Manages the relay tree of one track.
+///
+/// Every method takes `&self` and runs under one lock, so concurrent callers
+/// see each operation as atomic: no interleaving can exceed a cap.
+#[derive(Debug)]
+pub struct MeshCoordinator {
+    config: MeshConfig,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    planner: Planner,
+    /// The track each peer named at join; the planner itself is per track.
+    tracks: hashbrown::HashMap<PeerId, String>,
+}
+
+impl MeshCoordinator {
+    /// An empty mesh with these limits.
+    pub fn new(config: MeshConfig) -> Self {
+        Self {
+            state: Mutex::new(State {
+                planner: Planner::new(config.clone()),
+                tracks: hashbrown::HashMap::new(),
+            }),
+            config,
+        }
+    }
+
+    /// The limits this mesh was built with.
+    pub fn config(&self) -> &MeshConfig {
+        &self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic inside a planner call would be a bug; the tree it left is
+        // still checked by its invariants, so keep serving rather than poison.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Places a new peer. `capacity` is clamped to `max_children`.
+    /// An id already in the mesh is refused with [`MeshError::DuplicatePeer`].
+    pub fn add_peer(
+        &self,
+        id: PeerId,
+        track: String,
+        capacity: Option<u32>,
+    ) -> Result<PeerAssignment, MeshError> {
+        let mut state = self.lock();
+        let assignment = state.planner.join(&id, capacity, Instant::now())?;
+        state.tracks.insert(id, track);
+        Ok(assignment)
+    }
+
+    /// Removes a peer and returns its children, detached (no parent) and
+    /// keeping their subtrees, for the caller to [`reassign_peer`](Self::reassign_peer).
+    /// An unknown id returns nothing.
+    pub fn remove_peer(&self, id: &str) -> Vec<PeerId> {
+        let mut state = self.lock();
+        match state.planner.remove_detaching(id) {
+            Ok(orphans) => {
+                state.tracks.remove(id);
+                orphans
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Places a detached peer, or moves a live one to a different parent
+    /// when one is eligible (never into its own subtree). Returns its new
+    /// position.
+    pub fn reassign_peer(&self, id: &str) -> Result<PeerAssignment, MeshError> {
+        let mut state = self.lock();
+        state.planner.reassign(id)?;
+        state
+            .planner
+            .assignment(id)
+            .ok_or_else(|| MeshError::PeerNotFound(id.to_string()))
+    }
+
+    /// Records that the peer is alive now. Unknown ids are ignored.
+    pub fn heartbeat(&self, id: &str) {
+        self.lock().planner.heartbeat(id, Instant::now());
+    }
+
+    /// Replaces (never adds to) the peer's cumulative forwarded count.
+    /// Unknown ids are ignored.
+    pub fn record_forward_report(&self, id: &str, forwarded_frames: u64) {
+        self.lock().planner.record_forward_report(id, forwarded_frames);
+    }
+
+    /// Ids of peers not heard from within the heartbeat timeout.
+    pub fn find_dead_peers(&self) -> Vec<PeerId> {
+        self.lock().planner.dead_peers(Instant::now())
+    }
+
+    /// A copy of one peer.
+    pub fn get_peer(&self, id: &str) -> Option<PeerInfo> {
+        let state = self.lock();
+        let track = state.tracks.get(id)?;
+        state.planner.peer(id, track)
+    }
+
+    /// Number of peers.
+    pub fn peer_count(&self) -> usize {
+        self.lock().planner.peer_count()
+    }
+
+    /// Number of roots.
+    pub fn root_count(&self) -> usize {
+        self.lock().planner.root_count()
+    }
+
+    /// Percentage of peers fed by another peer rather than by the origin.
+    pub fn offload_percentage(&self) -> f64 {
+        self.lock().planner.offload_percentage()
+    }
+
+    /// A copy of every peer.
+    pub fn tree_snapshot(&self) -> Vec<PeerInfo> {
+        let state = self.lock();
+        let mut peers = state.planner.snapshot("");
+        for peer in &mut peers {
+            if let Some(track) = state.tracks.get(&peer.id) {
+                peer.track.clone_from(track);
+            }
+        }
+        peers
+    }
+
+    /// Checks every tree invariant (see [`Planner::check_invariants`]).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.lock().planner.check_invariants()
+    }
+}

@@ -1,0 +1,21 @@
+//! meshrelay's relay-tree topology planner.
+//!
+//! [`Planner`] is the pure core: one instance per track, synchronous, no I/O,
+//! no clock of its own (every time-dependent call takes `now`). Every
+//! operation keeps the tree invariants listed on [`Planner::check_invariants`]
+//! and costs O(log n) plus the size of what it moves.
+//!
+//! [`MeshCoordinator`] is a thread-safe facade with the API of the `lvqr-mesh`
+//! crate, built on one [`Planner`].
+
+pub mod config;
+pub mod coordinator;
+pub mod error;
+pub mod planner;
+pub mod tree;
+
+pub use config::MeshConfig;
+pub use coordinator::MeshCoordinator;
+pub use error::MeshError;
+pub use planner::{LeaveOutcome, Planner};
+pub use tree::{PeerAssignment, PeerId, PeerInfo, PeerRole};
