@@ -95,7 +95,9 @@ impl MeshCoordinator {
     /// Replaces (never adds to) the peer's cumulative forwarded count.
     /// Unknown ids are ignored.
     pub fn record_forward_report(&self, id: &str, forwarded_frames: u64) {
-        self.lock().planner.record_forward_report(id, forwarded_frames);
+        self.lock()
+            .planner
+            .record_forward_report(id, forwarded_frames);
     }
 
     /// Ids of peers not heard from within the heartbeat timeout.

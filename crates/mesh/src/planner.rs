@@ -1,9 +1,32 @@
-//! The pure planner core. (API stub: implementation in progress.)
+//! The pure planner core: one track's relay tree.
+//!
+//! Peers live in a slab (`Vec<Option<Node>>`) addressed by `u32` slots; the
+//! tree is intrusive (parent, first child, sibling links), so a peer costs no
+//! heap allocation beyond its id. Two ordered indexes replace every scan:
+//!
+//! * `open`: peers with a free child slot, keyed `(depth, children, slot)`;
+//!   its first entry is the parent the seed's rule picks (shallowest, ties to
+//!   the fewest children).
+//! * `leaves`: childless relays, keyed by most capacity then deepest; its
+//!   first entry is the peer that can best stand in for one that leaves.
+//!
+//! A leaving peer's place is taken by a childless peer (one of its own
+//! children when one can host the others, else the best leaf elsewhere), and
+//! its children reattach under that stand-in at their old depth. So a leave
+//! re-tells O(children) peers, touches O(children · log n) index entries, and
+//! never deepens the tree. Children the stand-in cannot host are re-placed
+//! whole elsewhere (their subtree depths updated), split if their subtree is
+//! too tall for any free slot, or left waiting ("detached", fed by the
+//! origin) when no slot exists at all.
 
 use crate::config::MeshConfig;
 use crate::error::MeshError;
-use crate::tree::{PeerAssignment, PeerId, PeerInfo};
-use std::time::Instant;
+use crate::tree::{PeerAssignment, PeerId, PeerInfo, PeerRole};
+use hashbrown::HashTable;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
+use std::hash::BuildHasher;
+use std::time::{Duration, Instant};
 
 /// What one leave changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -22,16 +45,92 @@ pub struct LeaveOutcome {
     pub unplaced: Vec<PeerId>,
 }
 
+const NONE: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Fed by the origin, counted against `root_peer_count`.
+    Root,
+    /// Below a root, through attached parents.
+    Attached,
+    /// In a subtree cut off from the roots, waiting for a place. The top of
+    /// such a subtree has no parent and is fed by the origin meanwhile.
+    Detached,
+}
+
+#[derive(Debug)]
+struct Node {
+    id: Box<str>,
+    parent: u32,
+    first_child: u32,
+    last_child: u32,
+    prev_sibling: u32,
+    next_sibling: u32,
+    child_count: u32,
+    /// Claimed capacity clamped to `max_children`.
+    capacity: u32,
+    claimed: Option<u32>,
+    depth: u32,
+    state: State,
+    forwarded_frames: u64,
+    joined_at: Instant,
+    last_heartbeat: Instant,
+}
+
 /// One track's relay tree.
 #[derive(Debug)]
 pub struct Planner {
     config: MeshConfig,
+    max_children: u32,
+    timeout: Duration,
+    nodes: Vec<Option<Node>>,
+    /// Generation of each slot, bumped when it is freed, so stale liveness
+    /// entries are recognised.
+    generations: Vec<u32>,
+    free: Vec<u32>,
+    ids: HashTable<u32>,
+    hasher: hashbrown::DefaultHashBuilder,
+    open: BTreeSet<(u32, u32, u32)>,
+    leaves: BTreeSet<(Reverse<u32>, Reverse<u32>, u32)>,
+    detached: BTreeSet<u32>,
+    /// Min-heap of (last heard, slot, generation); one live entry per peer,
+    /// refreshed lazily when it reaches the top.
+    liveness: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    roots: usize,
+    len: usize,
 }
+
+/// Whether placing a waiting peer fills a free root slot before a parent slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prefer {
+    Root,
+    Parent,
+}
+
+/// Records the old position of peers an operation touches, so the operation
+/// can report exactly those whose position changed.
+#[derive(Default)]
+struct Touched(Vec<(u32, u32, u32, PeerRole)>);
 
 impl Planner {
     /// An empty tree with these limits.
     pub fn new(config: MeshConfig) -> Self {
-        Self { config }
+        Self {
+            max_children: config.max_children_u32(),
+            timeout: Duration::from_secs(config.heartbeat_timeout_secs),
+            config,
+            nodes: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            ids: HashTable::new(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            open: BTreeSet::new(),
+            leaves: BTreeSet::new(),
+            detached: BTreeSet::new(),
+            liveness: BinaryHeap::new(),
+            roots: 0,
+            len: 0,
+        }
     }
 
     /// The limits this tree was built with.
@@ -39,102 +138,841 @@ impl Planner {
         &self.config
     }
 
+    // ----- lookups -------------------------------------------------------
+
+    fn node(&self, i: u32) -> &Node {
+        self.nodes[i as usize].as_ref().expect("live slot")
+    }
+
+    fn node_mut(&mut self, i: u32) -> &mut Node {
+        self.nodes[i as usize].as_mut().expect("live slot")
+    }
+
+    fn slot_of(&self, id: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(id);
+        self.ids.find(hash, |&i| &*self.node(i).id == id).copied()
+    }
+
+    fn require(&self, id: &str) -> Result<u32, MeshError> {
+        self.slot_of(id)
+            .ok_or_else(|| MeshError::PeerNotFound(id.to_string()))
+    }
+
+    fn role(&self, i: u32) -> PeerRole {
+        let n = self.node(i);
+        match n.state {
+            State::Root => PeerRole::Root,
+            _ if n.capacity == 0 => PeerRole::Leaf,
+            _ => PeerRole::Relay,
+        }
+    }
+
+    fn assignment_of(&self, i: u32) -> PeerAssignment {
+        let n = self.node(i);
+        PeerAssignment {
+            peer_id: n.id.to_string(),
+            role: self.role(i),
+            parent: (n.parent != NONE).then(|| self.node(n.parent).id.to_string()),
+            depth: n.depth,
+        }
+    }
+
+    fn children_of(&self, i: u32) -> Vec<u32> {
+        let mut out = Vec::with_capacity(self.node(i).child_count as usize);
+        let mut c = self.node(i).first_child;
+        while c != NONE {
+            out.push(c);
+            c = self.node(c).next_sibling;
+        }
+        out
+    }
+
+    /// The subtree of `i` (itself first), and its height.
+    fn subtree(&self, i: u32) -> (Vec<u32>, u32) {
+        let base = self.node(i).depth;
+        let mut out = vec![i];
+        let mut height = 0;
+        let mut k = 0;
+        while k < out.len() {
+            let n = out[k];
+            height = height.max(self.node(n).depth - base);
+            let mut c = self.node(n).first_child;
+            while c != NONE {
+                out.push(c);
+                c = self.node(c).next_sibling;
+            }
+            k += 1;
+        }
+        (out, height)
+    }
+
+    // ----- indexes -------------------------------------------------------
+
+    fn open_key(&self, i: u32) -> Option<(u32, u32, u32)> {
+        let n = self.node(i);
+        let placed = matches!(n.state, State::Root | State::Attached);
+        (placed && n.child_count < n.capacity && n.depth < self.config.max_depth).then_some((
+            n.depth,
+            n.child_count,
+            i,
+        ))
+    }
+
+    fn leaf_key(&self, i: u32) -> Option<(Reverse<u32>, Reverse<u32>, u32)> {
+        let n = self.node(i);
+        (n.state == State::Attached && n.child_count == 0).then_some((
+            Reverse(n.capacity),
+            Reverse(n.depth),
+            i,
+        ))
+    }
+
+    fn unindex(&mut self, i: u32) {
+        if let Some(k) = self.open_key(i) {
+            self.open.remove(&k);
+        }
+        if let Some(k) = self.leaf_key(i) {
+            self.leaves.remove(&k);
+        }
+    }
+
+    fn index(&mut self, i: u32) {
+        if let Some(k) = self.open_key(i) {
+            self.open.insert(k);
+        }
+        if let Some(k) = self.leaf_key(i) {
+            self.leaves.insert(k);
+        }
+    }
+
+    /// Changes fields an index key depends on, keeping both indexes exact.
+    fn update(&mut self, i: u32, f: impl FnOnce(&mut Node)) {
+        self.unindex(i);
+        f(self.node_mut(i));
+        self.index(i);
+    }
+
+    fn set_state(&mut self, i: u32, state: State) {
+        let before = self.node(i).state;
+        if before == state {
+            return;
+        }
+        if before == State::Root {
+            self.roots -= 1;
+        }
+        if state == State::Root {
+            self.roots += 1;
+        }
+        self.update(i, |n| n.state = state);
+    }
+
+    // ----- links ---------------------------------------------------------
+
+    /// Appends `c` (parentless) to `p`'s children.
+    fn link(&mut self, p: u32, c: u32) {
+        let last = self.node(p).last_child;
+        {
+            let n = self.node_mut(c);
+            n.parent = p;
+            n.prev_sibling = last;
+            n.next_sibling = NONE;
+        }
+        if last == NONE {
+            self.update(p, |n| {
+                n.first_child = c;
+                n.last_child = c;
+                n.child_count += 1;
+            });
+        } else {
+            self.node_mut(last).next_sibling = c;
+            self.update(p, |n| {
+                n.last_child = c;
+                n.child_count += 1;
+            });
+        }
+    }
+
+    /// Detaches `c` from its parent, if it has one.
+    fn unlink(&mut self, c: u32) {
+        let (p, prev, next) = {
+            let n = self.node(c);
+            (n.parent, n.prev_sibling, n.next_sibling)
+        };
+        if p == NONE {
+            return;
+        }
+        if prev != NONE {
+            self.node_mut(prev).next_sibling = next;
+        }
+        if next != NONE {
+            self.node_mut(next).prev_sibling = prev;
+        }
+        self.update(p, |n| {
+            if n.first_child == c {
+                n.first_child = next;
+            }
+            if n.last_child == c {
+                n.last_child = prev;
+            }
+            n.child_count -= 1;
+        });
+        let n = self.node_mut(c);
+        n.parent = NONE;
+        n.prev_sibling = NONE;
+        n.next_sibling = NONE;
+    }
+
+    /// Gives every node of `i`'s subtree the state of `i` and depths counted
+    /// from `i`'s depth, keeping the indexes exact. O(subtree · log n).
+    fn rebase_subtree(&mut self, i: u32, depth: u32, state: State, touched: &mut Touched) {
+        let (nodes, _) = self.subtree(i);
+        let old_base = self.node(i).depth;
+        for n in nodes {
+            touched.note(self, n);
+            let d = depth + (self.node(n).depth - old_base);
+            let s = if n == i {
+                state
+            } else if state == State::Detached {
+                State::Detached
+            } else {
+                State::Attached
+            };
+            if s == State::Root || self.node(n).state == State::Root {
+                self.set_state(n, s);
+                self.update(n, |node| node.depth = d);
+            } else {
+                self.update(n, |node| {
+                    node.depth = d;
+                    node.state = s;
+                });
+            }
+        }
+    }
+
+    /// Cuts `i` (with its subtree) out of the tree and leaves it waiting.
+    fn detach(&mut self, i: u32, touched: &mut Touched) {
+        touched.note(self, i);
+        self.unlink(i);
+        self.rebase_subtree(i, 0, State::Detached, touched);
+        self.detached.insert(i);
+    }
+
+    // ----- placement -----------------------------------------------------
+
+    /// The shallowest free slot whose depth leaves room for a subtree of
+    /// `height` below the placed peer, other than under `avoid`.
+    fn best_slot(&self, height: u32, avoid: u32) -> Option<u32> {
+        for &(depth, _, p) in &self.open {
+            if depth + 1 + height > self.config.max_depth {
+                return None;
+            }
+            if p != avoid {
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    /// Places the detached subtree topped by `i`: as a root when a root slot
+    /// is free (first choice with `Prefer::Root`, last with `Prefer::Parent`),
+    /// else whole under the best slot its height fits, else split (`i` alone
+    /// placed, its children detached and placed in turn). Whatever finds no
+    /// slot stays detached. `avoid` is never chosen as a parent.
+    fn place(&mut self, i: u32, avoid: u32, prefer: Prefer, touched: &mut Touched) {
+        let mut work = vec![i];
+        while let Some(i) = work.pop() {
+            let root_free = self.roots < self.config.root_peer_count;
+            let (_, height) = self.subtree(i);
+            let slot = self.best_slot(height, avoid);
+            if root_free && (prefer == Prefer::Root || slot.is_none()) {
+                self.detached.remove(&i);
+                self.rebase_subtree(i, 0, State::Root, touched);
+            } else if let Some(p) = slot {
+                self.attach_detached(i, p, touched);
+            } else if height > 0 {
+                if let Some(p) = self.best_slot(0, avoid) {
+                    for c in self.children_of(i) {
+                        self.detach(c, touched);
+                        work.push(c);
+                    }
+                    self.attach_detached(i, p, touched);
+                }
+            }
+        }
+    }
+
+    fn attach_detached(&mut self, i: u32, p: u32, touched: &mut Touched) {
+        self.detached.remove(&i);
+        let depth = self.node(p).depth + 1;
+        self.rebase_subtree(i, depth, State::Attached, touched);
+        self.link(p, i);
+    }
+
+    /// The childless peer best able to take over `gone`'s place and host its
+    /// `children`: one of those children (it then hosts the others) or the
+    /// first entry of the leaf index (it hosts all of them).
+    /// `avoid` (the vacated place's parent, possibly childless now) is never
+    /// chosen: it would become its own child.
+    fn stand_in(&self, children: &[u32], avoid: u32) -> Option<u32> {
+        let k = children.len() as u32;
+        let own = children
+            .iter()
+            .copied()
+            .filter(|&c| self.node(c).child_count == 0)
+            .max_by_key(|&c| (self.node(c).capacity, Reverse(c)));
+        let other = self.leaves.iter().map(|&(_, _, i)| i).find(|&i| i != avoid);
+        let hosts = |c: u32, need: u32| self.node(c).capacity.min(need);
+        match (own, other) {
+            (Some(o), Some(l)) if hosts(l, k) > hosts(o, k - 1) => Some(l),
+            (Some(o), _) => Some(o),
+            (None, l) => l,
+        }
+    }
+
+    /// Fills a free root slot by promoting the best childless relay.
+    fn fill_root_slot(&mut self, touched: &mut Touched) {
+        if self.roots >= self.config.root_peer_count {
+            return;
+        }
+        if let Some(&(_, _, l)) = self.leaves.iter().next() {
+            touched.note(self, l);
+            self.unlink(l);
+            self.set_state(l, State::Root);
+            self.update(l, |n| n.depth = 0);
+        }
+    }
+
+    fn place_all_detached(&mut self, touched: &mut Touched) {
+        let waiting: Vec<u32> = self.detached.iter().copied().collect();
+        for i in waiting {
+            if self.open.is_empty() && self.roots >= self.config.root_peer_count {
+                break;
+            }
+            if self.detached.contains(&i) {
+                self.place(i, NONE, Prefer::Root, touched);
+            }
+        }
+    }
+
+    // ----- operations ----------------------------------------------------
+
     /// Places a new peer: a root while root slots are free, else under the
     /// shallowest peer with a free slot (ties to the fewest children).
     /// `capacity` is clamped to `max_children`; 0 means never a parent.
+    /// An id already in the tree is refused, never overwritten.
     pub fn join(
         &mut self,
-        _id: &str,
-        _capacity: Option<u32>,
-        _now: Instant,
+        id: &str,
+        capacity: Option<u32>,
+        now: Instant,
     ) -> Result<PeerAssignment, MeshError> {
-        todo!()
+        if self.slot_of(id).is_some() {
+            return Err(MeshError::DuplicatePeer(id.to_string()));
+        }
+        let parent = if self.roots < self.config.root_peer_count {
+            NONE
+        } else {
+            match self.open.first() {
+                Some(&(_, _, p)) => p,
+                None if self.config.max_depth == 0 => {
+                    return Err(MeshError::TreeDepthExceeded {
+                        max: self.config.max_depth as usize,
+                    })
+                }
+                None => return Err(MeshError::NoAvailableParent),
+            }
+        };
+        let node = Node {
+            id: id.into(),
+            parent: NONE,
+            first_child: NONE,
+            last_child: NONE,
+            prev_sibling: NONE,
+            next_sibling: NONE,
+            child_count: 0,
+            capacity: self.config.effective_capacity(capacity),
+            claimed: capacity,
+            depth: 0,
+            state: State::Detached,
+            forwarded_frames: 0,
+            joined_at: now,
+            last_heartbeat: now,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.nodes[i as usize] = Some(node);
+                i
+            }
+            None => {
+                self.nodes.push(Some(node));
+                self.generations.push(0);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        let hash = self.hasher.hash_one(id);
+        let nodes = &self.nodes;
+        let hasher = &self.hasher;
+        self.ids.insert_unique(hash, i, |&j| {
+            hasher.hash_one(&*nodes[j as usize].as_ref().expect("live slot").id)
+        });
+        self.len += 1;
+        self.liveness
+            .push(Reverse((now, i, self.generations[i as usize])));
+        if parent == NONE {
+            self.set_state(i, State::Root);
+        } else {
+            let depth = self.node(parent).depth + 1;
+            self.node_mut(i).depth = depth;
+            self.set_state(i, State::Attached);
+            self.link(parent, i);
+        }
+        Ok(self.assignment_of(i))
     }
 
-    /// Removes a peer and re-plans its children in the same step.
-    pub fn leave(&mut self, _id: &str) -> Result<LeaveOutcome, MeshError> {
-        todo!()
+    /// Removes a peer and re-plans its children in the same step: a childless
+    /// peer takes its place and hosts its children at their old depth; those
+    /// it cannot host are placed elsewhere with their subtrees, outside their
+    /// own subtree. A freed root slot is refilled. Waiting peers are placed
+    /// where the leave freed room.
+    pub fn leave(&mut self, id: &str) -> Result<LeaveOutcome, MeshError> {
+        let gone = self.require(id)?;
+        let mut touched = Touched::default();
+        let (parent, depth, state) = {
+            let n = self.node(gone);
+            (n.parent, n.depth, n.state)
+        };
+        let children = self.children_of(gone);
+        let mut neighbours = Vec::with_capacity(children.len() + 1);
+        if parent != NONE {
+            neighbours.push(self.node(parent).id.to_string());
+        }
+        neighbours.extend(children.iter().map(|&c| self.node(c).id.to_string()));
+
+        for &c in &children {
+            touched.note(self, c);
+            self.unlink(c);
+        }
+        self.unlink(gone);
+        self.remove_slot(gone);
+
+        if state == State::Detached {
+            for &c in &children {
+                self.detach(c, &mut touched);
+            }
+        } else if !children.is_empty() {
+            self.replace(parent, depth, state, &children, &mut touched);
+        }
+        self.place_all_detached(&mut touched);
+        self.fill_root_slot(&mut touched);
+
+        let changed = touched.changed(self);
+        let unplaced = changed
+            .iter()
+            .filter(|a| a.parent.is_none() && a.role != PeerRole::Root)
+            .map(|a| a.peer_id.clone())
+            .collect();
+        Ok(LeaveOutcome {
+            peer_id: id.to_string(),
+            neighbours,
+            changed,
+            unplaced,
+        })
     }
 
-    /// Records that the peer was heard from at `now`. Returns false for an unknown id.
-    pub fn heartbeat(&mut self, _id: &str, _now: Instant) -> bool {
-        todo!()
+    /// Puts a stand-in at the vacated place (under `parent`, or a root) and
+    /// re-homes the orphaned `children` (already unlinked).
+    fn replace(
+        &mut self,
+        parent: u32,
+        depth: u32,
+        state: State,
+        children: &[u32],
+        touched: &mut Touched,
+    ) {
+        let mut orphans: Vec<u32> = children.to_vec();
+        if let Some(s) = self.stand_in(children, parent) {
+            touched.note(self, s);
+            self.unlink(s);
+            orphans.retain(|&c| c != s);
+            if state == State::Root {
+                self.set_state(s, State::Root);
+                self.update(s, |n| n.depth = depth);
+            } else {
+                self.update(s, |n| n.depth = depth);
+                self.link(parent, s);
+            }
+            let room = self.node(s).capacity as usize;
+            let hosted = orphans.len().min(room);
+            for &c in &orphans[..hosted] {
+                self.link(s, c);
+            }
+            orphans.drain(..hosted);
+        }
+        for c in orphans {
+            self.detach(c, touched);
+            self.place(c, NONE, Prefer::Root, touched);
+        }
     }
 
-    /// Replaces the peer's cumulative forwarded count. Returns false for an unknown id.
-    pub fn record_forward_report(&mut self, _id: &str, _forwarded_frames: u64) -> bool {
-        todo!()
+    fn remove_slot(&mut self, i: u32) {
+        self.unindex(i);
+        if self.node(i).state == State::Root {
+            self.roots -= 1;
+        }
+        self.detached.remove(&i);
+        let hash = self.hasher.hash_one(&*self.node(i).id);
+        if let Ok(entry) = self.ids.find_entry(hash, |&j| j == i) {
+            entry.remove();
+        }
+        self.nodes[i as usize] = None;
+        self.generations[i as usize] = self.generations[i as usize].wrapping_add(1);
+        self.free.push(i);
+        self.len -= 1;
     }
 
-    /// Removes every peer not heard from for longer than the heartbeat
-    /// timeout, each as one [`Planner::leave`].
-    pub fn sweep(&mut self, _now: Instant) -> Vec<LeaveOutcome> {
-        todo!()
-    }
-
-    /// Tries to place the peers waiting without a parent; returns what changed.
-    pub fn place_detached(&mut self) -> Vec<PeerAssignment> {
-        todo!()
-    }
-
-    /// Whether `a` and `b` are parent and child (either way round).
-    pub fn are_neighbours(&self, _a: &str, _b: &str) -> bool {
-        todo!()
-    }
-
-    /// The peer's current position.
-    pub fn assignment(&self, _id: &str) -> Option<PeerAssignment> {
-        todo!()
-    }
-
-    /// A copy of one peer.
-    pub fn peer(&self, _id: &str, _track: &str) -> Option<PeerInfo> {
-        todo!()
-    }
-
-    /// Number of peers.
-    pub fn peer_count(&self) -> usize {
-        todo!()
-    }
-
-    /// Number of roots.
-    pub fn root_count(&self) -> usize {
-        todo!()
-    }
-
-    /// Percentage of peers fed by another peer rather than by the origin.
-    pub fn offload_percentage(&self) -> f64 {
-        todo!()
-    }
-
-    /// A copy of every peer, O(n).
-    pub fn snapshot(&self, _track: &str) -> Vec<PeerInfo> {
-        todo!()
-    }
-}
-
-impl Planner {
     /// Removes a peer and detaches its children without re-planning them
     /// (each keeps its subtree and waits, parentless, for
     /// [`Planner::reassign`] or [`Planner::place_detached`]). Returns them.
-    pub fn remove_detaching(&mut self, _id: &str) -> Result<Vec<PeerId>, MeshError> {
-        todo!()
+    pub fn remove_detaching(&mut self, id: &str) -> Result<Vec<PeerId>, MeshError> {
+        let gone = self.require(id)?;
+        let mut touched = Touched::default();
+        let children = self.children_of(gone);
+        for &c in &children {
+            self.detach(c, &mut touched);
+        }
+        self.unlink(gone);
+        let ids = children
+            .iter()
+            .map(|&c| self.node(c).id.to_string())
+            .collect();
+        self.remove_slot(gone);
+        Ok(ids)
     }
 
     /// Moves a peer (with its subtree) to the best place outside its own
     /// subtree and other than its current parent; a waiting peer is placed.
-    /// A peer with nowhere better to go stays where it is.
-    pub fn reassign(&mut self, _id: &str) -> Result<Vec<PeerAssignment>, MeshError> {
-        todo!()
+    /// A root, or a peer with nowhere else to go, stays where it is. Returns
+    /// every peer whose position changed.
+    pub fn reassign(&mut self, id: &str) -> Result<Vec<PeerAssignment>, MeshError> {
+        let i = self.require(id)?;
+        let mut touched = Touched::default();
+        match self.node(i).state {
+            State::Root => {}
+            State::Detached if self.detached.contains(&i) => {
+                self.place(i, NONE, Prefer::Parent, &mut touched)
+            }
+            // Inside a waiting subtree: it moves when its top is placed.
+            State::Detached => {}
+            State::Attached => {
+                let old_parent = self.node(i).parent;
+                let (_, height) = self.subtree(i);
+                let elsewhere = self.roots < self.config.root_peer_count || {
+                    // Its own subtree is still indexed; skip it while searching.
+                    self.open.iter().any(|&(d, _, p)| {
+                        d + 1 + height <= self.config.max_depth
+                            && p != old_parent
+                            && !self.is_ancestor(i, p)
+                    })
+                };
+                if elsewhere {
+                    self.detach(i, &mut touched);
+                    self.place(i, old_parent, Prefer::Parent, &mut touched);
+                    if self.detached.contains(&i) {
+                        self.attach_detached(i, old_parent, &mut touched);
+                    }
+                }
+            }
+        }
+        Ok(touched.changed(self))
+    }
+
+    fn is_ancestor(&self, a: u32, mut n: u32) -> bool {
+        let stop = self.node(a).depth;
+        while n != NONE && self.node(n).depth >= stop {
+            if n == a {
+                return true;
+            }
+            n = self.node(n).parent;
+        }
+        false
+    }
+
+    /// Tries to place the peers waiting without a parent; returns what changed.
+    pub fn place_detached(&mut self) -> Vec<PeerAssignment> {
+        let mut touched = Touched::default();
+        self.place_all_detached(&mut touched);
+        touched.changed(self)
+    }
+
+    /// Records that the peer was heard from at `now`. Returns false for an
+    /// unknown id.
+    pub fn heartbeat(&mut self, id: &str, now: Instant) -> bool {
+        match self.slot_of(id) {
+            Some(i) => {
+                let n = self.node_mut(i);
+                n.last_heartbeat = n.last_heartbeat.max(now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Replaces the peer's cumulative forwarded count. Returns false for an
+    /// unknown id.
+    pub fn record_forward_report(&mut self, id: &str, forwarded_frames: u64) -> bool {
+        match self.slot_of(id) {
+            Some(i) => {
+                self.node_mut(i).forwarded_frames = forwarded_frames;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes every peer not heard from for longer than the heartbeat
+    /// timeout, each as one [`Planner::leave`]. Costs O(log n) per peer whose
+    /// stamp came due, not a scan.
+    pub fn sweep(&mut self, now: Instant) -> Vec<LeaveOutcome> {
+        let mut dead = Vec::new();
+        while let Some(&Reverse((stamp, i, generation))) = self.liveness.peek() {
+            if now.saturating_duration_since(stamp) <= self.timeout {
+                break;
+            }
+            self.liveness.pop();
+            if self.generations[i as usize] != generation {
+                continue;
+            }
+            let last = self.node(i).last_heartbeat;
+            if now.saturating_duration_since(last) <= self.timeout {
+                self.liveness.push(Reverse((last, i, generation)));
+            } else {
+                dead.push(self.node(i).id.to_string());
+            }
+        }
+        dead.iter().filter_map(|id| self.leave(id).ok()).collect()
     }
 
     /// Ids of peers not heard from for longer than the timeout, O(n).
-    pub fn dead_peers(&self, _now: Instant) -> Vec<PeerId> {
-        todo!()
+    pub fn dead_peers(&self, now: Instant) -> Vec<PeerId> {
+        self.nodes
+            .iter()
+            .flatten()
+            .filter(|n| now.saturating_duration_since(n.last_heartbeat) > self.timeout)
+            .map(|n| n.id.to_string())
+            .collect()
     }
 
-    /// Checks every tree invariant, O(n).
+    /// Whether `a` and `b` are parent and child (either way round).
+    pub fn are_neighbours(&self, a: &str, b: &str) -> bool {
+        match (self.slot_of(a), self.slot_of(b)) {
+            (Some(a), Some(b)) => self.node(a).parent == b || self.node(b).parent == a,
+            _ => false,
+        }
+    }
+
+    /// The peer's current position.
+    pub fn assignment(&self, id: &str) -> Option<PeerAssignment> {
+        self.slot_of(id).map(|i| self.assignment_of(i))
+    }
+
+    /// A copy of one peer, labelled with `track`.
+    pub fn peer(&self, id: &str, track: &str) -> Option<PeerInfo> {
+        self.slot_of(id).map(|i| self.info(i, track))
+    }
+
+    fn info(&self, i: u32, track: &str) -> PeerInfo {
+        let n = self.node(i);
+        let a = self.assignment_of(i);
+        PeerInfo {
+            id: a.peer_id,
+            track: track.to_string(),
+            role: a.role,
+            parent: a.parent,
+            children: self
+                .children_of(i)
+                .into_iter()
+                .map(|c| self.node(c).id.to_string())
+                .collect(),
+            depth: n.depth,
+            upload_kbps: 0,
+            forwarded_frames: n.forwarded_frames,
+            capacity: n.claimed,
+            joined_at: n.joined_at,
+            last_heartbeat: Some(n.last_heartbeat),
+        }
+    }
+
+    /// Number of peers.
+    pub fn peer_count(&self) -> usize {
+        self.len
+    }
+
+    /// Number of roots.
+    pub fn root_count(&self) -> usize {
+        self.roots
+    }
+
+    /// Number of peers waiting for a place (each fed by the origin meanwhile).
+    pub fn waiting_count(&self) -> usize {
+        self.detached.len()
+    }
+
+    /// Percentage of peers fed by another peer rather than by the origin
+    /// (roots and waiting peers are fed by the origin). O(1).
+    pub fn offload_percentage(&self) -> f64 {
+        if self.len == 0 {
+            return 0.0;
+        }
+        let from_origin = self.roots + self.detached.len();
+        (self.len - from_origin) as f64 / self.len as f64 * 100.0
+    }
+
+    /// A copy of every peer, labelled with `track`, O(n).
+    pub fn snapshot(&self, track: &str) -> Vec<PeerInfo> {
+        (0..self.nodes.len() as u32)
+            .filter(|&i| self.nodes[i as usize].is_some())
+            .map(|i| self.info(i, track))
+            .collect()
+    }
+
+    /// Checks every invariant, O(n · log n):
+    /// parent links form a forest (no cycles); each peer's depth is its
+    /// parent's + 1 (roots and waiting peers 0); children <= effective
+    /// capacity; roots <= `root_peer_count`; placed depth <= `max_depth`;
+    /// every parent/child reference names an existing peer, both ways; ids
+    /// unique; both indexes, the waiting set and the counters exact.
     pub fn check_invariants(&self) -> Result<(), String> {
-        todo!()
+        let mut count = 0;
+        let mut roots = 0;
+        let mut open = 0;
+        let mut leaves = 0;
+        let mut detached = 0;
+        for (i, slot) in self.nodes.iter().enumerate() {
+            let Some(n) = slot else { continue };
+            let i = i as u32;
+            count += 1;
+            let name = &n.id;
+            if self.slot_of(name) != Some(i) {
+                return Err(format!("{name}: id table does not lead to its slot"));
+            }
+            match n.state {
+                State::Root => {
+                    roots += 1;
+                    if n.parent != NONE || n.depth != 0 {
+                        return Err(format!("{name}: root with a parent or depth {}", n.depth));
+                    }
+                }
+                State::Attached | State::Detached if n.parent == NONE => {
+                    if n.state == State::Attached {
+                        return Err(format!("{name}: attached without a parent"));
+                    }
+                    detached += 1;
+                    if n.depth != 0 || !self.detached.contains(&i) {
+                        return Err(format!("{name}: waiting peer not tracked or not at 0"));
+                    }
+                }
+                _ => {
+                    let p = self
+                        .nodes
+                        .get(n.parent as usize)
+                        .and_then(Option::as_ref)
+                        .ok_or_else(|| format!("{name}: parent slot is empty"))?;
+                    if n.depth != p.depth + 1 {
+                        return Err(format!(
+                            "{name}: depth {} under {} at depth {}",
+                            n.depth, p.id, p.depth
+                        ));
+                    }
+                    let expected = if p.state == State::Detached {
+                        State::Detached
+                    } else {
+                        State::Attached
+                    };
+                    if n.state != expected {
+                        return Err(format!("{name}: state {:?} under {:?}", n.state, p.state));
+                    }
+                    if !self.children_of(n.parent).contains(&i) {
+                        return Err(format!("{name}: missing from {}'s children", p.id));
+                    }
+                }
+            }
+            if n.state != State::Detached && n.depth > self.config.max_depth {
+                return Err(format!("{name}: depth {} over the limit", n.depth));
+            }
+            let kids = self.children_of(i);
+            if kids.len() as u32 != n.child_count || n.child_count > n.capacity {
+                return Err(format!(
+                    "{name}: {} children, count {}, capacity {}",
+                    kids.len(),
+                    n.child_count,
+                    n.capacity
+                ));
+            }
+            if n.capacity > self.max_children {
+                return Err(format!("{name}: capacity over max_children"));
+            }
+            for c in kids {
+                if self.node(c).parent != i {
+                    return Err(format!(
+                        "{name}: child {} names another parent",
+                        self.node(c).id
+                    ));
+                }
+            }
+            if let Some(k) = self.open_key(i) {
+                open += 1;
+                if !self.open.contains(&k) {
+                    return Err(format!("{name}: missing from the open-slot index"));
+                }
+            }
+            if let Some(k) = self.leaf_key(i) {
+                leaves += 1;
+                if !self.leaves.contains(&k) {
+                    return Err(format!("{name}: missing from the leaf index"));
+                }
+            }
+        }
+        if count != self.len || self.ids.len() != self.len {
+            return Err(format!(
+                "{count} peers, len {}, ids {}",
+                self.len,
+                self.ids.len()
+            ));
+        }
+        if roots != self.roots || roots > self.config.root_peer_count {
+            return Err(format!(
+                "{roots} roots, counter {}, cap {}",
+                self.roots, self.config.root_peer_count
+            ));
+        }
+        if open != self.open.len() || leaves != self.leaves.len() || detached != self.detached.len()
+        {
+            return Err("an index holds stale entries".to_string());
+        }
+        Ok(())
+    }
+}
+
+impl Touched {
+    /// Remembers `i`'s position before the operation first touches it.
+    fn note(&mut self, planner: &Planner, i: u32) {
+        let n = planner.node(i);
+        self.0.push((i, n.parent, n.depth, planner.role(i)));
+    }
+
+    /// The final position of every touched peer that still exists and moved.
+    fn changed(mut self, planner: &Planner) -> Vec<PeerAssignment> {
+        // Keep each peer's first (oldest) record.
+        self.0.sort_by_key(|&(i, ..)| i);
+        self.0.dedup_by_key(|&mut (i, ..)| i);
+        self.0
+            .into_iter()
+            .filter(|&(i, ..)| planner.nodes[i as usize].is_some())
+            .filter(|&(i, parent, depth, role)| {
+                let n = planner.node(i);
+                n.parent != parent || n.depth != depth || planner.role(i) != role
+            })
+            .map(|(i, ..)| planner.assignment_of(i))
+            .collect()
     }
 }
