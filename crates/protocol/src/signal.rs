@@ -1,0 +1,326 @@
+//! `/signal` JSON messages, tagged by `type`.
+
+use crate::error_code::ErrorCode;
+use serde::{Deserialize, Serialize};
+
+/// A message a client sends on `/signal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ClientMessage {
+    /// First message of a session.
+    Register {
+        /// The id the peer wants.
+        peer_id: String,
+        /// The track it watches.
+        track: String,
+        /// How many children it is willing to feed; clamped by the server.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capacity: Option<u32>,
+    },
+    /// SDP offer for a tree neighbour.
+    Offer {
+        /// The sender's own id.
+        from: String,
+        /// The neighbour it is for.
+        to: String,
+        /// The SDP.
+        sdp: String,
+    },
+    /// SDP answer for a tree neighbour.
+    Answer {
+        /// The sender's own id.
+        from: String,
+        /// The neighbour it is for.
+        to: String,
+        /// The SDP.
+        sdp: String,
+    },
+    /// Trickled ICE candidate for a tree neighbour.
+    IceCandidate {
+        /// The sender's own id.
+        from: String,
+        /// The neighbour it is for.
+        to: String,
+        /// The candidate line.
+        candidate: String,
+        /// Media stream id (extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sdp_mid: Option<String>,
+        /// Media line index (extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sdp_mline_index: Option<u32>,
+    },
+    /// Cumulative count of objects forwarded to children.
+    ForwardReport {
+        /// The count; replaces the previous report.
+        forwarded_frames: u64,
+    },
+    /// Liveness.
+    Heartbeat,
+    /// Leave the tree now (extension).
+    Leave,
+}
+
+/// A peer's role as told in `AssignParent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Role {
+    /// Reads the origin egress.
+    Root,
+    /// Fed by a parent, may feed children.
+    Relay,
+    /// Fed by a parent (or the origin while unplaced), never a parent.
+    Leaf,
+}
+
+impl Role {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Root => "Root",
+            Role::Relay => "Relay",
+            Role::Leaf => "Leaf",
+        }
+    }
+}
+
+/// A message the server sends on `/signal`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ServerMessage {
+    /// The peer's place in the tree.
+    AssignParent {
+        /// The peer this is for.
+        peer_id: String,
+        /// Its role.
+        role: Role,
+        /// Its parent; `null` for a root or an unplaced peer.
+        parent_id: Option<String>,
+        /// Hops from the origin.
+        depth: u32,
+        /// The operator's RTCIceServer array.
+        ice_servers: serde_json::Value,
+        /// The next object id the origin will assign on the track (extension).
+        #[serde(default)]
+        next_object_id: u64,
+    },
+    /// A tree neighbour left.
+    PeerLeft {
+        /// Who left.
+        peer_id: String,
+    },
+    /// Relayed offer.
+    Offer {
+        /// Sender.
+        from: String,
+        /// Recipient.
+        to: String,
+        /// The SDP.
+        sdp: String,
+    },
+    /// Relayed answer.
+    Answer {
+        /// Sender.
+        from: String,
+        /// Recipient.
+        to: String,
+        /// The SDP.
+        sdp: String,
+    },
+    /// Relayed ICE candidate.
+    IceCandidate {
+        /// Sender.
+        from: String,
+        /// Recipient.
+        to: String,
+        /// The candidate line.
+        candidate: String,
+        /// Media stream id (extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sdp_mid: Option<String>,
+        /// Media line index (extension).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sdp_mline_index: Option<u32>,
+    },
+    /// Something was refused.
+    Error {
+        /// Machine-readable code.
+        code: ErrorCode,
+        /// A sentence for humans.
+        reason: String,
+    },
+}
+
+impl ServerMessage {
+    /// An `Error` message.
+    pub fn error(code: ErrorCode, reason: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    /// The JSON text frame.
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Why a client frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// `invalid_json` or `unknown_type`.
+    pub code: ErrorCode,
+    /// A sentence for humans.
+    pub reason: String,
+}
+
+const CLIENT_TYPES: [&str; 7] = [
+    "Register",
+    "Offer",
+    "Answer",
+    "IceCandidate",
+    "ForwardReport",
+    "Heartbeat",
+    "Leave",
+];
+
+/// Parses one client text frame, telling malformed JSON (`invalid_json`)
+/// apart from a well-formed message of an unknown `type` (`unknown_type`).
+pub fn decode_client(text: &str) -> Result<ClientMessage, DecodeError> {
+    #[derive(Deserialize)]
+    struct TypeOnly<'a> {
+        #[serde(rename = "type", borrow)]
+        ty: Option<std::borrow::Cow<'a, str>>,
+    }
+    let invalid = |reason: String| DecodeError {
+        code: ErrorCode::InvalidJson,
+        reason,
+    };
+    let head: TypeOnly<'_> = serde_json::from_str(text)
+        .map_err(|e| invalid(format!("not a JSON object with a string \"type\": {e}")))?;
+    let ty = head
+        .ty
+        .ok_or_else(|| invalid("missing \"type\" field".into()))?;
+    if !CLIENT_TYPES.contains(&ty.as_ref()) {
+        return Err(DecodeError {
+            code: ErrorCode::UnknownType,
+            reason: format!("unknown message type {:?}", truncate(&ty, 64)),
+        });
+    }
+    serde_json::from_str(text).map_err(|e| invalid(format!("malformed {ty}: {e}")))
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_every_client_type() {
+        let cases = [
+            (
+                r#"{"type":"Register","peer_id":"a","track":"t","capacity":2}"#,
+                ClientMessage::Register {
+                    peer_id: "a".into(),
+                    track: "t".into(),
+                    capacity: Some(2),
+                },
+            ),
+            (
+                r#"{"type":"Register","peer_id":"a","track":"t"}"#,
+                ClientMessage::Register {
+                    peer_id: "a".into(),
+                    track: "t".into(),
+                    capacity: None,
+                },
+            ),
+            (
+                r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#,
+                ClientMessage::Offer {
+                    from: "a".into(),
+                    to: "b".into(),
+                    sdp: "x".into(),
+                },
+            ),
+            (
+                r#"{"type":"IceCandidate","from":"a","to":"b","candidate":"c","sdp_mid":"0","sdp_mline_index":0}"#,
+                ClientMessage::IceCandidate {
+                    from: "a".into(),
+                    to: "b".into(),
+                    candidate: "c".into(),
+                    sdp_mid: Some("0".into()),
+                    sdp_mline_index: Some(0),
+                },
+            ),
+            (
+                r#"{"type":"ForwardReport","forwarded_frames":1200}"#,
+                ClientMessage::ForwardReport {
+                    forwarded_frames: 1200,
+                },
+            ),
+            (r#"{"type":"Heartbeat"}"#, ClientMessage::Heartbeat),
+            (r#"{"type":"Leave","extra":1}"#, ClientMessage::Leave),
+        ];
+        for (text, want) in cases {
+            assert_eq!(decode_client(text).unwrap(), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn tells_invalid_json_from_unknown_type() {
+        for bad in [
+            "",
+            "nope",
+            "[]",
+            "{}",
+            r#"{"type":3}"#,
+            r#"{"type":"Offer"}"#,
+        ] {
+            assert_eq!(
+                decode_client(bad).unwrap_err().code,
+                ErrorCode::InvalidJson,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            decode_client(r#"{"type":"Dance"}"#).unwrap_err().code,
+            ErrorCode::UnknownType
+        );
+    }
+
+    #[test]
+    fn assign_parent_wire_shape() {
+        let msg = ServerMessage::AssignParent {
+            peer_id: "abc".into(),
+            role: Role::Relay,
+            parent_id: Some("def".into()),
+            depth: 1,
+            ice_servers: serde_json::json!([]),
+            next_object_id: 42,
+        };
+        assert_eq!(
+            msg.to_json(),
+            r#"{"type":"AssignParent","peer_id":"abc","role":"Relay","parent_id":"def","depth":1,"ice_servers":[],"next_object_id":42}"#
+        );
+        let root = ServerMessage::AssignParent {
+            peer_id: "r".into(),
+            role: Role::Root,
+            parent_id: None,
+            depth: 0,
+            ice_servers: serde_json::json!([]),
+            next_object_id: 0,
+        };
+        assert!(root.to_json().contains(r#""parent_id":null"#));
+        assert_eq!(
+            ServerMessage::error(ErrorCode::NotNeighbour, "x").to_json(),
+            r#"{"type":"Error","code":"not_neighbour","reason":"x"}"#
+        );
+    }
+}
