@@ -1,0 +1,153 @@
+/**
+ * Reorder buffer and gap detection: turns objects arriving from several
+ * sources (parent DataChannels, origin egress), possibly duplicated and out
+ * of order, into one stream delivered exactly once, in object id order.
+ *
+ * Pure: no DOM, no WebRTC, no clock.
+ */
+
+export interface Delivery<S> {
+  objectId: bigint;
+  payload: Uint8Array;
+  source: S;
+}
+
+export interface OfferResult<S> {
+  /** Objects now deliverable, in order (possibly empty). */
+  delivered: Delivery<S>[];
+  /** The offered object was already delivered or already buffered. */
+  duplicate: boolean;
+  /** Id ranges given up on (never delivered), [from, to). */
+  lost: Gap[];
+}
+
+export interface SequencerOptions {
+  /** Most objects held while waiting for a gap to be filled. */
+  maxBufferedObjects?: number;
+  /** Most payload bytes held while waiting for a gap to be filled. */
+  maxBufferedBytes?: number;
+}
+
+/** A range of ids [from, to). */
+export interface Gap {
+  /** First missing id (inclusive). */
+  from: bigint;
+  /** End of the range (exclusive): for gap(), the lowest buffered id. */
+  to: bigint;
+}
+
+export class Sequencer<S> {
+  private nextId: bigint | null;
+  private readonly buffered = new Map<bigint, { payload: Uint8Array; source: S }>();
+  private bufferedBytes = 0;
+  private readonly maxObjects: number;
+  private readonly maxBytes: number;
+
+  constructor(start: bigint | null = null, options: SequencerOptions = {}) {
+    this.nextId = start;
+    this.maxObjects = options.maxBufferedObjects ?? 4096;
+    this.maxBytes = options.maxBufferedBytes ?? 128 * 1024 * 1024;
+  }
+
+  /** The next id to deliver, or null before the start is known. */
+  get next(): bigint | null {
+    return this.nextId;
+  }
+
+  get started(): boolean {
+    return this.nextId !== null;
+  }
+
+  get bufferedCount(): number {
+    return this.buffered.size;
+  }
+
+  get bufferedByteCount(): number {
+    return this.bufferedBytes;
+  }
+
+  /** Sets the first id to deliver. Ignored once started. */
+  start(id: bigint): void {
+    if (this.nextId === null) this.nextId = id;
+  }
+
+  /** Offers one object. Starts the sequence at `objectId` if not started. */
+  offer(objectId: bigint, payload: Uint8Array, source: S): OfferResult<S> {
+    const result: OfferResult<S> = { delivered: [], duplicate: false, lost: [] };
+    if (this.nextId === null) this.nextId = objectId;
+    if (objectId < this.nextId || this.buffered.has(objectId)) {
+      result.duplicate = true;
+      return result;
+    }
+    if (objectId === this.nextId) {
+      result.delivered.push({ objectId, payload, source });
+      this.nextId = objectId + 1n;
+      this.drain(result.delivered);
+      return result;
+    }
+    this.buffered.set(objectId, { payload, source });
+    this.bufferedBytes += payload.byteLength;
+    while (this.buffered.size > this.maxObjects || (this.bufferedBytes > this.maxBytes && this.buffered.size > 0)) {
+      // Give up on the oldest hole: jump to the lowest buffered id.
+      const lowest = this.lowestBuffered()!;
+      this.skipInto(lowest, result);
+    }
+    return result;
+  }
+
+  /**
+   * The first hole: ids [from, to) are missing while `to` is buffered.
+   * Null when nothing is buffered.
+   */
+  gap(): Gap | null {
+    if (this.nextId === null || this.buffered.size === 0) return null;
+    return { from: this.nextId, to: this.lowestBuffered()! };
+  }
+
+  /**
+   * Gives up on every id below `id` that is not buffered (e.g. the origin
+   * answered ResumeGap): buffered objects below `id` are still delivered, in
+   * order, and so is everything contiguous from `id`. Returns what that
+   * delivers and the ids lost.
+   */
+  skipTo(id: bigint): OfferResult<S> {
+    const result: OfferResult<S> = { delivered: [], duplicate: false, lost: [] };
+    if (this.nextId === null) {
+      this.nextId = id;
+      return result;
+    }
+    while (this.nextId < id) {
+      const lowest = this.lowestBuffered();
+      const target = lowest !== null && lowest < id ? lowest : id;
+      this.skipInto(target, result);
+    }
+    return result;
+  }
+
+  private skipInto(target: bigint, result: OfferResult<S>): void {
+    const next = this.nextId!;
+    if (target > next) result.lost.push({ from: next, to: target });
+    this.nextId = target;
+    this.drain(result.delivered);
+  }
+
+  private drain(out: Delivery<S>[]): void {
+    for (;;) {
+      const id = this.nextId!;
+      const entry = this.buffered.get(id);
+      if (entry === undefined) return;
+      this.buffered.delete(id);
+      this.bufferedBytes -= entry.payload.byteLength;
+      out.push({ objectId: id, payload: entry.payload, source: entry.source });
+      this.nextId = id + 1n;
+    }
+  }
+
+  private lowestBuffered(): bigint | null {
+    let lowest: bigint | null = null;
+    for (const id of this.buffered.keys()) {
+      if (lowest === null || id < lowest) lowest = id;
+    }
+    return lowest;
+  }
+}

@@ -1,0 +1,154 @@
+import { describe, expect, it } from "vitest";
+import {
+  CHUNK_FLAG,
+  ChunkAssembler,
+  MAX_CHUNK_BYTES,
+  MAX_DATACHANNEL_MESSAGE,
+  MAX_UNCHUNKED_PAYLOAD,
+  decodeObject,
+  encodeObject,
+  frameForDataChannel,
+  parseDataChannelMessage,
+  type AssemblyEvent,
+} from "../src/framing.js";
+
+function bytes(n: number, seed = 1): Uint8Array {
+  const b = new Uint8Array(n);
+  let x = seed * 2654435761 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    b[i] = x & 0xff;
+  }
+  return b;
+}
+
+function objects(events: AssemblyEvent[]) {
+  return events.filter((e) => e.type === "object") as Extract<AssemblyEvent, { type: "object" }>[];
+}
+
+describe("object framing", () => {
+  it("is [u64 BE object_id][payload]", () => {
+    const m = encodeObject(0x0102030405060708n, new Uint8Array([9, 10]));
+    expect([...m]).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const d = decodeObject(m);
+    expect(d.objectId).toBe(0x0102030405060708n);
+    expect([...d.payload]).toEqual([9, 10]);
+  });
+
+  it("accepts numbers and rejects ids outside [0, 2^63)", () => {
+    expect(decodeObject(encodeObject(42, new Uint8Array())).objectId).toBe(42n);
+    expect(() => encodeObject(-1, new Uint8Array())).toThrow();
+    expect(() => encodeObject(CHUNK_FLAG, new Uint8Array())).toThrow();
+    expect(() => decodeObject(new Uint8Array(7))).toThrow();
+  });
+
+  it("decodes views at an offset into a larger buffer", () => {
+    const backing = new Uint8Array(20);
+    backing.set(encodeObject(7n, new Uint8Array([1, 2, 3])), 5);
+    const d = decodeObject(backing.subarray(5, 16));
+    expect(d.objectId).toBe(7n);
+    expect([...d.payload]).toEqual([1, 2, 3]);
+  });
+});
+
+describe("DataChannel chunking", () => {
+  it("does not chunk an object whose framed size is exactly 64 KiB", () => {
+    const p = bytes(MAX_UNCHUNKED_PAYLOAD);
+    const msgs = frameForDataChannel(5n, p);
+    expect(msgs).toHaveLength(1);
+    expect(msgs[0]!.byteLength).toBe(MAX_DATACHANNEL_MESSAGE);
+    expect(parseDataChannelMessage(msgs[0]!).kind).toBe("object");
+  });
+
+  it("chunks one byte more, with the documented 16-byte header", () => {
+    const p = bytes(MAX_UNCHUNKED_PAYLOAD + 1);
+    const msgs = frameForDataChannel(5n, p);
+    expect(msgs).toHaveLength(2);
+    const v = new DataView(msgs[0]!.buffer);
+    expect(v.getBigUint64(0)).toBe(5n | CHUNK_FLAG);
+    expect(v.getUint32(8)).toBe(p.byteLength);
+    expect(v.getUint32(12)).toBe(0);
+    expect(msgs[0]!.byteLength).toBe(MAX_DATACHANNEL_MESSAGE);
+    const v1 = new DataView(msgs[1]!.buffer);
+    expect(v1.getUint32(12)).toBe(MAX_CHUNK_BYTES);
+    expect(msgs[1]!.byteLength).toBe(16 + p.byteLength - MAX_CHUNK_BYTES);
+  });
+
+  it("keeps every message at or under 64 KiB and round-trips byte for byte", () => {
+    for (const size of [0, 1, 1000, 65_520, 65_528, 65_529, 131_040, 131_041, 300_000, 1_048_576]) {
+      const p = bytes(size, size + 3);
+      const msgs = frameForDataChannel(BigInt(size), p);
+      for (const m of msgs) expect(m.byteLength).toBeLessThanOrEqual(MAX_DATACHANNEL_MESSAGE);
+      const a = new ChunkAssembler();
+      const out = msgs.flatMap((m) => a.push(m));
+      expect(out).toHaveLength(1);
+      const o = objects(out)[0]!;
+      expect(o.objectId).toBe(BigInt(size));
+      expect(Buffer.compare(Buffer.from(o.payload), Buffer.from(p))).toBe(0);
+      expect(a.assembling).toBe(false);
+    }
+  });
+
+  it("reassembles a stream of mixed objects in order", () => {
+    const sizes = [10, 200_000, 5, 65_529, 70_000, 0];
+    const a = new ChunkAssembler();
+    const got: [bigint, number][] = [];
+    sizes.forEach((s, i) => {
+      for (const m of frameForDataChannel(BigInt(i), bytes(s, i))) {
+        for (const o of objects(a.push(m))) got.push([o.objectId, o.payload.byteLength]);
+      }
+    });
+    expect(got).toEqual(sizes.map((s, i) => [BigInt(i), s]));
+  });
+
+  it("discards a partial object when a chunk of another object arrives", () => {
+    const a = new ChunkAssembler();
+    const first = frameForDataChannel(1n, bytes(150_000));
+    const second = frameForDataChannel(2n, bytes(100_000, 2));
+    a.push(first[0]!);
+    const ev = a.push(second[0]!);
+    expect(ev[0]).toMatchObject({ type: "discarded", objectId: 1n, received: MAX_CHUNK_BYTES });
+    const rest = second.slice(1).flatMap((m) => a.push(m));
+    expect(objects(rest).map((o) => o.objectId)).toEqual([2n]);
+  });
+
+  it("discards on an offset that is not the bytes received so far", () => {
+    const a = new ChunkAssembler();
+    const msgs = frameForDataChannel(1n, bytes(200_000));
+    a.push(msgs[0]!);
+    const ev = a.push(msgs[2]!); // skipped msgs[1]
+    expect(ev.map((e) => e.type)).toEqual(["discarded", "discarded"]);
+    expect(a.assembling).toBe(false);
+    // The rest of that run is ignored; the next object goes through.
+    expect(a.push(msgs[3]!).every((e) => e.type === "discarded")).toBe(true);
+    expect(objects(a.push(encodeObject(2n, bytes(3)))).map((o) => o.objectId)).toEqual([2n]);
+  });
+
+  it("discards a partial object interrupted by an unchunked one, then delivers that one", () => {
+    const a = new ChunkAssembler();
+    a.push(frameForDataChannel(1n, bytes(100_000))[0]!);
+    const ev = a.push(encodeObject(2n, bytes(10)));
+    expect(ev.map((e) => e.type)).toEqual(["discarded", "object"]);
+  });
+
+  it("refuses objects above its size bound and chunks that overrun the total", () => {
+    const a = new ChunkAssembler(100_000);
+    const ev = a.push(frameForDataChannel(1n, bytes(200_000))[0]!);
+    expect(ev[0]).toMatchObject({ type: "discarded" });
+    expect(a.assembling).toBe(false);
+    const b = new ChunkAssembler();
+    const m = frameForDataChannel(3n, bytes(70_000))[0]!;
+    new DataView(m.buffer).setUint32(8, 100); // total smaller than the chunk
+    expect(b.push(m)[0]).toMatchObject({ type: "discarded" });
+  });
+
+  it("honours a smaller maximum message size", () => {
+    const msgs = frameForDataChannel(9n, bytes(1000), 100);
+    for (const m of msgs) expect(m.byteLength).toBeLessThanOrEqual(100);
+    const a = new ChunkAssembler();
+    const o = objects(msgs.flatMap((m) => a.push(m)));
+    expect(o[0]!.payload).toEqual(bytes(1000));
+  });
+});
