@@ -408,25 +408,57 @@ impl Planner {
         self.link(p, i);
     }
 
-    /// The childless peer best able to take over `gone`'s place and host its
-    /// `children`: one of those children (it then hosts the others) or the
-    /// first entry of the leaf index (it hosts all of them).
+    /// The peer that takes over a vacated place and hosts as many of the
+    /// orphaned `children` as it can at their old depth. Candidates: a
+    /// childless orphan (it hosts its siblings), the first entry of the leaf
+    /// index (it hosts them all, one extra peer moves), an orphan with free
+    /// slots (its subtree moves up a level). Most hosted wins, then least
+    /// moved. When none can host anyone, the orphan with the largest subtree
+    /// moves up, so the tallest part of the tree gets shorter.
     /// `avoid` (the vacated place's parent, possibly childless now) is never
     /// chosen: it would become its own child.
     fn stand_in(&self, children: &[u32], avoid: u32) -> Option<u32> {
         let k = children.len() as u32;
-        let own = children
+        let free = |c: u32| self.free_slots(c);
+        let best_child = |leaf: bool| {
+            children
+                .iter()
+                .copied()
+                .filter(|&c| (self.node(c).child_count == 0) == leaf)
+                .max_by_key(|&c| (free(c), Reverse(c)))
+        };
+        let own_leaf = best_child(true);
+        let own_inner = best_child(false);
+        let other = self
+            .leaves
             .iter()
-            .copied()
-            .filter(|&c| self.node(c).child_count == 0)
-            .max_by_key(|&c| (self.node(c).capacity, Reverse(c)));
-        let other = self.leaves.iter().map(|&(_, _, i)| i).find(|&i| i != avoid);
-        let hosts = |c: u32, need: u32| self.node(c).capacity.min(need);
-        match (own, other) {
-            (Some(o), Some(l)) if hosts(l, k) > hosts(o, k - 1) => Some(l),
-            (Some(o), _) => Some(o),
-            (None, l) => l,
+            .map(|&(_, _, i)| i)
+            .find(|&i| i != avoid && !children.contains(&i));
+        let candidates = [
+            own_leaf.map(|c| (free(c).min(k - 1), c)),
+            other.map(|l| (free(l).min(k), l)),
+            own_inner.map(|c| (free(c).min(k - 1), c)),
+        ];
+        // max_by_key keeps the last maximum; reverse so earlier candidates win ties.
+        let best = candidates
+            .into_iter()
+            .flatten()
+            .rev()
+            .max_by_key(|&(hosts, _)| hosts);
+        match best {
+            Some((hosts, s)) if hosts > 0 => Some(s),
+            _ => own_leaf.or_else(|| {
+                children
+                    .iter()
+                    .copied()
+                    .max_by_key(|&c| (self.subtree(c).0.len(), Reverse(c)))
+            }),
         }
+    }
+
+    fn free_slots(&self, i: u32) -> u32 {
+        let n = self.node(i);
+        n.capacity - n.child_count
     }
 
     /// Fills a free root slot by promoting the best childless relay.
@@ -594,15 +626,16 @@ impl Planner {
             touched.note(self, s);
             self.unlink(s);
             orphans.retain(|&c| c != s);
-            if state == State::Root {
-                self.set_state(s, State::Root);
-                self.update(s, |n| n.depth = depth);
+            let s_state = if state == State::Root {
+                State::Root
             } else {
-                self.update(s, |n| n.depth = depth);
+                State::Attached
+            };
+            self.rebase_subtree(s, depth, s_state, touched);
+            if state != State::Root {
                 self.link(parent, s);
             }
-            let room = self.node(s).capacity as usize;
-            let hosted = orphans.len().min(room);
+            let hosted = orphans.len().min(self.free_slots(s) as usize);
             for &c in &orphans[..hosted] {
                 self.link(s, c);
             }

@@ -1,0 +1,309 @@
+//! Model test: long random sequences of planner operations, checking after
+//! every step the tree invariants (through an independent checker over the
+//! public snapshot, and the planner's own exhaustive check) and that each
+//! operation reports exactly the peers whose position changed.
+
+use meshrelay_mesh::{MeshConfig, MeshError, PeerAssignment, PeerInfo, PeerRole, Planner};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+enum Op {
+    Join(u16, Option<u32>),
+    Leave(u16),
+    Reassign(u16),
+    RemoveDetaching(u16),
+    PlaceDetached,
+    Heartbeat(u16),
+    Advance(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let id = 0u16..400;
+    prop_oneof![
+        8 => (id.clone(), prop::option::of(0u32..6)).prop_map(|(i, c)| Op::Join(i, c)),
+        4 => id.clone().prop_map(Op::Leave),
+        2 => id.clone().prop_map(Op::Reassign),
+        1 => id.clone().prop_map(Op::RemoveDetaching),
+        1 => Just(Op::PlaceDetached),
+        2 => id.prop_map(Op::Heartbeat),
+        1 => (0u8..8).prop_map(Op::Advance),
+    ]
+}
+
+fn config() -> impl Strategy<Value = MeshConfig> {
+    (0usize..5, 1usize..5, 0u32..7).prop_map(|(c, r, d)| MeshConfig {
+        max_children: c,
+        root_peer_count: r,
+        max_depth: d,
+        heartbeat_timeout_secs: 10,
+    })
+}
+
+type Positions = BTreeMap<String, (Option<String>, u32, PeerRole)>;
+
+fn positions(snapshot: &[PeerInfo]) -> Positions {
+    snapshot
+        .iter()
+        .map(|p| (p.id.clone(), (p.parent.clone(), p.depth, p.role)))
+        .collect()
+}
+
+/// The invariants of `shared/design.md`, checked from the outside.
+fn check_tree(config: &MeshConfig, snapshot: &[PeerInfo], waiting: usize) {
+    let by_id: BTreeMap<&str, &PeerInfo> = snapshot.iter().map(|p| (p.id.as_str(), p)).collect();
+    assert_eq!(by_id.len(), snapshot.len(), "ids are unique");
+    let mut roots = 0;
+    let mut parentless_relays = 0;
+    for p in snapshot {
+        let cap = p.capacity.map_or(config.max_children, |c| {
+            (c as usize).min(config.max_children)
+        });
+        assert!(
+            p.children.len() <= cap,
+            "{} has {} children, capacity {cap}",
+            p.id,
+            p.children.len()
+        );
+        for c in &p.children {
+            let child = by_id
+                .get(c.as_str())
+                .unwrap_or_else(|| panic!("{} names missing child {c}", p.id));
+            assert_eq!(
+                child.parent.as_deref(),
+                Some(p.id.as_str()),
+                "child {c} names its parent back"
+            );
+        }
+        match &p.parent {
+            None => {
+                assert_eq!(p.depth, 0, "{} has no parent but depth {}", p.id, p.depth);
+                if p.role == PeerRole::Root {
+                    roots += 1;
+                } else {
+                    parentless_relays += 1;
+                }
+            }
+            Some(parent) => {
+                assert_ne!(p.role, PeerRole::Root, "{} is a root with a parent", p.id);
+                let q = by_id
+                    .get(parent.as_str())
+                    .unwrap_or_else(|| panic!("{} names missing parent", p.id));
+                assert!(q.children.contains(&p.id), "{parent} lists child {}", p.id);
+                assert_eq!(p.depth, q.depth + 1, "{} depth under {parent}", p.id);
+            }
+        }
+        if p.capacity == Some(0) && p.role != PeerRole::Root {
+            assert_eq!(p.role, PeerRole::Leaf);
+        }
+        // No cycles: walking up ends at a parentless peer within n steps.
+        let mut at = p;
+        for _ in 0..=snapshot.len() {
+            match &at.parent {
+                Some(q) => at = by_id[q.as_str()],
+                None => break,
+            }
+        }
+        assert!(at.parent.is_none(), "{} is on a cycle", p.id);
+    }
+    assert!(
+        roots <= config.root_peer_count,
+        "{roots} roots over the cap"
+    );
+    assert_eq!(
+        parentless_relays, waiting,
+        "parentless non-roots are exactly the waiting peers"
+    );
+    // Depth limit: peers placed under a root (not inside a waiting subtree).
+    for p in snapshot {
+        let mut at = p;
+        while let Some(q) = &at.parent {
+            at = by_id[q.as_str()];
+        }
+        if at.role == PeerRole::Root {
+            assert!(
+                p.depth <= config.max_depth,
+                "{} at depth {} over the limit",
+                p.id,
+                p.depth
+            );
+        }
+    }
+}
+
+/// Every peer whose position differs is reported, each once, with its new position; no other.
+fn check_reported(before: &Positions, after: &Positions, reported: &[PeerAssignment]) {
+    let mut seen = BTreeSet::new();
+    for a in reported {
+        assert!(
+            seen.insert(a.peer_id.clone()),
+            "{} reported twice",
+            a.peer_id
+        );
+        let now = after.get(&a.peer_id).expect("reported peer exists");
+        assert_eq!(
+            &(a.parent.clone(), a.depth, a.role),
+            now,
+            "report for {} is current",
+            a.peer_id
+        );
+    }
+    for (id, now) in after {
+        if let Some(old) = before.get(id) {
+            if old != now {
+                assert!(
+                    seen.contains(id),
+                    "{id} moved {old:?} -> {now:?} but was not reported"
+                );
+            }
+        }
+    }
+}
+
+fn run(config: MeshConfig, ops: Vec<Op>) {
+    let mut planner = Planner::new(config.clone());
+    let mut members: BTreeSet<String> = BTreeSet::new();
+    let t0 = Instant::now();
+    let mut now = t0;
+    for op in ops {
+        let before_snapshot = planner.snapshot("t");
+        let before = positions(&before_snapshot);
+        let mut reported: Option<Vec<PeerAssignment>> = None;
+        match op {
+            Op::Join(i, cap) => {
+                let id = format!("p{i}");
+                match planner.join(&id, cap, now) {
+                    Ok(a) => {
+                        assert!(members.insert(id.clone()), "join of a present id succeeded");
+                        let mut r = vec![a];
+                        r.retain(|_| true);
+                        reported = Some(r);
+                    }
+                    Err(MeshError::DuplicatePeer(_)) => assert!(members.contains(&id)),
+                    Err(MeshError::NoAvailableParent | MeshError::TreeDepthExceeded { .. }) => {
+                        assert!(!members.contains(&id));
+                        assert!(planner.root_count() >= config.root_peer_count);
+                    }
+                    Err(e) => panic!("unexpected {e}"),
+                }
+                if reported.is_some() {
+                    // A join moves nobody else.
+                    let after = positions(&planner.snapshot("t"));
+                    for (id2, pos) in &before {
+                        assert_eq!(after.get(id2), Some(pos), "join moved {id2}");
+                    }
+                    reported = None;
+                }
+            }
+            Op::Leave(i) => {
+                let id = format!("p{i}");
+                match planner.leave(&id) {
+                    Ok(out) => {
+                        assert!(members.remove(&id));
+                        let old = before_snapshot.iter().find(|p| p.id == id).unwrap();
+                        let mut expected: Vec<String> = old.parent.iter().cloned().collect();
+                        expected.extend(old.children.iter().cloned());
+                        assert_eq!(out.neighbours, expected, "PeerLeft goes to the neighbours");
+                        for u in &out.unplaced {
+                            let a = out
+                                .changed
+                                .iter()
+                                .find(|a| &a.peer_id == u)
+                                .expect("unplaced reported");
+                            assert!(a.parent.is_none() && a.role != PeerRole::Root);
+                        }
+                        reported = Some(out.changed);
+                    }
+                    Err(MeshError::PeerNotFound(_)) => assert!(!members.contains(&id)),
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+            Op::Reassign(i) => match planner.reassign(&format!("p{i}")) {
+                Ok(changed) => reported = Some(changed),
+                Err(MeshError::PeerNotFound(_)) => assert!(!members.contains(&format!("p{i}"))),
+                Err(e) => panic!("unexpected {e}"),
+            },
+            Op::RemoveDetaching(i) => {
+                let id = format!("p{i}");
+                match planner.remove_detaching(&id) {
+                    Ok(orphans) => {
+                        assert!(members.remove(&id));
+                        let old = before_snapshot.iter().find(|p| p.id == id).unwrap();
+                        assert_eq!(orphans, old.children);
+                        for o in &orphans {
+                            assert_eq!(planner.assignment(o).unwrap().parent, None);
+                        }
+                    }
+                    Err(_) => assert!(!members.contains(&id)),
+                }
+            }
+            Op::PlaceDetached => reported = Some(planner.place_detached()),
+            Op::Heartbeat(i) => {
+                let id = format!("p{i}");
+                assert_eq!(planner.heartbeat(&id, now), members.contains(&id));
+            }
+            Op::Advance(s) => {
+                now += Duration::from_secs(u64::from(s));
+                let expected_dead: BTreeSet<String> = planner.dead_peers(now).into_iter().collect();
+                let outs = planner.sweep(now);
+                let swept: BTreeSet<String> = outs.iter().map(|o| o.peer_id.clone()).collect();
+                assert_eq!(swept, expected_dead, "sweep removes exactly the dead");
+                for id in &swept {
+                    members.remove(id);
+                }
+            }
+        }
+        let after_snapshot = planner.snapshot("t");
+        if let Some(changed) = reported {
+            check_reported(&before, &positions(&after_snapshot), &changed);
+        }
+        let ids: BTreeSet<String> = after_snapshot.iter().map(|p| p.id.clone()).collect();
+        assert_eq!(ids, members, "the planner holds exactly the joined peers");
+        assert_eq!(planner.peer_count(), members.len());
+        check_tree(&config, &after_snapshot, planner.waiting_count());
+        if let Err(e) = planner.check_invariants() {
+            panic!("planner invariant: {e}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_over_long_random_sequences(
+        config in config(),
+        ops in prop::collection::vec(op(), 10_000),
+    ) {
+        run(config, ops);
+    }
+}
+
+/// Without leaves, a full tree built of equal-capacity peers is as shallow as
+/// possible, and leaves keep it that way: a leave never deepens the tree.
+#[test]
+fn leaves_never_deepen_a_uniform_tree() {
+    let config = MeshConfig {
+        max_children: 3,
+        root_peer_count: 4,
+        max_depth: 10,
+        heartbeat_timeout_secs: 10,
+    };
+    let mut planner = Planner::new(config);
+    let now = Instant::now();
+    for i in 0..2000 {
+        planner.join(&format!("p{i}"), None, now).unwrap();
+    }
+    let depth = |p: &Planner| p.snapshot("t").iter().map(|i| i.depth).max().unwrap();
+    let start = depth(&planner);
+    let mut next = 2000;
+    for i in (0..2000).step_by(3) {
+        planner.leave(&format!("p{i}")).unwrap();
+        planner.join(&format!("p{next}"), None, now).unwrap();
+        next += 1;
+        assert!(depth(&planner) <= start);
+        assert_eq!(planner.waiting_count(), 0);
+    }
+    planner.check_invariants().unwrap();
+}

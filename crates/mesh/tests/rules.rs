@@ -1,0 +1,386 @@
+//! One test per placement and re-planning rule of the planner.
+
+use meshrelay_mesh::{MeshConfig, MeshError, PeerRole, Planner};
+use std::time::{Duration, Instant};
+
+fn planner(max_children: usize, roots: usize, max_depth: u32) -> Planner {
+    Planner::new(MeshConfig {
+        max_children,
+        root_peer_count: roots,
+        max_depth,
+        heartbeat_timeout_secs: 10,
+    })
+}
+
+fn join_all(p: &mut Planner, ids: &[&str]) {
+    let now = Instant::now();
+    for id in ids {
+        p.join(id, None, now).unwrap();
+    }
+}
+
+fn parent(p: &Planner, id: &str) -> Option<String> {
+    p.assignment(id).unwrap().parent
+}
+
+fn depth(p: &Planner, id: &str) -> u32 {
+    p.assignment(id).unwrap().depth
+}
+
+#[test]
+fn first_peers_are_roots_up_to_the_root_count() {
+    let mut p = planner(3, 2, 4);
+    join_all(&mut p, &["a", "b", "c"]);
+    assert_eq!(p.assignment("a").unwrap().role, PeerRole::Root);
+    assert_eq!(p.assignment("b").unwrap().role, PeerRole::Root);
+    let c = p.assignment("c").unwrap();
+    assert_eq!((c.role, c.depth), (PeerRole::Relay, 1));
+    assert_eq!(p.root_count(), 2);
+}
+
+#[test]
+fn parent_is_the_shallowest_with_a_free_slot_then_the_least_loaded() {
+    let mut p = planner(2, 2, 4);
+    join_all(&mut p, &["r1", "r2", "c1", "c2", "c3", "c4", "g1"]);
+    // c1..c4 spread over both roots before anyone goes to depth 2.
+    for c in ["c1", "c2", "c3", "c4"] {
+        assert_eq!(depth(&p, c), 1);
+    }
+    assert_eq!(p.peer("r1", "t").unwrap().children.len(), 2);
+    assert_eq!(p.peer("r2", "t").unwrap().children.len(), 2);
+    assert_eq!(depth(&p, "g1"), 2);
+}
+
+#[test]
+fn capacity_is_clamped_and_zero_never_parents() {
+    let mut p = planner(2, 1, 5);
+    let now = Instant::now();
+    p.join("r", Some(99), now).unwrap();
+    p.join("zero", Some(0), now).unwrap();
+    assert_eq!(p.assignment("zero").unwrap().role, PeerRole::Leaf);
+    p.join("x", None, now).unwrap();
+    // r holds 2 (clamped from 99); the next goes under x, never under zero.
+    let y = p.join("y", None, now).unwrap();
+    assert_eq!(y.parent.as_deref(), Some("x"));
+    assert_eq!(p.peer("r", "t").unwrap().capacity, Some(99));
+}
+
+#[test]
+fn a_full_tree_refuses_joins_within_the_depth_limit() {
+    let mut p = planner(1, 1, 2);
+    join_all(&mut p, &["r", "d1", "d2"]);
+    assert_eq!(
+        p.join("d3", None, Instant::now()),
+        Err(MeshError::NoAvailableParent)
+    );
+    assert_eq!(p.peer_count(), 3);
+}
+
+#[test]
+fn a_duplicate_id_is_refused_and_the_original_kept() {
+    let mut p = planner(3, 1, 4);
+    join_all(&mut p, &["r", "a"]);
+    p.record_forward_report("a", 7);
+    let err = p.join("a", Some(1), Instant::now()).unwrap_err();
+    assert_eq!(err, MeshError::DuplicatePeer("a".into()));
+    let a = p.peer("a", "t").unwrap();
+    assert_eq!(
+        (a.forwarded_frames, a.capacity, a.parent.as_deref()),
+        (7, None, Some("r"))
+    );
+}
+
+#[test]
+fn an_inner_peer_is_replaced_by_a_leaf_child_that_hosts_its_siblings() {
+    let mut p = planner(3, 1, 4);
+    let now = Instant::now();
+    p.join("r", Some(1), now).unwrap();
+    join_all(&mut p, &["m", "k1", "k2", "k3"]);
+    assert_eq!(p.peer("m", "t").unwrap().children, vec!["k1", "k2", "k3"]);
+    let out = p.leave("m").unwrap();
+    assert_eq!(out.neighbours, vec!["r", "k1", "k2", "k3"]);
+    assert!(out.unplaced.is_empty());
+    // One child takes m's place under r; the other two stay at depth 2 under it.
+    assert_eq!(out.changed.len(), 3);
+    let stand_in = out
+        .changed
+        .iter()
+        .find(|a| a.parent.as_deref() == Some("r"))
+        .expect("a child moved up");
+    assert_eq!(stand_in.depth, 1);
+    for a in out.changed.iter().filter(|a| a.peer_id != stand_in.peer_id) {
+        assert_eq!(a.parent.as_deref(), Some(stand_in.peer_id.as_str()));
+        assert_eq!(a.depth, 2);
+    }
+    p.check_invariants().unwrap();
+}
+
+#[test]
+fn a_root_that_leaves_is_replaced_and_the_root_count_kept() {
+    let mut p = planner(2, 2, 4);
+    join_all(&mut p, &["r1", "r2", "a", "b", "c", "d", "e"]);
+    let out = p.leave("r1").unwrap();
+    assert_eq!(p.root_count(), 2);
+    assert!(out.changed.iter().any(|a| a.role == PeerRole::Root));
+    for a in &out.changed {
+        assert!(a.depth <= 1, "nobody moves deeper: {a:?}");
+    }
+    p.check_invariants().unwrap();
+}
+
+#[test]
+fn a_freed_root_slot_is_filled_by_promoting_a_leaf() {
+    let mut p = planner(2, 2, 4);
+    join_all(&mut p, &["r1", "r2", "a"]);
+    assert_eq!(parent(&p, "a").as_deref(), Some("r1"));
+    let out = p.leave("r2").unwrap();
+    assert_eq!(out.neighbours, Vec::<String>::new());
+    assert_eq!(out.changed.len(), 1);
+    assert_eq!(out.changed[0].peer_id, "a");
+    assert_eq!(out.changed[0].role, PeerRole::Root);
+    assert_eq!(p.root_count(), 2);
+    assert_eq!(p.offload_percentage(), 0.0);
+}
+
+/// r(2) -> {m(2) -> {k1(1) -> g1, k2(1) -> g2}, o(2) -> {y}}: a free slot under o.
+fn two_full_branches() -> Planner {
+    let mut p = planner(3, 1, 6);
+    let now = Instant::now();
+    for (id, cap) in [
+        ("r", 2),
+        ("m", 2),
+        ("o", 2),
+        ("k1", 1),
+        ("x", 0),
+        ("k2", 1),
+        ("y", 0),
+        ("g1", 0),
+        ("g2", 0),
+    ] {
+        p.join(id, Some(cap), now).unwrap();
+    }
+    assert_eq!(p.peer("m", "t").unwrap().children, vec!["k1", "k2"]);
+    assert_eq!(p.peer("o", "t").unwrap().children, vec!["x", "y"]);
+    assert_eq!(parent(&p, "g1").as_deref(), Some("k1"));
+    assert_eq!(parent(&p, "g2").as_deref(), Some("k2"));
+    p.leave("x").unwrap();
+    p
+}
+
+#[test]
+fn children_the_stand_in_cannot_host_move_with_their_subtrees() {
+    let mut p = two_full_branches();
+    let out = p.leave("m").unwrap();
+    assert!(out.unplaced.is_empty());
+    // No childless peer can host anyone, so k1 moves up with its subtree and
+    // k2 moves whole to the free slot under o, outside its own subtree.
+    assert_eq!(parent(&p, "k1").as_deref(), Some("r"));
+    assert_eq!((depth(&p, "k1"), depth(&p, "g1")), (1, 2));
+    assert_eq!(parent(&p, "k2").as_deref(), Some("o"));
+    assert_eq!(depth(&p, "g2"), depth(&p, "k2") + 1);
+    let mut moved: Vec<_> = out.changed.iter().map(|a| a.peer_id.as_str()).collect();
+    moved.sort();
+    assert_eq!(
+        moved,
+        vec!["g1", "k1", "k2"],
+        "g2 kept its parent and depth"
+    );
+    for a in &out.changed {
+        assert_eq!(p.assignment(&a.peer_id).as_ref(), Some(a));
+    }
+    p.check_invariants().unwrap();
+}
+
+#[test]
+fn an_orphan_with_free_slots_moves_up_and_hosts_its_siblings() {
+    let mut p = planner(3, 1, 6);
+    let now = Instant::now();
+    for (id, cap) in [
+        ("r", 1),
+        ("m", 2),
+        ("k1", 1),
+        ("k2", 3),
+        ("g1", 0),
+        ("g2", 0),
+    ] {
+        p.join(id, Some(cap), now).unwrap();
+    }
+    assert_eq!(parent(&p, "g2").as_deref(), Some("k2"));
+    let out = p.leave("m").unwrap();
+    assert_eq!(parent(&p, "k2").as_deref(), Some("r"));
+    assert_eq!(parent(&p, "k1").as_deref(), Some("k2"));
+    assert_eq!(
+        (depth(&p, "k1"), depth(&p, "g1"), depth(&p, "g2")),
+        (2, 3, 2)
+    );
+    let mut moved: Vec<_> = out.changed.iter().map(|a| a.peer_id.as_str()).collect();
+    moved.sort();
+    assert_eq!(moved, vec!["g2", "k1", "k2"]);
+    p.check_invariants().unwrap();
+}
+
+#[test]
+fn orphans_with_no_room_anywhere_are_reported_unplaced_and_wait() {
+    let mut p = planner(3, 1, 6);
+    let now = Instant::now();
+    for (id, cap) in [
+        ("r", 1),
+        ("m", 3),
+        ("k0", 0),
+        ("k1", 1),
+        ("k2", 1),
+        ("g1", 0),
+        ("g2", 0),
+    ] {
+        p.join(id, Some(cap), now).unwrap();
+    }
+    let out = p.leave("m").unwrap();
+    let mut unplaced = out.unplaced.clone();
+    unplaced.sort();
+    assert_eq!(unplaced, vec!["k1", "k2"]);
+    for id in ["k1", "k2"] {
+        let a = out.changed.iter().find(|a| a.peer_id == id).unwrap();
+        assert_eq!((a.parent.as_deref(), a.depth), (None, 0));
+    }
+    // Their subtrees stay with them.
+    assert_eq!(parent(&p, "g1").as_deref(), Some("k1"));
+    assert_eq!(p.waiting_count(), 2);
+    assert_eq!(p.offload_percentage(), 100.0 * 3.0 / 6.0);
+    p.check_invariants().unwrap();
+    // k0 leaving frees r's slot: one waiting subtree is placed in the same step.
+    let out = p.leave("k0").unwrap();
+    assert_eq!(p.waiting_count(), 1);
+    assert_eq!(
+        out.changed.len(),
+        2,
+        "a waiting peer and its child moved: {out:?}"
+    );
+    p.check_invariants().unwrap();
+}
+
+#[test]
+fn peers_that_fit_nowhere_wait_and_are_placed_when_room_frees() {
+    let mut p = planner(1, 1, 2);
+    join_all(&mut p, &["r", "a", "b"]);
+    // Chain r -> a -> b at the depth limit; a new root slot appears only when r leaves.
+    let out = p.leave("a").unwrap();
+    // b takes a's place: nobody waits.
+    assert!(out.unplaced.is_empty());
+    assert_eq!(parent(&p, "b").as_deref(), Some("r"));
+
+    // A detached subtree too tall to fit is split, never dropped.
+    let mut p = planner(1, 1, 3);
+    join_all(&mut p, &["r", "a", "b", "c"]);
+    let orphans = p.remove_detaching("a").unwrap();
+    assert_eq!(orphans, vec!["b"]);
+    assert_eq!(p.waiting_count(), 1);
+    let changed = p.place_detached();
+    assert_eq!(p.waiting_count(), 0);
+    assert_eq!(parent(&p, "b").as_deref(), Some("r"));
+    assert_eq!(depth(&p, "c"), 2);
+    assert_eq!(changed.len(), 2, "b and c both moved up: {changed:?}");
+    p.check_invariants().unwrap();
+}
+
+#[test]
+fn the_leave_result_names_peers_that_could_not_be_placed() {
+    let mut p = planner(2, 1, 1);
+    let now = Instant::now();
+    p.join("r", None, now).unwrap();
+    p.join("a", Some(0), now).unwrap();
+    p.join("b", Some(0), now).unwrap();
+    // Remove the root without re-planning, then fill the root slot with a newcomer.
+    p.remove_detaching("r").unwrap();
+    p.join("n", Some(1), now).unwrap();
+    assert_eq!(p.root_count(), 1);
+    // n hosts one of them; the other has nowhere to go.
+    let placed = p.place_detached();
+    assert_eq!(placed.len(), 1);
+    assert_eq!(p.waiting_count(), 1);
+    let waiting = if parent(&p, "a").is_none() { "a" } else { "b" };
+    // When n leaves, the placed one takes the root slot and the waiting one stays unplaced.
+    let out = p.leave("n").unwrap();
+    assert_eq!(p.root_count(), 1);
+    assert_eq!(p.waiting_count(), 1);
+    assert!(p.assignment(waiting).unwrap().parent.is_none());
+    assert!(
+        out.unplaced.is_empty(),
+        "only newly unplaced peers are listed: {out:?}"
+    );
+    p.check_invariants().unwrap();
+}
+
+#[test]
+fn reassign_never_moves_a_peer_into_its_own_subtree() {
+    let mut p = planner(1, 1, 10);
+    join_all(&mut p, &["r", "a", "b", "c"]);
+    // The only free slot is under c, a's own descendant: a stays.
+    assert!(p.reassign("a").unwrap().is_empty());
+    assert_eq!(parent(&p, "a").as_deref(), Some("r"));
+    p.check_invariants().unwrap();
+}
+
+#[test]
+fn reassign_moves_a_live_peer_to_a_less_loaded_parent() {
+    let mut p = planner(3, 2, 4);
+    join_all(&mut p, &["r1", "r2", "a", "b", "c"]);
+    // a under r1, b under r2, c under r1; leaving b makes r2 the least loaded.
+    p.leave("b").unwrap();
+    let from = parent(&p, "c").unwrap();
+    let changed = p.reassign("c").unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_ne!(changed[0].parent.as_ref(), Some(&from));
+}
+
+#[test]
+fn sweep_removes_only_peers_silent_past_the_timeout() {
+    let mut p = planner(3, 1, 4);
+    let t0 = Instant::now();
+    p.join("r", None, t0).unwrap();
+    p.join("quiet", None, t0).unwrap();
+    p.join("chatty", None, t0).unwrap();
+    for s in [4, 8, 12] {
+        assert!(p.heartbeat("r", t0 + Duration::from_secs(s)));
+        assert!(p.heartbeat("chatty", t0 + Duration::from_secs(s)));
+    }
+    assert!(
+        p.sweep(t0 + Duration::from_secs(10)).is_empty(),
+        "exactly at the timeout is alive"
+    );
+    let outs = p.sweep(t0 + Duration::from_secs(11));
+    assert_eq!(outs.len(), 1);
+    assert_eq!(outs[0].peer_id, "quiet");
+    assert_eq!(outs[0].neighbours, vec!["r"]);
+    assert!(p.sweep(t0 + Duration::from_secs(22)).is_empty());
+    assert_eq!(p.sweep(t0 + Duration::from_secs(23)).len(), 2);
+    assert!(!p.heartbeat("gone", t0));
+}
+
+#[test]
+fn forward_reports_replace_the_count() {
+    let mut p = planner(3, 1, 4);
+    join_all(&mut p, &["r"]);
+    assert!(p.record_forward_report("r", 500));
+    assert!(p.record_forward_report("r", 5));
+    assert_eq!(p.peer("r", "t").unwrap().forwarded_frames, 5);
+    assert!(!p.record_forward_report("nobody", 1));
+}
+
+#[test]
+fn neighbours_are_parent_and_child_only() {
+    let mut p = planner(3, 1, 4);
+    join_all(&mut p, &["r", "a", "b"]);
+    assert!(p.are_neighbours("r", "a"));
+    assert!(p.are_neighbours("a", "r"));
+    assert!(!p.are_neighbours("a", "b"));
+    assert!(!p.are_neighbours("a", "a"));
+    assert!(!p.are_neighbours("a", "ghost"));
+}
+
+#[test]
+fn offload_counts_peers_fed_by_peers() {
+    let mut p = planner(3, 2, 4);
+    assert_eq!(p.offload_percentage(), 0.0);
+    join_all(&mut p, &["r1", "r2", "a", "b"]);
+    assert_eq!(p.offload_percentage(), 50.0);
+}
