@@ -176,9 +176,12 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
                 match planner.join(&id, cap, now) {
                     Ok(a) => {
                         assert!(members.insert(id.clone()), "join of a present id succeeded");
-                        let mut r = vec![a];
-                        r.retain(|_| true);
-                        reported = Some(r);
+                        // A join moves nobody else.
+                        let after = positions(&planner.snapshot("t"));
+                        assert_eq!(after[&id], (a.parent.clone(), a.depth, a.role));
+                        for (other, pos) in &before {
+                            assert_eq!(after.get(other), Some(pos), "join moved {other}");
+                        }
                     }
                     Err(MeshError::DuplicatePeer(_)) => assert!(members.contains(&id)),
                     Err(MeshError::NoAvailableParent | MeshError::TreeDepthExceeded { .. }) => {
@@ -186,14 +189,6 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
                         assert!(planner.root_count() >= config.root_peer_count);
                     }
                     Err(e) => panic!("unexpected {e}"),
-                }
-                if reported.is_some() {
-                    // A join moves nobody else.
-                    let after = positions(&planner.snapshot("t"));
-                    for (id2, pos) in &before {
-                        assert_eq!(after.get(id2), Some(pos), "join moved {id2}");
-                    }
-                    reported = None;
                 }
             }
             Op::Leave(i) => {
@@ -297,11 +292,9 @@ fn leaves_never_deepen_a_uniform_tree() {
     }
     let depth = |p: &Planner| p.snapshot("t").iter().map(|i| i.depth).max().unwrap();
     let start = depth(&planner);
-    let mut next = 2000;
-    for i in (0..2000).step_by(3) {
+    for (next, i) in (2000..).zip((0..2000).step_by(3)) {
         planner.leave(&format!("p{i}")).unwrap();
         planner.join(&format!("p{next}"), None, now).unwrap();
-        next += 1;
         assert!(depth(&planner) <= start);
         assert_eq!(planner.waiting_count(), 0);
     }
