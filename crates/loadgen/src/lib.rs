@@ -1,0 +1,58 @@
+//! Load generator for meshrelay's `/signal` WebSocket.
+//!
+//! Opens N concurrent signal clients against a server on loopback, registers
+//! them all on one track at an offered rate, and reports:
+//! - Register -> AssignParent latency (p50/p90/p99/max) and the achieved
+//!   registration rate;
+//! - server RSS per connected peer (`--server-pid`) and the generator's own;
+//! - after churning a fraction of the clients (half close frame, half abrupt
+//!   drop), the time until every orphan was told a live parent and every
+//!   neighbour got its PeerLeft, and a check that every remaining client's
+//!   last AssignParent names a parent that is still connected;
+//! - with `--find-max-rate`, the highest registration rate sustained.
+//!
+//! Only loopback targets are accepted, N is checked against the open-file
+//! limit, and every phase is bounded in time. Used by `meshrelay
+//! bench-signal` and by the `meshrelay-loadgen` binary.
+
+mod args;
+mod bench;
+mod churn;
+mod client;
+mod fleet;
+mod memory;
+mod register;
+mod report;
+mod search;
+pub mod stats;
+mod sys;
+mod target;
+mod verify;
+mod wire;
+
+pub use args::Args;
+
+use anyhow::{bail, Context};
+
+/// Runs the bench described by `args` and prints its figures to stdout
+/// (progress goes to stderr). Fails on invalid options, on a non-loopback
+/// target, or when N exceeds what the open-file limit allows; stops by itself
+/// after `--time-limit-secs`.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let plan = args.plan()?;
+    let limit = sys::raise_nofile_limit().context("reading the open-file limit")?;
+    sys::check_fd_budget(plan.clients, limit, sys::open_fds())?;
+    let work = async {
+        match plan.search {
+            Some(search) => search::run(&plan, search).await,
+            None => bench::run(&plan).await,
+        }
+    };
+    match tokio::time::timeout(plan.time_limit, work).await {
+        Ok(r) => r,
+        Err(_) => bail!(
+            "time limit of {:.0} s reached; the run was stopped (raise --time-limit-secs)",
+            plan.time_limit.as_secs_f64()
+        ),
+    }
+}

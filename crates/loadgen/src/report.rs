@@ -1,0 +1,153 @@
+//! Plain-text figures table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::churn::Churn;
+use crate::register::Registration;
+use crate::stats::ms;
+use crate::verify::TreeCheck;
+
+/// Builds a two-column table, grouped in sections.
+#[derive(Default)]
+pub(crate) struct Table {
+    out: String,
+}
+
+impl Table {
+    /// Starts a section.
+    pub fn section(&mut self, title: &str) -> &mut Self {
+        let _ = writeln!(self.out, "\n{title}");
+        self
+    }
+
+    /// Adds one row.
+    pub fn row(&mut self, name: &str, value: impl std::fmt::Display) -> &mut Self {
+        let _ = writeln!(self.out, "  {name:<34} {value}");
+        self
+    }
+
+    /// The table text.
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// Rows of a registration phase.
+pub(crate) fn registration(t: &mut Table, r: &Registration) {
+    t.row(
+        "registered",
+        format!(
+            "{} / {} (failed {}, still pending {})",
+            r.registered, r.launched, r.failed, r.pending
+        ),
+    )
+    .row(
+        "achieved registration rate",
+        format!(
+            "{:.0} /s (offered {:.0} /s, {:.1}%; launch took {:.2} s)",
+            r.achieved_rate,
+            r.offered_rate,
+            100.0 * r.achieved_rate / r.offered_rate,
+            r.launch_secs
+        ),
+    )
+    .row("Register -> AssignParent", r.latency)
+    .row("TCP connect + upgrade", r.connect);
+}
+
+/// Rows of a tree check.
+pub(crate) fn tree(t: &mut Table, name: &str, c: &TreeCheck) {
+    t.row(
+        name,
+        format!(
+            "{}: {} clients, {} roots, {} under a connected parent, {} unplaced, \
+             {} parent gone, {} depth mismatch, {} foreign parent",
+            if c.ok() { "OK" } else { "VIOLATIONS" },
+            c.checked,
+            c.roots,
+            c.parent_connected,
+            c.unplaced,
+            c.parent_gone,
+            c.depth_mismatch,
+            c.parent_foreign
+        ),
+    );
+    for e in &c.examples {
+        t.row("  e.g.", e);
+    }
+}
+
+/// Rows of the churn phase.
+pub(crate) fn churn(t: &mut Table, c: &Churn) {
+    t.row(
+        "churned",
+        format!(
+            "{} of {} ({} close frame, {} abrupt)",
+            c.clean + c.abrupt,
+            c.registered_before,
+            c.clean,
+            c.abrupt
+        ),
+    )
+    .row(
+        "orphans re-told a live parent",
+        format!(
+            "{} / {}{}",
+            c.orphans_retold,
+            c.orphans,
+            if c.timed_out {
+                "  (SETTLE TIMEOUT reached)"
+            } else {
+                ""
+            }
+        ),
+    )
+    .row(
+        "all orphans re-told after",
+        if c.orphans == 0 {
+            "n/a (no orphans)".to_string()
+        } else if c.orphans_retold == c.orphans {
+            format!("{} ms", ms(c.retell.max))
+        } else {
+            format!(
+                "never ({} orphans not re-told)",
+                c.orphans - c.orphans_retold
+            )
+        },
+    )
+    .row("per-orphan re-tell time", c.retell)
+    .row(
+        "PeerLeft delivered",
+        format!(
+            "{} / {} owed neighbours got theirs ({} owed, {} received)",
+            c.peer_left_satisfied_clients,
+            c.peer_left_expected_clients,
+            c.peer_left_expected,
+            c.peer_left_received
+        ),
+    )
+    .row(
+        "AssignParent after churn",
+        format!(
+            "{} messages to {} clients",
+            c.assigns_received, c.clients_reassigned
+        ),
+    )
+    .row(
+        "last AssignParent/PeerLeft after",
+        c.last_message_us
+            .map_or("none received".to_string(), |us| format!("{} ms", ms(us))),
+    )
+    .row("remaining clients dropped by server", c.lost);
+}
+
+/// Rows of the error counts.
+pub(crate) fn errors(t: &mut Table, errors: &BTreeMap<String, u64>) {
+    if errors.is_empty() {
+        t.row("errors", "none");
+    }
+    for (what, n) in errors {
+        t.row(&format!("{n} x"), what);
+    }
+}

@@ -1,0 +1,95 @@
+//! Process facts from the OS: open-file limit, open descriptors, RSS.
+
+use anyhow::{bail, Result};
+
+/// Descriptors kept free beyond the clients: runtime, stdio, /proc reads.
+pub(crate) const FD_RESERVE: u64 = 64;
+
+/// Raises the soft open-file limit to the hard one where allowed and returns
+/// the soft limit in force.
+pub(crate) fn raise_nofile_limit() -> std::io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// Number of descriptors this process has open now (0 when unknown).
+pub(crate) fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as u64)
+        .unwrap_or(0)
+}
+
+/// Refuses `clients` when they cannot all hold a socket within `limit`
+/// descriptors, `open` being already used.
+pub(crate) fn check_fd_budget(clients: usize, limit: u64, open: u64) -> Result<()> {
+    let budget = limit.saturating_sub(open).saturating_sub(FD_RESERVE);
+    if clients as u64 > budget {
+        bail!(
+            "{clients} clients need {clients} sockets, but the open-file limit of this process \
+             (ulimit -n) is {limit} with {open} already open and {FD_RESERVE} kept in reserve: \
+             use --clients {budget} or fewer, or run several load generator processes"
+        );
+    }
+    Ok(())
+}
+
+/// VmRSS of `pid` in KiB, from /proc/PID/status; `None` if unreadable.
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_vmrss(&status)
+}
+
+/// VmRSS of this process in KiB.
+pub(crate) fn self_rss_kib() -> Option<u64> {
+    rss_kib(std::process::id())
+}
+
+/// The `VmRSS:` line of a /proc status text, in KiB.
+pub(crate) fn parse_vmrss(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_budget() {
+        assert!(check_fd_budget(19_000, 20_000, 10).is_ok());
+        assert!(check_fd_budget(19_926, 20_000, 10).is_ok());
+        let err = check_fd_budget(19_927, 20_000, 10).unwrap_err().to_string();
+        assert!(err.contains("--clients 19926 or fewer"), "{err}");
+        assert!(check_fd_budget(1, 10, 10).is_err());
+    }
+
+    #[test]
+    fn vmrss() {
+        let s = "Name:\tx\nVmPeak:\t  100 kB\nVmRSS:\t   2048 kB\nThreads: 1\n";
+        assert_eq!(parse_vmrss(s), Some(2048));
+        assert_eq!(parse_vmrss("Name: x\n"), None);
+        assert!(self_rss_kib().unwrap() > 0);
+        assert!(open_fds() > 0);
+        assert!(raise_nofile_limit().unwrap() > 0);
+    }
+}

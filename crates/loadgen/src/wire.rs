@@ -1,0 +1,184 @@
+//! The few `/signal` messages the load generator sends and reads.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+/// `{"type":"Register",...}`, the first message of a session.
+#[derive(Serialize)]
+struct Register<'a> {
+    #[serde(rename = "type")]
+    ty: &'static str,
+    peer_id: &'a str,
+    track: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capacity: Option<u32>,
+}
+
+/// JSON text of a Register message.
+pub(crate) fn register_json(peer_id: &str, track: &str, capacity: Option<u32>) -> String {
+    serde_json::to_string(&Register {
+        ty: "Register",
+        peer_id,
+        track,
+        capacity,
+    })
+    .expect("plain struct serialises")
+}
+
+/// JSON text of a Heartbeat message.
+pub(crate) const HEARTBEAT_JSON: &str = r#"{"type":"Heartbeat"}"#;
+
+/// Role of a peer in its tree, as told by AssignParent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Not told (or not understood).
+    Unknown = 0,
+    /// Reads the origin egress.
+    Root = 1,
+    /// Has or may have children.
+    Relay = 2,
+    /// Has no children.
+    Leaf = 3,
+}
+
+impl Role {
+    fn parse(s: &str) -> Self {
+        match s {
+            "Root" => Self::Root,
+            "Relay" => Self::Relay,
+            "Leaf" => Self::Leaf,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// Inverse of `self as u8`.
+    pub fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Root,
+            2 => Self::Relay,
+            3 => Self::Leaf,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// A server-to-client message, reduced to what the bench needs.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Incoming<'a> {
+    /// AssignParent: `parent_id` `None` for a root or an unplaced peer.
+    AssignParent {
+        parent_id: Option<Cow<'a, str>>,
+        depth: u32,
+        role: Role,
+    },
+    /// PeerLeft of a tree neighbour.
+    PeerLeft,
+    /// Error with its code.
+    Error { code: Cow<'a, str> },
+    /// Anything else (relayed Offer/Answer/IceCandidate, unknown types).
+    Other,
+    /// Not a JSON object with a string `type`.
+    Malformed,
+}
+
+#[derive(Deserialize)]
+struct Raw<'a> {
+    #[serde(rename = "type", borrow)]
+    ty: Cow<'a, str>,
+    #[serde(default, borrow)]
+    parent_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    depth: Option<u32>,
+    #[serde(default, borrow)]
+    role: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    code: Option<Cow<'a, str>>,
+}
+
+/// Parses one text frame.
+pub(crate) fn parse(text: &str) -> Incoming<'_> {
+    let Ok(raw) = serde_json::from_str::<Raw<'_>>(text) else {
+        return Incoming::Malformed;
+    };
+    match raw.ty.as_ref() {
+        "AssignParent" => Incoming::AssignParent {
+            parent_id: raw.parent_id,
+            depth: raw.depth.unwrap_or(0),
+            role: raw.role.as_deref().map_or(Role::Unknown, Role::parse),
+        },
+        "PeerLeft" => Incoming::PeerLeft,
+        "Error" => Incoming::Error {
+            code: raw.code.unwrap_or(Cow::Borrowed("")),
+        },
+        _ => Incoming::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_shape() {
+        assert_eq!(
+            register_json("a1", "live/x", Some(3)),
+            r#"{"type":"Register","peer_id":"a1","track":"live/x","capacity":3}"#
+        );
+        assert_eq!(
+            register_json("a1", "live/x", None),
+            r#"{"type":"Register","peer_id":"a1","track":"live/x"}"#
+        );
+    }
+
+    #[test]
+    fn parses_server_messages() {
+        let m = parse(
+            r#"{"type":"AssignParent","peer_id":"abc","role":"Relay","parent_id":"def","depth":1,"ice_servers":[{"urls":["stun:x"]}],"next_object_id":42}"#,
+        );
+        assert_eq!(
+            m,
+            Incoming::AssignParent {
+                parent_id: Some("def".into()),
+                depth: 1,
+                role: Role::Relay
+            }
+        );
+        let m = parse(
+            r#"{"type":"AssignParent","peer_id":"abc","role":"Root","parent_id":null,"depth":0,"ice_servers":[]}"#,
+        );
+        assert_eq!(
+            m,
+            Incoming::AssignParent {
+                parent_id: None,
+                depth: 0,
+                role: Role::Root
+            }
+        );
+        assert_eq!(
+            parse(r#"{"type":"PeerLeft","peer_id":"x"}"#),
+            Incoming::PeerLeft
+        );
+        assert_eq!(
+            parse(r#"{"type":"Error","code":"mesh_full","reason":"no"}"#),
+            Incoming::Error {
+                code: "mesh_full".into()
+            }
+        );
+        assert_eq!(
+            parse(r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#),
+            Incoming::Other
+        );
+        assert_eq!(parse("nope"), Incoming::Malformed);
+        assert_eq!(parse(r#"{"no_type":1}"#), Incoming::Malformed);
+        // Escaped strings are owned, not borrowed, and still parse.
+        assert_eq!(
+            parse(r#"{"type":"AssignParent","parent_id":"d\u0065f","depth":2,"role":"Leaf"}"#),
+            Incoming::AssignParent {
+                parent_id: Some("def".into()),
+                depth: 2,
+                role: Role::Leaf
+            }
+        );
+    }
+}
