@@ -1,1 +1,149 @@
-//! stub
+//! meshrelay's server: `/signal` signaling over the relay-tree planner,
+//! origin ingest and egress, admin API and metrics.
+//!
+//! Each track's planner sits behind its own lock, taken only for planner
+//! calls and non-blocking queue pushes, never across an `.await`. Every
+//! queue towards a client is bounded; a client that cannot keep up is cut
+//! off and its leave is planned.
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod metrics;
+pub mod origin_ws;
+pub mod ratelimit;
+pub mod registry;
+pub mod ring;
+pub mod session;
+pub mod signal_ws;
+pub mod track;
+pub mod ws_util;
+
+pub use app::App;
+pub use config::{parse_ice_servers, ServerConfig};
+
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use axum::Router;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long shutdown waits for connections to send their close frames.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+}
+
+impl Server {
+    /// Binds the listen address.
+    pub async fn bind(config: ServerConfig) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        Ok(Self {
+            listener,
+            app: App::new(config),
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state (for embedding and tests).
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// Serves until `shutdown` resolves, then closes every WebSocket with a
+    /// close frame and returns.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = self.app;
+        crate::metrics::handle();
+        let stop = app.shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stop.cancel();
+        });
+        app.tracker.spawn(tick(Arc::clone(&app)));
+        if app.config.demo {
+            app.tracker.spawn(demo::run(Arc::clone(&app)));
+        }
+        let listener = self.listener.tap_io(|tcp| {
+            // Signaling is latency-bound small messages.
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, router(Arc::clone(&app)))
+            .with_graceful_shutdown(app.shutdown.clone().cancelled_owned())
+            .await?;
+        app.tracker.close();
+        if tokio::time::timeout(SHUTDOWN_GRACE, app.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not close within {SHUTDOWN_GRACE:?}");
+        }
+        Ok(())
+    }
+}
+
+/// The HTTP routes.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/signal", get(signal_ws::handler))
+        .route("/ingest/{*track}", get(origin_ws::ingest))
+        .route("/ws/{*track}", get(origin_ws::egress))
+        .route("/api/v1/mesh", get(admin::mesh))
+        .route("/metrics", get(admin::metrics))
+        .route("/healthz", get(admin::healthz))
+        .route("/sdk/meshrelay.js", get(admin::sdk))
+        .route("/", get(admin::demo_page))
+        .route("/demo", get(admin::demo_page))
+        .with_state(app)
+}
+
+/// Once a second: give waiting (unplaced) peers a place and tell them.
+async fn tick(app: Arc<App>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = app.shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        for track in app.registry.list() {
+            track.place_detached(&app.ctx);
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,62 @@
+//! State shared by every handler.
+
+use crate::config::ServerConfig;
+use crate::registry::Registry;
+use crate::track::MeshCtx;
+use meshrelay_mesh::MeshConfig;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// The running server's shared state.
+pub struct App {
+    /// Settings.
+    pub config: ServerConfig,
+    /// Live tracks.
+    pub registry: Arc<Registry>,
+    /// Tree settings and server-wide peer count.
+    pub ctx: MeshCtx,
+    /// Cancelled when the server stops; every connection task watches it.
+    pub shutdown: CancellationToken,
+    /// Tracks connection tasks so shutdown can wait for their close frames.
+    pub tracker: TaskTracker,
+    next_session: AtomicU64,
+}
+
+impl App {
+    /// Builds the state from settings.
+    pub fn new(config: ServerConfig) -> Arc<Self> {
+        let mesh = MeshConfig {
+            max_children: config.max_children,
+            root_peer_count: config.root_peer_count,
+            max_depth: config.max_depth,
+            // Liveness is decided per connection by the server (sub-second
+            // timeouts allowed); the planner's own sweep is not used.
+            heartbeat_timeout_secs: config.heartbeat_timeout.as_secs_f64().ceil().max(1.0) as u64,
+        };
+        Arc::new(Self {
+            registry: Arc::new(Registry::new(
+                mesh.clone(),
+                config.ring_objects,
+                config.ring_bytes,
+            )),
+            ctx: MeshCtx {
+                mesh,
+                ice_servers: config.ice_servers.clone(),
+                max_peers_per_track: config.max_peers_per_track,
+                max_peers_total: config.max_peers_total,
+                total_peers: AtomicUsize::new(0),
+            },
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            next_session: AtomicU64::new(1),
+            config,
+        })
+    }
+
+    /// A fresh id for a `/signal` session.
+    pub fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+}

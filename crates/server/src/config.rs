@@ -1,0 +1,133 @@
+//! Server settings: every limit the operator can set.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything `meshrelay serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Most children per peer; a peer's claimed capacity is clamped to it.
+    pub max_children: usize,
+    /// Most peers fed directly by the origin, per track.
+    pub root_peer_count: usize,
+    /// Deepest tree depth (roots are 0).
+    pub max_depth: u32,
+    /// A signaling session not heard from (message or pong) for this long is evicted.
+    pub heartbeat_timeout: Duration,
+    /// The RTCIceServer array handed to every peer in `AssignParent`.
+    pub ice_servers: serde_json::Value,
+    /// Token required on `/signal` and `/ws/{track}`, if any.
+    pub subscribe_token: Option<String>,
+    /// Token required on `/ingest/{track}`, if any.
+    pub publish_token: Option<String>,
+    /// `/signal` needs no token even when a subscribe token is set.
+    pub no_auth_signal: bool,
+    /// Objects kept per track for `?from=` resume.
+    pub ring_objects: usize,
+    /// Bytes kept per track for resume (the ring drops oldest objects past it).
+    pub ring_bytes: usize,
+    /// Largest accepted `/signal` text frame.
+    pub max_signal_bytes: usize,
+    /// Largest accepted ingest object.
+    pub max_object_bytes: usize,
+    /// Most peers per track (`None`: unlimited).
+    pub max_peers_per_track: Option<usize>,
+    /// Most peers over all tracks (`None`: unlimited).
+    pub max_peers_total: Option<usize>,
+    /// Sustained `/signal` messages per second per connection.
+    pub message_rate: f64,
+    /// Burst of `/signal` messages allowed above the sustained rate.
+    pub message_burst: f64,
+    /// Messages queued towards one signaling client before it is cut off as slow.
+    pub send_queue: usize,
+    /// Run the built-in demo publisher on `demo/live`.
+    pub demo: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_children: 3,
+            root_peer_count: 30,
+            max_depth: 6,
+            heartbeat_timeout: Duration::from_secs(10),
+            ice_servers: serde_json::Value::Array(Vec::new()),
+            subscribe_token: None,
+            publish_token: None,
+            no_auth_signal: false,
+            ring_objects: 1024,
+            ring_bytes: 64 * 1024 * 1024,
+            max_signal_bytes: 64 * 1024,
+            max_object_bytes: 4 * 1024 * 1024,
+            max_peers_per_track: None,
+            max_peers_total: None,
+            message_rate: 100.0,
+            message_burst: 200.0,
+            send_queue: 256,
+            demo: false,
+        }
+    }
+}
+
+/// Checks an `--mesh-ice-servers` value: a JSON array of RTCIceServer
+/// objects, each with `urls` (a string or a non-empty array of strings) and
+/// optional string `username` / `credential`.
+pub fn parse_ice_servers(json: &str) -> Result<serde_json::Value, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("not valid JSON: {e}"))?;
+    let servers = value
+        .as_array()
+        .ok_or("must be a JSON array of RTCIceServer objects")?;
+    for (i, server) in servers.iter().enumerate() {
+        let obj = server
+            .as_object()
+            .ok_or_else(|| format!("entry {i} is not an object"))?;
+        let urls_ok = match obj.get("urls") {
+            Some(serde_json::Value::String(s)) => !s.is_empty(),
+            Some(serde_json::Value::Array(a)) => {
+                !a.is_empty() && a.iter().all(|u| u.as_str().is_some_and(|s| !s.is_empty()))
+            }
+            _ => false,
+        };
+        if !urls_ok {
+            return Err(format!(
+                "entry {i} needs \"urls\": a non-empty string or array of strings"
+            ));
+        }
+        for key in ["username", "credential"] {
+            if obj.get(key).is_some_and(|v| !v.is_string()) {
+                return Err(format!("entry {i}: \"{key}\" must be a string"));
+            }
+        }
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ice_servers_validation() {
+        assert!(parse_ice_servers("[]").is_ok());
+        assert!(parse_ice_servers(r#"[{"urls":"stun:stun.example.org"}]"#).is_ok());
+        assert!(parse_ice_servers(
+            r#"[{"urls":["turn:t.example.org"],"username":"u","credential":"c"}]"#
+        )
+        .is_ok());
+        for bad in [
+            "",
+            "{",
+            "{}",
+            "[1]",
+            "[{}]",
+            r#"[{"urls":[]}]"#,
+            r#"[{"urls":"x","username":1}]"#,
+        ] {
+            assert!(parse_ice_servers(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Origin WebSockets: `/ingest/{track}` (publisher in) and `/ws/{track}` (egress out).
+
+use crate::app::App;
+use crate::registry::Lease;
+use crate::ring::Read;
+use crate::signal_ws::{authorize, WsQuery};
+use crate::ws_util::{self, CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use meshrelay_protocol::{validate_track, EgressNotice, ErrorCode};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Objects copied out of the ring per lock acquisition.
+const READ_BATCH: usize = 64;
+
+fn bad_track(track: &str) -> Option<Response> {
+    validate_track(track).err().map(|(_, why)| {
+        (StatusCode::BAD_REQUEST, format!("invalid track: {why}\n")).into_response()
+    })
+}
+
+/// Gives up on a write blocked this long: the reader stopped reading.
+fn stall_limit(app: &App) -> Duration {
+    app.config.heartbeat_timeout.max(Duration::from_secs(1))
+}
+
+/// `GET /ingest/{track}`: one binary message per object.
+pub async fn ingest(
+    State(app): State<Arc<App>>,
+    Path(track): Path<String>,
+    Query(q): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let Some(resp) = bad_track(&track) {
+        return resp;
+    }
+    let ws = match authorize(ws, app.config.publish_token.as_deref(), q.token.as_deref()) {
+        Ok(ws) => ws,
+        Err(resp) => return resp,
+    };
+    // Up to twice the limit reaches our check and gets a clean `too_large`.
+    let cap = app.config.max_object_bytes.saturating_mul(2).max(1024);
+    let token = app.tracker.token();
+    ws.read_buffer_size(64 * 1024)
+        .max_message_size(cap)
+        .max_frame_size(cap)
+        .on_upgrade(move |socket| async move {
+            let _tracked = token;
+            let lease = app.registry.acquire(&track);
+            run_ingest(socket, &app, &lease).await;
+        })
+}
+
+async fn run_ingest(mut ws: WebSocket, app: &App, lease: &Lease) {
+    let track = lease.track();
+    let limit = stall_limit(app);
+    track.stats.publishers.fetch_add(1, Ordering::Relaxed);
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = app.shutdown.cancelled() => {
+                ws_util::close(&mut ws, CLOSE_GOING_AWAY, "server shutting down", limit).await;
+                break;
+            }
+            m = ws.recv() => m,
+        };
+        match msg {
+            Some(Ok(Message::Binary(object))) => {
+                if object.len() > app.config.max_object_bytes {
+                    let why = format!(
+                        "object of {} bytes exceeds the limit of {}",
+                        object.len(),
+                        app.config.max_object_bytes
+                    );
+                    ws_util::send_error(&mut ws, ErrorCode::TooLarge, &why, limit).await;
+                    break;
+                }
+                track.publish(&object);
+                metrics::counter!(crate::metrics::OBJECTS_IN).increment(1);
+                metrics::counter!(crate::metrics::BYTES_IN).increment(object.len() as u64);
+            }
+            Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Err(e)) => {
+                if e.to_string().contains("too long") || e.to_string().contains("Space limit") {
+                    ws_util::send_error(&mut ws, ErrorCode::TooLarge, "object too large", limit)
+                        .await;
+                }
+                break;
+            }
+            Some(Ok(Message::Close(_))) | None => break,
+        }
+    }
+    track.stats.publishers.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// `GET /ws/{track}?from=<id>`: framed objects in id order.
+pub async fn egress(
+    State(app): State<Arc<App>>,
+    Path(track): Path<String>,
+    Query(q): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let Some(resp) = bad_track(&track) {
+        return resp;
+    }
+    let ws = match authorize(
+        ws,
+        app.config.subscribe_token.as_deref(),
+        q.token.as_deref(),
+    ) {
+        Ok(ws) => ws,
+        Err(resp) => return resp,
+    };
+    let token = app.tracker.token();
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(64 * 1024)
+        .on_upgrade(move |socket| async move {
+            let _tracked = token;
+            let lease = app.registry.acquire(&track);
+            run_egress(socket, &app, &lease, q.from).await;
+        })
+}
+
+async fn run_egress(mut ws: WebSocket, app: &App, lease: &Lease, from: Option<u64>) {
+    let track = lease.track();
+    let limit = stall_limit(app);
+    track.stats.subscribers.fetch_add(1, Ordering::Relaxed);
+    let (start, mut published) = track.subscribe(from);
+    let mut cursor = start.cursor;
+    if let Some(requested) = start.gap_from {
+        let notice = EgressNotice::ResumeGap {
+            requested,
+            first: start.cursor,
+        };
+        let text = serde_json::to_string(&notice).unwrap_or_default();
+        if !ws_util::send(&mut ws, Message::Text(text.into()), limit).await {
+            track.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+    }
+    'stream: loop {
+        published.borrow_and_update();
+        let batch = match track.read(cursor, READ_BATCH) {
+            Read::Lagged => {
+                metrics::counter!(crate::metrics::EGRESS_LAGGED).increment(1);
+                ws_util::close(&mut ws, CLOSE_TRY_AGAIN, "slow_consumer", limit).await;
+                break;
+            }
+            Read::Objects(batch) => batch,
+        };
+        if batch.is_empty() {
+            tokio::select! {
+                biased;
+                _ = app.shutdown.cancelled() => {
+                    ws_util::close(&mut ws, CLOSE_GOING_AWAY, "server shutting down", limit).await;
+                    break;
+                }
+                changed = published.changed() => if changed.is_err() { break },
+                incoming = ws.recv() => match incoming {
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                    Some(Ok(_)) => {}
+                },
+            }
+            continue;
+        }
+        for framed in batch {
+            let len = framed.len() as u64;
+            let sent = tokio::select! {
+                biased;
+                _ = app.shutdown.cancelled() => false,
+                ok = ws_util::send(&mut ws, Message::Binary(framed), limit) => ok,
+            };
+            if !sent {
+                if app.shutdown.is_cancelled() {
+                    ws_util::close(&mut ws, CLOSE_GOING_AWAY, "server shutting down", limit).await;
+                }
+                break 'stream;
+            }
+            cursor += 1;
+            track
+                .stats
+                .origin_objects_sent
+                .fetch_add(1, Ordering::Relaxed);
+            track
+                .stats
+                .origin_bytes_sent
+                .fetch_add(len, Ordering::Relaxed);
+            metrics::counter!(crate::metrics::OBJECTS_OUT).increment(1);
+            metrics::counter!(crate::metrics::BYTES_OUT).increment(len);
+        }
+    }
+    track.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
+}

@@ -1,0 +1,55 @@
+//! Per-connection token bucket; time is passed in.
+
+use std::time::Instant;
+
+/// Allows `rate` events per second on average with bursts up to `burst`.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        let burst = burst.max(1.0);
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes one token; false when the bucket is empty.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn burst_then_refill() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10.0, 3.0, t0);
+        assert!(b.allow(t0) && b.allow(t0) && b.allow(t0));
+        assert!(!b.allow(t0));
+        assert!(b.allow(t0 + Duration::from_millis(100)));
+        assert!(!b.allow(t0 + Duration::from_millis(100)));
+        assert!(b.allow(t0 + Duration::from_secs(10)));
+    }
+}

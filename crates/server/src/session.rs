@@ -1,0 +1,199 @@
+//! The `/signal` session state machine, sans-IO: one text frame in, one
+//! decision out. Tree questions (is `to` a neighbour?) are left to the track.
+
+use meshrelay_protocol::{
+    decode_client, validate_peer_id, validate_track, ClientMessage, ErrorCode,
+};
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SessionState {
+    /// Waiting for a valid `Register`.
+    #[default]
+    Unregistered,
+    /// In the tree as `peer_id` on `track`.
+    Registered {
+        /// The registered id.
+        peer_id: String,
+        /// The track.
+        track: String,
+    },
+}
+
+/// What the shell must do with one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Answer with this error; the session state is unchanged.
+    Reply(ErrorCode, String),
+    /// Try to join the tree.
+    Register {
+        /// Requested id (valid).
+        peer_id: String,
+        /// Requested track (valid).
+        track: String,
+        /// Claimed capacity.
+        capacity: Option<u32>,
+    },
+    /// Relay the frame verbatim to `to`, if it is a tree neighbour.
+    Relay {
+        /// The recipient.
+        to: String,
+    },
+    /// Replace the peer's forwarded count.
+    ForwardReport(u64),
+    /// Liveness only.
+    Heartbeat,
+    /// Leave the tree; the session goes back to unregistered.
+    Leave,
+}
+
+/// Decides what to do with one text frame in `state`.
+pub fn step(state: &SessionState, text: &str) -> Step {
+    let msg = match decode_client(text) {
+        Ok(m) => m,
+        Err(e) => return Step::Reply(e.code, e.reason),
+    };
+    let own = match (state, &msg) {
+        (SessionState::Unregistered, ClientMessage::Register { .. }) => None,
+        (SessionState::Unregistered, _) => {
+            return Step::Reply(
+                ErrorCode::ExpectedRegister,
+                "the first message must be Register".into(),
+            )
+        }
+        (SessionState::Registered { .. }, ClientMessage::Register { .. }) => {
+            return Step::Reply(
+                ErrorCode::DuplicateRegister,
+                "this session is already registered".into(),
+            )
+        }
+        (SessionState::Registered { peer_id, .. }, _) => Some(peer_id.as_str()),
+    };
+    match msg {
+        ClientMessage::Register {
+            peer_id,
+            track,
+            capacity,
+        } => {
+            if let Err((code, why)) = validate_peer_id(&peer_id) {
+                return Step::Reply(code, why.into());
+            }
+            if let Err((code, why)) = validate_track(&track) {
+                return Step::Reply(code, why.into());
+            }
+            Step::Register {
+                peer_id,
+                track,
+                capacity,
+            }
+        }
+        ClientMessage::Offer { from, to, .. }
+        | ClientMessage::Answer { from, to, .. }
+        | ClientMessage::IceCandidate { from, to, .. } => {
+            if Some(from.as_str()) != own {
+                return Step::Reply(
+                    ErrorCode::SpoofedFrom,
+                    "\"from\" must be this session's own peer id".into(),
+                );
+            }
+            Step::Relay { to }
+        }
+        ClientMessage::ForwardReport { forwarded_frames } => Step::ForwardReport(forwarded_frames),
+        ClientMessage::Heartbeat => Step::Heartbeat,
+        ClientMessage::Leave => Step::Leave,
+    }
+}
+
+impl Step {
+    /// A metrics label for the step (a small fixed set).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Step::Reply(..) => "refused",
+            Step::Register { .. } => "register",
+            Step::Relay { .. } => "relay",
+            Step::ForwardReport(_) => "forward_report",
+            Step::Heartbeat => "heartbeat",
+            Step::Leave => "leave",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registered() -> SessionState {
+        SessionState::Registered {
+            peer_id: "a".into(),
+            track: "t".into(),
+        }
+    }
+
+    fn code(s: Step) -> ErrorCode {
+        match s {
+            Step::Reply(c, _) => c,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unregistered_accepts_only_register() {
+        let s = SessionState::Unregistered;
+        assert_eq!(
+            step(
+                &s,
+                r#"{"type":"Register","peer_id":"a","track":"t","capacity":2}"#
+            ),
+            Step::Register {
+                peer_id: "a".into(),
+                track: "t".into(),
+                capacity: Some(2)
+            }
+        );
+        assert_eq!(
+            code(step(&s, r#"{"type":"Heartbeat"}"#)),
+            ErrorCode::ExpectedRegister
+        );
+        assert_eq!(
+            code(step(
+                &s,
+                r#"{"type":"Register","peer_id":"a b","track":"t"}"#
+            )),
+            ErrorCode::InvalidPeerId
+        );
+        assert_eq!(
+            code(step(
+                &s,
+                r#"{"type":"Register","peer_id":"a","track":"/t"}"#
+            )),
+            ErrorCode::InvalidTrack
+        );
+        assert_eq!(code(step(&s, "{")), ErrorCode::InvalidJson);
+        assert_eq!(code(step(&s, r#"{"type":"Nope"}"#)), ErrorCode::UnknownType);
+    }
+
+    #[test]
+    fn registered_checks_from() {
+        let s = registered();
+        assert_eq!(
+            step(&s, r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#),
+            Step::Relay { to: "b".into() }
+        );
+        assert_eq!(
+            code(step(
+                &s,
+                r#"{"type":"Answer","from":"z","to":"b","sdp":"x"}"#
+            )),
+            ErrorCode::SpoofedFrom
+        );
+        assert_eq!(
+            code(step(&s, r#"{"type":"Register","peer_id":"a","track":"t"}"#)),
+            ErrorCode::DuplicateRegister
+        );
+        assert_eq!(
+            step(&s, r#"{"type":"ForwardReport","forwarded_frames":7}"#),
+            Step::ForwardReport(7)
+        );
+        assert_eq!(step(&s, r#"{"type":"Leave"}"#), Step::Leave);
+    }
+}

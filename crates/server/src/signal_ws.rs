@@ -1,0 +1,335 @@
+//! `/signal`: the async shell around [`crate::session`] and [`crate::track`].
+
+use crate::app::App;
+use crate::auth::{self, AuthDecision};
+use crate::ratelimit::TokenBucket;
+use crate::registry::Lease;
+use crate::session::{step, SessionState, Step};
+use crate::track::{LeaveReason, SessionHandle};
+use crate::ws_util::{self, CLOSE_GOING_AWAY};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use meshrelay_protocol::ErrorCode;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Query parameters accepted on WebSocket endpoints.
+#[derive(Debug, Default, Deserialize)]
+pub struct WsQuery {
+    /// Bearer token, as an alternative to the subprotocol.
+    pub token: Option<String>,
+    /// Egress resume point.
+    pub from: Option<u64>,
+}
+
+/// Small initial read buffer: signaling frames are small, and tungstenite's
+/// default 128 KiB per connection would dominate memory at many peers.
+const SIGNAL_READ_BUFFER: usize = 4 * 1024;
+
+/// Checks the token before the upgrade and selects the echoed subprotocol.
+pub fn authorize(
+    mut ws: WebSocketUpgrade,
+    expected: Option<&str>,
+    query_token: Option<&str>,
+) -> Result<WebSocketUpgrade, Response> {
+    let requested: Vec<String> = ws
+        .requested_protocols()
+        .filter_map(|p| p.to_str().ok().map(str::to_owned))
+        .collect();
+    match auth::check(expected, requested.iter().map(String::as_str), query_token) {
+        AuthDecision::Deny => {
+            crate::metrics::error_sent(ErrorCode::Unauthorized);
+            Err((
+                StatusCode::UNAUTHORIZED,
+                "unauthorized: missing or wrong token\n",
+            )
+                .into_response())
+        }
+        AuthDecision::Allow(protocol) => {
+            if let Some(p) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
+                ws.set_selected_protocol(p);
+            }
+            Ok(ws)
+        }
+    }
+}
+
+/// `GET /signal`.
+pub async fn handler(
+    State(app): State<Arc<App>>,
+    Query(q): Query<WsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let expected = if app.config.no_auth_signal {
+        None
+    } else {
+        app.config.subscribe_token.as_deref()
+    };
+    let ws = match authorize(ws, expected, q.token.as_deref()) {
+        Ok(ws) => ws,
+        Err(resp) => return resp,
+    };
+    // Frames up to twice the limit reach our own check (which answers
+    // `too_large` cleanly); beyond that tungstenite refuses to buffer them.
+    let hard_cap = app.config.max_signal_bytes.saturating_mul(2).max(1024);
+    let token = app.tracker.token();
+    ws.read_buffer_size(SIGNAL_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(hard_cap.saturating_mul(4))
+        .max_message_size(hard_cap)
+        .max_frame_size(hard_cap)
+        .on_upgrade(move |socket| async move {
+            let _tracked = token;
+            run(socket, app).await;
+        })
+}
+
+struct Registration {
+    lease: Lease,
+    peer_id: String,
+    kill: Option<oneshot::Receiver<ErrorCode>>,
+}
+
+enum Event {
+    Shutdown,
+    Killed(ErrorCode),
+    Out(Utf8Bytes),
+    Tick,
+    In(Option<Result<Message, axum::Error>>),
+}
+
+/// Resolves when the track cuts this session off.
+async fn killed(reg: &mut Option<Registration>) -> ErrorCode {
+    if let Some(rx) = reg.as_mut().and_then(|r| r.kill.as_mut()) {
+        if let Ok(code) = rx.await {
+            return code;
+        }
+        if let Some(r) = reg.as_mut() {
+            r.kill = None;
+        }
+    }
+    std::future::pending().await
+}
+
+struct SessionsGauge;
+
+impl SessionsGauge {
+    fn new() -> Self {
+        metrics::gauge!(crate::metrics::SIGNAL_SESSIONS).increment(1.0);
+        SessionsGauge
+    }
+}
+
+impl Drop for SessionsGauge {
+    fn drop(&mut self) {
+        metrics::gauge!(crate::metrics::SIGNAL_SESSIONS).decrement(1.0);
+    }
+}
+
+async fn run(mut ws: WebSocket, app: Arc<App>) {
+    let _gauge = SessionsGauge::new();
+    let cfg = &app.config;
+    let session_id = app.next_session_id();
+    let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(cfg.send_queue.max(1));
+    let mut state = SessionState::Unregistered;
+    let mut reg: Option<Registration> = None;
+    let mut bucket = TokenBucket::new(
+        cfg.message_rate,
+        cfg.message_burst,
+        std::time::Instant::now(),
+    );
+    let timeout = cfg.heartbeat_timeout;
+    // A write that blocks this long means the client stopped reading.
+    let send_limit = timeout.max(Duration::from_millis(200));
+    let ping_every = (timeout / 3).max(Duration::from_millis(10));
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_seen = Instant::now();
+
+    let end = loop {
+        let event = tokio::select! {
+            biased;
+            _ = app.shutdown.cancelled() => Event::Shutdown,
+            code = killed(&mut reg) => Event::Killed(code),
+            Some(out) = rx.recv() => Event::Out(out),
+            _ = ping.tick() => Event::Tick,
+            incoming = ws.recv() => Event::In(incoming),
+        };
+        match event {
+            Event::Shutdown => {
+                ws_util::close(
+                    &mut ws,
+                    CLOSE_GOING_AWAY,
+                    "server shutting down",
+                    send_limit,
+                )
+                .await;
+                break LeaveReason::Shutdown;
+            }
+            Event::Killed(code) => {
+                ws_util::send_error(
+                    &mut ws,
+                    code,
+                    "the server's queue towards this client overflowed",
+                    send_limit,
+                )
+                .await;
+                break LeaveReason::SlowConsumer;
+            }
+            Event::Out(text) => {
+                if !ws_util::send(&mut ws, Message::Text(text), send_limit).await {
+                    break LeaveReason::Disconnect;
+                }
+            }
+            Event::Tick => {
+                if last_seen.elapsed() > timeout {
+                    tracing::debug!(session_id, "heartbeat timeout");
+                    break LeaveReason::Timeout;
+                }
+                if !ws_util::send(&mut ws, Message::Ping(Default::default()), send_limit).await {
+                    break LeaveReason::Disconnect;
+                }
+            }
+            Event::In(None) | Event::In(Some(Ok(Message::Close(_)))) => {
+                break LeaveReason::Disconnect
+            }
+            Event::In(Some(Err(e))) => {
+                // Frames beyond the hard cap surface here; say why, best effort.
+                if e.to_string().contains("Space limit exceeded")
+                    || e.to_string().contains("too long")
+                {
+                    ws_util::send_error(
+                        &mut ws,
+                        ErrorCode::TooLarge,
+                        "message too large",
+                        send_limit,
+                    )
+                    .await;
+                }
+                break LeaveReason::Disconnect;
+            }
+            Event::In(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => last_seen = Instant::now(),
+            Event::In(Some(Ok(Message::Binary(_)))) => {
+                last_seen = Instant::now();
+                if !admit(&mut ws, &mut bucket, send_limit).await {
+                    break LeaveReason::Disconnect;
+                }
+                ws_util::send_error(
+                    &mut ws,
+                    ErrorCode::InvalidJson,
+                    "binary frames are not accepted on /signal",
+                    send_limit,
+                )
+                .await;
+            }
+            Event::In(Some(Ok(Message::Text(text)))) => {
+                last_seen = Instant::now();
+                if text.len() > cfg.max_signal_bytes {
+                    let why = format!(
+                        "message of {} bytes exceeds the limit of {}",
+                        text.len(),
+                        cfg.max_signal_bytes
+                    );
+                    ws_util::send_error(&mut ws, ErrorCode::TooLarge, &why, send_limit).await;
+                    break LeaveReason::Disconnect;
+                }
+                if !admit(&mut ws, &mut bucket, send_limit).await {
+                    break LeaveReason::Disconnect;
+                }
+                let s = step(&state, text.as_str());
+                metrics::counter!(crate::metrics::SIGNAL_MESSAGES, "kind" => s.label())
+                    .increment(1);
+                let reply = match s {
+                    Step::Reply(code, reason) => Some((code, reason)),
+                    Step::Register {
+                        peer_id,
+                        track,
+                        capacity,
+                    } => {
+                        let lease = app.registry.acquire(&track);
+                        let (kill_tx, kill_rx) = oneshot::channel();
+                        let handle = SessionHandle {
+                            session_id,
+                            tx: tx.clone(),
+                            kill: Some(kill_tx),
+                        };
+                        match lease.track().register(&app.ctx, &peer_id, capacity, handle) {
+                            Ok(assign) => {
+                                state = SessionState::Registered {
+                                    peer_id: peer_id.clone(),
+                                    track,
+                                };
+                                reg = Some(Registration {
+                                    lease,
+                                    peer_id,
+                                    kill: Some(kill_rx),
+                                });
+                                if !ws_util::send(&mut ws, Message::Text(assign), send_limit).await
+                                {
+                                    break LeaveReason::Disconnect;
+                                }
+                                None
+                            }
+                            Err(refusal) => Some(refusal),
+                        }
+                    }
+                    Step::Relay { to } => reg.as_ref().and_then(|r| {
+                        r.lease
+                            .track()
+                            .relay(&app.ctx, &r.peer_id, &to, text.clone())
+                            .err()
+                    }),
+                    Step::ForwardReport(n) => {
+                        if let Some(r) = &reg {
+                            r.lease.track().forward_report(&r.peer_id, n);
+                        }
+                        None
+                    }
+                    Step::Heartbeat => None,
+                    Step::Leave => {
+                        if let Some(r) = reg.take() {
+                            r.lease.track().leave(
+                                &app.ctx,
+                                &r.peer_id,
+                                session_id,
+                                LeaveReason::Leave,
+                            );
+                        }
+                        state = SessionState::Unregistered;
+                        // Frames queued for the old position are stale now.
+                        while rx.try_recv().is_ok() {}
+                        None
+                    }
+                };
+                if let Some((code, reason)) = reply {
+                    if !ws_util::send_error(&mut ws, code, &reason, send_limit).await {
+                        break LeaveReason::Disconnect;
+                    }
+                }
+            }
+        }
+    };
+    if let Some(r) = reg {
+        r.lease.track().leave(&app.ctx, &r.peer_id, session_id, end);
+    }
+}
+
+/// Applies the per-connection rate limit; false (after `rate_limited`) ends the session.
+async fn admit(ws: &mut WebSocket, bucket: &mut TokenBucket, limit: Duration) -> bool {
+    if bucket.allow(std::time::Instant::now()) {
+        return true;
+    }
+    ws_util::send_error(
+        ws,
+        ErrorCode::RateLimited,
+        "too many messages; slow down",
+        limit,
+    )
+    .await;
+    false
+}

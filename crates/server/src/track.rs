@@ -1,0 +1,379 @@
+//! One track: its relay tree with the sessions of its peers, and its origin
+//! ring. Every tree operation runs under the track's lock, which is never
+//! held across an `.await` (all sends are `try_send`).
+
+use crate::ring::{Read, Ring, Start};
+use axum::extract::ws::Utf8Bytes;
+use meshrelay_mesh::{MeshConfig, MeshError, PeerAssignment, PeerInfo, PeerRole, Planner};
+use meshrelay_protocol::{ErrorCode, Role, ServerMessage};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Settings and counters shared by every track's tree.
+#[derive(Debug)]
+pub struct MeshCtx {
+    /// Planner limits for new tracks.
+    pub mesh: MeshConfig,
+    /// The RTCIceServer array sent in every `AssignParent`.
+    pub ice_servers: serde_json::Value,
+    /// Most peers per track.
+    pub max_peers_per_track: Option<usize>,
+    /// Most peers over all tracks.
+    pub max_peers_total: Option<usize>,
+    /// Peers over all tracks right now.
+    pub total_peers: AtomicUsize,
+}
+
+impl MeshCtx {
+    /// Reserves one server-wide peer slot; false when the server is full.
+    fn reserve_peer(&self) -> bool {
+        let limit = self.max_peers_total.unwrap_or(usize::MAX);
+        self.total_peers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn release_peer(&self) {
+        self.total_peers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The track's handle on one registered `/signal` session.
+#[derive(Debug)]
+pub struct SessionHandle {
+    /// Distinguishes this session from a later one that reuses the peer id.
+    pub session_id: u64,
+    /// Bounded queue of text frames towards the client.
+    pub tx: mpsc::Sender<Utf8Bytes>,
+    /// Tells the session task to close with this error.
+    pub kill: Option<oneshot::Sender<ErrorCode>>,
+}
+
+/// Why a peer left, as a metrics label.
+#[derive(Debug, Clone, Copy)]
+pub enum LeaveReason {
+    /// The client sent `Leave`.
+    Leave,
+    /// The socket closed or failed.
+    Disconnect,
+    /// No message or pong within the heartbeat timeout.
+    Timeout,
+    /// Its outbound queue overflowed.
+    SlowConsumer,
+    /// The server is stopping.
+    Shutdown,
+}
+
+impl LeaveReason {
+    fn label(self) -> &'static str {
+        match self {
+            LeaveReason::Leave => "leave",
+            LeaveReason::Disconnect => "disconnect",
+            LeaveReason::Timeout => "timeout",
+            LeaveReason::SlowConsumer => "slow_consumer",
+            LeaveReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Objects and bytes counters of one track's origin.
+#[derive(Debug, Default)]
+pub struct TrackStats {
+    /// Objects accepted from publishers.
+    pub objects_published: AtomicU64,
+    /// Objects sent on egress.
+    pub origin_objects_sent: AtomicU64,
+    /// Framed bytes sent on egress.
+    pub origin_bytes_sent: AtomicU64,
+    /// Open egress subscribers.
+    pub subscribers: AtomicUsize,
+    /// Open publishers.
+    pub publishers: AtomicUsize,
+}
+
+struct MeshState {
+    planner: Planner,
+    sessions: HashMap<String, SessionHandle>,
+}
+
+/// A copy of a track's tree for the admin API.
+#[derive(Debug)]
+pub struct TreeSnapshot {
+    /// Peers.
+    pub peer_count: usize,
+    /// Roots.
+    pub root_count: usize,
+    /// Percentage of peers fed by a peer.
+    pub offload_percentage: f64,
+    /// Every peer (empty unless asked for).
+    pub peers: Vec<PeerInfo>,
+}
+
+/// One live track.
+pub struct Track {
+    /// Its name.
+    pub name: Arc<str>,
+    mesh: Mutex<MeshState>,
+    ring: Mutex<Ring>,
+    next_id: watch::Sender<u64>,
+    /// Origin counters.
+    pub stats: TrackStats,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded state stays consistent across a panic in a send (there is
+    // none by design), so keep serving rather than poison every session.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn role(r: PeerRole) -> Role {
+    match r {
+        PeerRole::Root => Role::Root,
+        PeerRole::Relay => Role::Relay,
+        PeerRole::Leaf => Role::Leaf,
+    }
+}
+
+impl Track {
+    /// An empty track.
+    pub fn new(name: Arc<str>, mesh: MeshConfig, ring_objects: usize, ring_bytes: usize) -> Self {
+        Self {
+            name,
+            mesh: Mutex::new(MeshState {
+                planner: Planner::new(mesh),
+                sessions: HashMap::new(),
+            }),
+            ring: Mutex::new(Ring::new(ring_objects, ring_bytes)),
+            next_id: watch::Sender::new(0),
+            stats: TrackStats::default(),
+        }
+    }
+
+    /// The `AssignParent` text for a position.
+    fn assign_text(&self, ctx: &MeshCtx, a: &PeerAssignment) -> Utf8Bytes {
+        ServerMessage::AssignParent {
+            peer_id: a.peer_id.clone(),
+            role: role(a.role),
+            parent_id: a.parent.clone(),
+            depth: a.depth,
+            ice_servers: ctx.ice_servers.clone(),
+            next_object_id: *self.next_id.borrow(),
+        }
+        .to_json()
+        .into()
+    }
+
+    /// Places a new peer and records its session. Returns the
+    /// `AssignParent` text to send it.
+    pub fn register(
+        &self,
+        ctx: &MeshCtx,
+        peer_id: &str,
+        capacity: Option<u32>,
+        handle: SessionHandle,
+    ) -> Result<Utf8Bytes, (ErrorCode, String)> {
+        let mut st = lock(&self.mesh);
+        if st.sessions.contains_key(peer_id) {
+            return Err((
+                ErrorCode::DuplicatePeerId,
+                format!("peer id {peer_id} is already registered on this track"),
+            ));
+        }
+        if ctx
+            .max_peers_per_track
+            .is_some_and(|max| st.planner.peer_count() >= max)
+        {
+            return Err((
+                ErrorCode::MeshFull,
+                "this track has reached its peer limit".into(),
+            ));
+        }
+        if !ctx.reserve_peer() {
+            return Err((
+                ErrorCode::MeshFull,
+                "the server has reached its peer limit".into(),
+            ));
+        }
+        match st.planner.join(peer_id, capacity, Instant::now()) {
+            Ok(a) => {
+                st.sessions.insert(peer_id.to_owned(), handle);
+                metrics::counter!(crate::metrics::JOINS).increment(1);
+                Ok(self.assign_text(ctx, &a))
+            }
+            Err(e) => {
+                ctx.release_peer();
+                Err(match e {
+                    MeshError::DuplicatePeer(_) => (
+                        ErrorCode::DuplicatePeerId,
+                        format!("peer id {peer_id} is already in the tree"),
+                    ),
+                    other => (ErrorCode::MeshFull, other.to_string()),
+                })
+            }
+        }
+    }
+
+    /// Relays a frame from `from` to its tree neighbour `to`.
+    pub fn relay(
+        &self,
+        ctx: &MeshCtx,
+        from: &str,
+        to: &str,
+        text: Utf8Bytes,
+    ) -> Result<(), (ErrorCode, String)> {
+        let mut st = lock(&self.mesh);
+        if !st.planner.are_neighbours(from, to) {
+            return Err((
+                ErrorCode::NotNeighbour,
+                format!("{to} is not this peer's parent or child"),
+            ));
+        }
+        let mut doomed = Vec::new();
+        deliver(&mut st, to, text, &mut doomed);
+        self.drain_doomed(&mut st, ctx, doomed);
+        Ok(())
+    }
+
+    /// Replaces a peer's forwarded-object count.
+    pub fn forward_report(&self, peer_id: &str, forwarded: u64) {
+        lock(&self.mesh)
+            .planner
+            .record_forward_report(peer_id, forwarded);
+    }
+
+    /// Plans the leave of the peer held by session `session_id`; a no-op if
+    /// that session no longer holds the id (it was already cut off).
+    pub fn leave(&self, ctx: &MeshCtx, peer_id: &str, session_id: u64, reason: LeaveReason) {
+        let mut st = lock(&self.mesh);
+        if st.sessions.get(peer_id).map(|h| h.session_id) != Some(session_id) {
+            return;
+        }
+        st.sessions.remove(peer_id);
+        let mut doomed = Vec::new();
+        self.plan_leave(&mut st, ctx, peer_id, reason, &mut doomed);
+        self.drain_doomed(&mut st, ctx, doomed);
+    }
+
+    /// Gives waiting peers a place if one freed up, and tells them.
+    pub fn place_detached(&self, ctx: &MeshCtx) {
+        let mut st = lock(&self.mesh);
+        let changed = st.planner.place_detached();
+        if changed.is_empty() {
+            return;
+        }
+        let mut doomed = Vec::new();
+        for a in &changed {
+            let text = self.assign_text(ctx, a);
+            deliver(&mut st, &a.peer_id, text, &mut doomed);
+        }
+        metrics::counter!(crate::metrics::REASSIGNMENTS).increment(changed.len() as u64);
+        self.drain_doomed(&mut st, ctx, doomed);
+    }
+
+    fn plan_leave(
+        &self,
+        st: &mut MeshState,
+        ctx: &MeshCtx,
+        peer_id: &str,
+        reason: LeaveReason,
+        doomed: &mut Vec<String>,
+    ) {
+        let Ok(outcome) = st.planner.leave(peer_id) else {
+            return;
+        };
+        ctx.release_peer();
+        metrics::counter!(crate::metrics::LEAVES, "reason" => reason.label()).increment(1);
+        let left: Utf8Bytes = ServerMessage::PeerLeft {
+            peer_id: peer_id.to_owned(),
+        }
+        .to_json()
+        .into();
+        for n in &outcome.neighbours {
+            deliver(st, n, left.clone(), doomed);
+        }
+        for a in &outcome.changed {
+            let text = self.assign_text(ctx, a);
+            deliver(st, &a.peer_id, text, doomed);
+        }
+        metrics::counter!(crate::metrics::REASSIGNMENTS).increment(outcome.changed.len() as u64);
+    }
+
+    /// Cuts off every session whose queue overflowed, planning each leave;
+    /// those leaves may doom further sessions, hence the work list.
+    fn drain_doomed(&self, st: &mut MeshState, ctx: &MeshCtx, mut doomed: Vec<String>) {
+        while let Some(id) = doomed.pop() {
+            let Some(mut handle) = st.sessions.remove(&id) else {
+                continue;
+            };
+            if let Some(kill) = handle.kill.take() {
+                let _ = kill.send(ErrorCode::SlowConsumer);
+            }
+            self.plan_leave(st, ctx, &id, LeaveReason::SlowConsumer, &mut doomed);
+        }
+    }
+
+    /// Counts and a copy of the tree; `with_peers` adds every peer (O(n)).
+    pub fn tree_snapshot(&self, with_peers: bool) -> TreeSnapshot {
+        let st = lock(&self.mesh);
+        TreeSnapshot {
+            peer_count: st.planner.peer_count(),
+            root_count: st.planner.root_count(),
+            offload_percentage: st.planner.offload_percentage(),
+            peers: if with_peers {
+                st.planner.snapshot(&self.name)
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// Peers in the tree now.
+    pub fn peer_count(&self) -> usize {
+        lock(&self.mesh).planner.peer_count()
+    }
+
+    /// Appends a published object; returns its id.
+    pub fn publish(&self, payload: &[u8]) -> u64 {
+        let mut ring = lock(&self.ring);
+        let (id, _) = ring.push(payload);
+        // Sent under the ring lock so readers never see the notice before the object.
+        self.next_id.send_replace(ring.next_id());
+        self.stats.objects_published.fetch_add(1, Ordering::Relaxed);
+        id
+    }
+
+    /// The id the next published object gets.
+    pub fn next_object_id(&self) -> u64 {
+        *self.next_id.borrow()
+    }
+
+    /// Where a subscriber asking for `from` starts, and a receiver that
+    /// changes whenever an object is published.
+    pub fn subscribe(&self, from: Option<u64>) -> (Start, watch::Receiver<u64>) {
+        let ring = lock(&self.ring);
+        (ring.start(from), self.next_id.subscribe())
+    }
+
+    /// Up to `max` framed objects from `cursor` on.
+    pub fn read(&self, cursor: u64, max: usize) -> Read {
+        lock(&self.ring).read(cursor, max)
+    }
+}
+
+/// Queues a frame for a peer; a full queue dooms the peer.
+fn deliver(st: &mut MeshState, to: &str, text: Utf8Bytes, doomed: &mut Vec<String>) {
+    let Some(h) = st.sessions.get(to) else {
+        return;
+    };
+    match h.tx.try_send(text) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => doomed.push(to.to_owned()),
+        // The session task is ending; it plans its own leave.
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
