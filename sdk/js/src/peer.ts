@@ -101,7 +101,7 @@ export interface MeshPeerConfig {
   onLost?: (firstLost: bigint, count: number) => void;
   /** Diagnostic log. */
   log?: (message: string) => void;
-  /** Server's peer timeout; heartbeats go every third of it. Default 15,000 ms. */
+  /** Server's peer timeout; heartbeats go every third of it. Default 10,000 ms (the server default). */
   peerTimeoutMs?: number;
   /** Overrides peerTimeoutMs / 3. */
   heartbeatIntervalMs?: number;
@@ -299,7 +299,7 @@ export class MeshPeer {
     if (this.state === "idle") {
       this.state = "connecting";
       this.openSignal();
-      const hb = this.cfg.heartbeatIntervalMs ?? Math.max(250, Math.floor((this.cfg.peerTimeoutMs ?? 15_000) / 3));
+      const hb = this.cfg.heartbeatIntervalMs ?? Math.max(250, Math.floor((this.cfg.peerTimeoutMs ?? 10_000) / 3));
       this.heartbeatTimer = setInterval(() => this.send({ type: "Heartbeat" }), hb);
       this.reportTimer = setInterval(() => this.reportForwarded(), this.cfg.forwardReportIntervalMs ?? 1_000);
       this.maintenanceTimer = setInterval(() => this.maintain(), 250);

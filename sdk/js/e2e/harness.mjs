@@ -1,0 +1,258 @@
+// Shared pieces of the end-to-end tests: the real `meshrelay serve` (or the
+// mock, MESHRELAY_E2E_SERVER=mock), a static server for the test pages,
+// Debian's chromium through playwright-core, and a publisher. Everything
+// listens on and talks to 127.0.0.1 only.
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import WebSocket from "ws";
+import { payload } from "./payload.mjs";
+import { startMockServer } from "./mock-server.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const sdkRoot = join(here, "..");
+export const repoRoot = join(sdkRoot, "..", "..");
+export const DEBUG = !!process.env.E2E_DEBUG;
+
+export function log(...args) {
+  console.log(`[e2e ${new Date().toISOString().slice(11, 23)}]`, ...args);
+}
+
+/** Polls `fn` until it returns a truthy value; throws with `message` after `timeoutMs`. */
+export async function waitFor(fn, { timeoutMs = 20_000, intervalMs = 100, message = "condition" } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${message}; last: ${String(last?.stack ?? JSON.stringify(last))}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function binaryPath() {
+  return process.env.MESHRELAY_BIN ?? join(repoRoot, "target", "release", "meshrelay");
+}
+
+/**
+ * Starts `meshrelay serve --listen 127.0.0.1:<free port> --no-demo <args>`
+ * and waits for /healthz. `opts` maps to the planner flags.
+ */
+export async function startServer({ rootPeerCount, maxPeers, extraArgs = [] } = {}) {
+  if (process.env.MESHRELAY_E2E_SERVER === "mock") {
+    const m = await startMockServer({ rootPeerCount: rootPeerCount ?? 30, maxChildren: maxPeers ?? 3 });
+    log(`mock server on 127.0.0.1:${m.port}`);
+    return { ...m, base: `http://127.0.0.1:${m.port}`, ws: `ws://127.0.0.1:${m.port}` };
+  }
+  const bin = binaryPath();
+  if (!existsSync(bin)) throw new Error(`${bin} not found: run \`cargo build --release -p meshrelay-cli\` first`);
+  const port = await freePort();
+  const args = ["serve", "--listen", `127.0.0.1:${port}`, "--no-demo"];
+  if (rootPeerCount !== undefined) args.push("--mesh-root-peer-count", String(rootPeerCount));
+  if (maxPeers !== undefined) args.push("--max-peers", String(maxPeers));
+  args.push(...extraArgs);
+  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info" } });
+  let output = "";
+  const keep = (d) => {
+    output += d.toString();
+    if (output.length > 200_000) output = output.slice(-100_000);
+    if (DEBUG) process.stderr.write(`[server] ${d}`);
+  };
+  child.stdout.on("data", keep);
+  child.stderr.on("data", keep);
+  let exited = null;
+  child.on("exit", (code, sig) => (exited = `exit ${code ?? sig}`));
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor(
+    async () => {
+      if (exited) throw new Error(`meshrelay ${args.join(" ")} ${exited}:\n${output}`);
+      const r = await fetch(`${base}/healthz`).catch(() => null);
+      return r && r.ok;
+    },
+    { timeoutMs: 15_000, message: `meshrelay on ${base}/healthz` },
+  ).catch((e) => {
+    child.kill("SIGKILL");
+    throw e;
+  });
+  log(`meshrelay ${args.join(" ")} up`);
+  return {
+    port,
+    base,
+    ws: `ws://127.0.0.1:${port}`,
+    logs: () => output,
+    async stop() {
+      if (exited) return;
+      const done = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      const t = setTimeout(() => child.kill("SIGKILL"), 3000);
+      await done;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** Serves the test page, the fresh SDK bundle and the payload generator on 127.0.0.1. */
+export async function startStatic() {
+  const files = {
+    "/page.html": ["text/html", join(here, "page.html")],
+    "/page.mjs": ["text/javascript", join(here, "page.mjs")],
+    "/payload.mjs": ["text/javascript", join(here, "payload.mjs")],
+    "/meshrelay.js": ["text/javascript", join(sdkRoot, "dist", "meshrelay.js")],
+  };
+  const server = http.createServer((req, res) => {
+    const f = files[new URL(req.url, "http://x").pathname];
+    if (!f) {
+      res.statusCode = 404;
+      return res.end();
+    }
+    res.setHeader("content-type", f[0]);
+    res.setHeader("cache-control", "no-store");
+    res.end(readFileSync(f[1]));
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  const url = `http://127.0.0.1:${server.address().port}`;
+  return { url, stop: () => new Promise((r) => server.close(r)) };
+}
+
+export async function launchBrowser() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--allow-loopback-in-peer-connection",
+    ],
+  });
+}
+
+/**
+ * Opens one peer: a fresh context (media permission, so Chromium offers
+ * 127.0.0.1 host candidates), the test page, and a MeshPeer in it.
+ */
+export async function openPeer(browser, staticUrl, server, { peerId, track, capacity, ...rest }) {
+  const context = await browser.newContext({ permissions: ["camera", "microphone"] });
+  const page = await context.newPage();
+  const consoleLines = [];
+  page.on("console", (m) => {
+    consoleLines.push(m.text());
+    if (DEBUG) log(`[${peerId} console] ${m.text()}`);
+  });
+  page.on("pageerror", (e) => log(`[${peerId} pageerror] ${e.message}`));
+  await page.goto(`${staticUrl}/page.html`);
+  await page.waitForFunction(() => window.ready === true);
+  const cfg = { signalUrl: `${server.ws}/signal`, track, peerId, ...rest };
+  if (capacity !== undefined) cfg.capacity = capacity;
+  const assignment = await page.evaluate((c) => window.startPeer(c), cfg);
+  return {
+    peerId,
+    context,
+    page,
+    assignment,
+    closed: false,
+    snapshot: () => page.evaluate(() => window.snapshot()),
+    ids: () => page.evaluate(() => window.rec.ids),
+    logs: () => page.evaluate(() => window.rec.logs),
+    async close() {
+      this.closed = true;
+      await page.close();
+      await context.close();
+    },
+  };
+}
+
+/**
+ * Publishes objects 0..count-1 (payload(i)) to /ingest/{track}, one every
+ * `intervalMs`. `onSent(i)` runs after object i is sent. Resolves after the
+ * last one (with the socket drained and closed).
+ */
+export async function publish(server, track, count, { intervalMs = 10, onSent } = {}) {
+  const ws = new WebSocket(`${server.ws}/ingest/${track}`);
+  await new Promise((resolve, reject) => {
+    ws.once("open", resolve);
+    ws.once("error", reject);
+  });
+  ws.on("message", (d) => log(`ingest said: ${d}`));
+  for (let i = 0; i < count; i++) {
+    await new Promise((resolve, reject) => ws.send(payload(i), { binary: true }, (err) => (err ? reject(err) : resolve())));
+    if (onSent) await onSent(i);
+    if (intervalMs > 0) await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  await new Promise((r) => {
+    ws.once("close", r);
+    ws.close(1000);
+    setTimeout(r, 2000);
+  });
+}
+
+export async function getMesh(server) {
+  const r = await fetch(`${server.base}/api/v1/mesh`);
+  if (!r.ok) throw new Error(`/api/v1/mesh: HTTP ${r.status}`);
+  return r.json();
+}
+
+/** Waits until every peer delivered ids 0..count-1. */
+export async function waitAllDelivered(peers, count, timeoutMs = 60_000) {
+  await waitFor(
+    async () => {
+      const snaps = await Promise.all(peers.map((p) => p.snapshot()));
+      const behind = snaps.filter((s) => s.count < count);
+      if (behind.length) return false;
+      return snaps;
+    },
+    {
+      timeoutMs,
+      intervalMs: 250,
+      message: `all ${peers.length} peers to deliver ${count} objects`,
+    },
+  ).catch(async (e) => {
+    for (const p of peers) {
+      const s = await p.snapshot().catch(() => null);
+      log(`${p.peerId}: ${JSON.stringify(s && { ...s, assigns: s.assigns.slice(-3) })}`);
+      const l = await p.logs().catch(() => []);
+      log(`${p.peerId} log tail:\n  ${l.slice(-40).join("\n  ")}`);
+    }
+    throw e;
+  });
+}
+
+/** Asserts a peer delivered exactly 0..count-1, in order, each byte-exact. */
+export async function expectExact(assert, peer, count) {
+  const s = await peer.snapshot();
+  const ids = await peer.ids();
+  assert.equal(s.badCount, 0, `${peer.peerId}: objects with wrong bytes: ${JSON.stringify(s.bad)}`);
+  assert.deepEqual(s.outOfOrder, [], `${peer.peerId}: out-of-order deliveries`);
+  assert.equal(ids.length, count, `${peer.peerId}: delivered ${ids.length} objects, want ${count}`);
+  for (let i = 0; i < count; i++) {
+    if (ids[i] !== i) assert.fail(`${peer.peerId}: delivery ${i} is object ${ids[i]}`);
+  }
+  assert.deepEqual(s.lost, [], `${peer.peerId}: lost objects`);
+  return s;
+}

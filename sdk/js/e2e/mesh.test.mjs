@@ -1,0 +1,204 @@
+// End-to-end: real Chromium pages running MeshPeer against `meshrelay serve`,
+// a Node publisher on /ingest/{track}, every object checked byte for byte at
+// every viewer. All traffic on 127.0.0.1.
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import {
+  expectExact,
+  getMesh,
+  launchBrowser,
+  log,
+  openPeer,
+  publish,
+  sdkRoot,
+  startServer,
+  startStatic,
+  waitAllDelivered,
+  waitFor,
+} from "./harness.mjs";
+
+let browser;
+let statics;
+
+before(async () => {
+  browser = await launchBrowser();
+  statics = await startStatic();
+});
+
+after(async () => {
+  await browser?.close();
+  await statics?.stop();
+});
+
+/** Runs `fn` with a fresh server; stops it (and dumps its log on failure). */
+async function withServer(opts, fn) {
+  const server = await startServer(opts);
+  const peers = [];
+  try {
+    await fn(server, peers);
+  } catch (e) {
+    log(`server log tail:\n${server.logs().slice(-6000)}`);
+    throw e;
+  } finally {
+    for (const p of peers) if (!p.closed) await p.close().catch(() => {});
+    await server.stop();
+  }
+}
+
+async function waitParentsOpen(peers) {
+  await waitFor(
+    async () => {
+      const snaps = await Promise.all(peers.map((p) => p.snapshot()));
+      return snaps.every((s) => s.role === "Root" || s.parentConnected);
+    },
+    { timeoutMs: 20_000, message: "every relay's parent DataChannel to open" },
+  );
+}
+
+describe("meshrelay SDK in Chromium", () => {
+  test("the server serves the committed bundle at /sdk/meshrelay.js", { skip: process.env.MESHRELAY_E2E_SERVER === "mock" }, async () => {
+    await withServer({}, async (server) => {
+      const r = await fetch(`${server.base}/sdk/meshrelay.js`);
+      assert.equal(r.status, 200, "GET /sdk/meshrelay.js");
+      assert.match(r.headers.get("content-type") ?? "", /javascript/);
+      const served = await r.text();
+      const dist = readFileSync(join(sdkRoot, "dist", "meshrelay.js"), "utf8");
+      assert.ok(served === dist, "served bundle differs from sdk/js/dist/meshrelay.js (rebuild the server)");
+    });
+  });
+
+  test("two peers: root + relay, every object byte-exact at the relay", async () => {
+    await withServer({ rootPeerCount: 1, maxPeers: 1 }, async (server, peers) => {
+      const track = "e2e/two";
+      const root = await openPeer(browser, statics.url, server, { peerId: "root", track });
+      peers.push(root);
+      assert.equal(root.assignment.role, "Root");
+      const relay = await openPeer(browser, statics.url, server, { peerId: "relay", track });
+      peers.push(relay);
+      assert.equal(relay.assignment.parentId, "root");
+      assert.equal(relay.assignment.next, "0");
+      await waitParentsOpen(peers);
+
+      const N = 120;
+      await publish(server, track, N, { intervalMs: 5 });
+      await waitAllDelivered(peers, N);
+      await expectExact(assert, root, N);
+      const s = await expectExact(assert, relay, N);
+      log(`relay: fromParent=${s.stats.fromParent} fromOrigin=${s.stats.fromOrigin}`);
+      assert.equal(Number(s.stats.fromParent), N, "with its parent connected before publishing, the relay gets all from it");
+      const r = await root.snapshot();
+      assert.equal(Number(r.stats.fromOrigin), N);
+      assert.equal(Number(r.stats.forwarded), N);
+    });
+  });
+
+  test("three peers in a chain: forwarded_frames on /api/v1/mesh matches the middle peer", async () => {
+    await withServer({ rootPeerCount: 1, maxPeers: 1 }, async (server, peers) => {
+      const track = "e2e/chain";
+      for (const id of ["a", "b", "c"]) peers.push(await openPeer(browser, statics.url, server, { peerId: id, track }));
+      const [a, b, c] = peers;
+      assert.equal(a.assignment.role, "Root");
+      assert.equal(b.assignment.parentId, "a");
+      assert.equal(c.assignment.parentId, "b");
+      assert.equal(c.assignment.depth, 2);
+      await waitParentsOpen(peers);
+
+      const N = 150;
+      await publish(server, track, N, { intervalMs: 5 });
+      await waitAllDelivered(peers, N);
+      for (const p of peers) await expectExact(assert, p, N);
+      const sb = await b.snapshot();
+      assert.equal(Number(sb.stats.forwarded), N, "middle peer forwarded every object once to its one child");
+      const mesh = await waitFor(
+        async () => {
+          const m = await getMesh(server);
+          const pb = m.peers.find((p) => p.peer_id === "b");
+          return pb && pb.forwarded_frames === N ? m : false;
+        },
+        { timeoutMs: 5_000, message: `/api/v1/mesh forwarded_frames of b to reach ${N}` },
+      );
+      const byId = Object.fromEntries(mesh.peers.map((p) => [p.peer_id, p]));
+      assert.equal(byId.b.parent, "a");
+      assert.equal(byId.c.parent, "b");
+      assert.equal(byId.c.forwarded_frames ?? 0, 0);
+    });
+  });
+
+  test("twelve peers in a tree; an inner peer leaves mid-stream; nothing is lost", async () => {
+    await withServer({ rootPeerCount: 2, maxPeers: 2 }, async (server, peers) => {
+      const track = "e2e/tree";
+      for (let i = 0; i < 12; i++) {
+        peers.push(await openPeer(browser, statics.url, server, { peerId: `v${String(i).padStart(2, "0")}`, track }));
+      }
+      await waitParentsOpen(peers);
+      const before = await getMesh(server);
+      const inner = before.peers
+        .filter((p) => p.depth === 1 && p.intended_children > 0)
+        .sort((x, y) => y.intended_children - x.intended_children)[0];
+      assert.ok(inner, `an inner peer at depth 1 with children: ${JSON.stringify(before.peers)}`);
+      const orphans = before.peers.filter((p) => p.parent === inner.peer_id).map((p) => p.peer_id);
+      log(`closing inner peer ${inner.peer_id} (children ${orphans.join(", ")}) mid-stream`);
+      const victim = peers.find((p) => p.peerId === inner.peer_id);
+
+      const N = 400;
+      let closing = null;
+      await publish(server, track, N, {
+        intervalMs: 15,
+        onSent: (i) => {
+          if (i === 150) closing = victim.close();
+        },
+      });
+      await closing;
+      const remaining = peers.filter((p) => p !== victim);
+      await waitAllDelivered(remaining, N, 60_000);
+      let fromPeers = 0;
+      let total = 0;
+      let relayFromPeers = 0;
+      let relayTotal = 0;
+      for (const p of remaining) {
+        const s = await expectExact(assert, p, N);
+        fromPeers += Number(s.stats.fromParent);
+        total += Number(s.stats.delivered);
+        if (s.role !== "Root") {
+          relayFromPeers += Number(s.stats.fromParent);
+          relayTotal += Number(s.stats.delivered);
+        }
+        if (orphans.includes(p.peerId)) {
+          log(`orphan ${p.peerId}: parent now ${s.parent}, fromParent=${s.stats.fromParent} fromOrigin=${s.stats.fromOrigin} gapsRepaired=${s.stats.gapsRepaired}`);
+        }
+      }
+      const share = (100 * fromPeers) / total;
+      const relayShare = (100 * relayFromPeers) / relayTotal;
+      log(`objects delivered from peers rather than the origin: ${share.toFixed(1)}% of all deliveries (${fromPeers}/${total}); ${relayShare.toFixed(1)}% for non-root peers`);
+      console.log(`# peer share: ${share.toFixed(1)}% overall, ${relayShare.toFixed(1)}% for non-roots`);
+
+      // The tree on /api/v1/mesh is repaired: 11 peers, consistent links and depths.
+      const mesh = await waitFor(
+        async () => {
+          const m = await getMesh(server);
+          return m.peers.length === 11 ? m : false;
+        },
+        { timeoutMs: 15_000, message: "/api/v1/mesh to show 11 peers" },
+      );
+      const byId = Object.fromEntries(mesh.peers.map((p) => [p.peer_id, p]));
+      assert.equal(byId[inner.peer_id], undefined, "the closed peer is gone");
+      for (const p of mesh.peers) {
+        if (p.parent === null || p.parent === undefined) {
+          assert.equal(p.depth, 0, `${p.peer_id} root at depth 0`);
+        } else {
+          assert.ok(byId[p.parent], `${p.peer_id}'s parent ${p.parent} exists`);
+          assert.equal(p.depth, byId[p.parent].depth + 1, `${p.peer_id} depth`);
+        }
+      }
+      assert.ok(mesh.peers.filter((p) => p.parent == null).length <= 2, "at most 2 roots");
+      for (const id of orphans) assert.notEqual(byId[id].parent, inner.peer_id);
+      // And the peers agree with the server about their parents.
+      for (const p of remaining) {
+        const s = await p.snapshot();
+        assert.equal(s.parent ?? null, byId[p.peerId].parent ?? null, `${p.peerId} parent agrees with /api/v1/mesh`);
+      }
+    });
+  });
+});

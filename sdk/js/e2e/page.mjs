@@ -1,0 +1,85 @@
+// Runs inside each test page: one MeshPeer whose every delivered object is
+// checked byte for byte against the deterministic generator.
+import { MeshPeer, loopbackOnly } from "/meshrelay.js";
+import { checkPayload } from "/payload.mjs";
+
+const rec = {
+  ids: [],
+  bad: [],
+  outOfOrder: [],
+  assigns: [],
+  childOpen: [],
+  childClose: [],
+  lost: [],
+  errors: [],
+  logs: [],
+};
+window.rec = rec;
+
+function str(v) {
+  return typeof v === "bigint" ? v.toString() : v;
+}
+
+window.startPeer = async (cfg) => {
+  const peer = new MeshPeer({
+    ...cfg,
+    iceCandidateFilter: loopbackOnly,
+    onFrame(objectId, bytes) {
+      const id = Number(objectId);
+      const prev = rec.ids.length ? rec.ids[rec.ids.length - 1] : null;
+      if (prev !== null && id !== prev + 1) rec.outOfOrder.push([prev, id]);
+      rec.ids.push(id);
+      if (!checkPayload(id, bytes)) rec.bad.push(id);
+    },
+    onAssign(a) {
+      rec.assigns.push({ role: a.role, parentId: a.parentId, depth: a.depth, next: str(a.nextObjectId) });
+    },
+    onChildOpen(id) {
+      rec.childOpen.push(id);
+    },
+    onChildClose(id, reason) {
+      rec.childClose.push([id, reason]);
+    },
+    onLost(first, count) {
+      rec.lost.push([str(first), count]);
+    },
+    onError(code, reason) {
+      rec.errors.push([code, reason]);
+    },
+    log(m) {
+      rec.logs.push(`${(performance.now() / 1000).toFixed(3)} ${m}`);
+      if (rec.logs.length > 3000) rec.logs.splice(0, 1000);
+    },
+  });
+  window.peer = peer;
+  const a = await peer.connect();
+  return { peerId: peer.peerId, role: a.role, parentId: a.parentId, depth: a.depth, next: str(a.nextObjectId) };
+};
+
+window.snapshot = () => {
+  const p = window.peer;
+  const stats = Object.fromEntries(Object.entries(p.stats).map(([k, v]) => [k, str(v)]));
+  return {
+    peerId: p.peerId,
+    count: rec.ids.length,
+    first: rec.ids.length ? rec.ids[0] : null,
+    last: rec.ids.length ? rec.ids[rec.ids.length - 1] : null,
+    bad: rec.bad.slice(0, 20),
+    badCount: rec.bad.length,
+    outOfOrder: rec.outOfOrder.slice(0, 20),
+    lost: rec.lost,
+    errors: rec.errors,
+    role: p.role,
+    parent: p.parent,
+    depth: p.depth,
+    children: p.children,
+    parentConnected: p.parentConnected,
+    readingOrigin: p.readingOrigin,
+    childOpen: rec.childOpen,
+    childClose: rec.childClose,
+    assigns: rec.assigns,
+    stats,
+  };
+};
+
+window.ready = true;
