@@ -68,7 +68,7 @@ pub struct Args {
 
     /// How long all clients are held connected after registration, before
     /// memory is read and churn starts.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 10.0)]
     pub hold_secs: f64,
 
     /// Interval between a client's Heartbeat messages.

@@ -57,8 +57,67 @@ fn header(plan: &Plan) -> String {
     )
 }
 
-/// Runs the single bench and prints its figures.
+/// Figures of a single run (read by tests).
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    /// Registration phase.
+    pub registration: Registration,
+    /// Tree check after the hold.
+    pub tree_held: verify::TreeCheck,
+    /// Churn phase and the tree check after it, when churn ran.
+    pub churn: Option<(churn::Churn, verify::TreeCheck)>,
+    /// Clean closes the server answered.
+    pub clean_close_acked: u64,
+    /// The printed table.
+    pub table: String,
+}
+
+impl Outcome {
+    /// What went wrong on the server's side, for the exit status.
+    fn problems(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.registration.registered == 0 {
+            v.push("no client registered (see the errors in the table)".to_string());
+        }
+        if !self.tree_held.ok() {
+            v.push("tree check after hold failed".to_string());
+        }
+        if let Some((ch, tree)) = &self.churn {
+            if ch.orphans_retold < ch.orphans {
+                v.push(format!(
+                    "{} of {} orphans never re-told",
+                    ch.orphans - ch.orphans_retold,
+                    ch.orphans
+                ));
+            }
+            if !tree.ok() {
+                v.push("tree check after churn failed".to_string());
+            }
+            if self.clean_close_acked < ch.clean as u64 {
+                v.push(format!(
+                    "{} clean closes unanswered",
+                    ch.clean as u64 - self.clean_close_acked
+                ));
+            }
+        }
+        v
+    }
+}
+
+/// Runs the single bench, prints its figures, and fails when the server
+/// misbehaved (nothing registered, orphans never re-told, tree violations).
 pub(crate) async fn run(plan: &Plan) -> anyhow::Result<()> {
+    let outcome = execute(plan).await;
+    println!("{}", outcome.table);
+    let problems = outcome.problems();
+    if !problems.is_empty() {
+        anyhow::bail!("the server misbehaved: {}", problems.join("; "));
+    }
+    Ok(())
+}
+
+/// Runs the single bench and returns its figures.
+pub(crate) async fn execute(plan: &Plan) -> Outcome {
     eprintln!("{}", header(plan));
     let fleet = Arc::new(Fleet::new(plan.prefix.clone(), plan.clients));
     let cfg = client_config(plan);
@@ -129,6 +188,7 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<()> {
         );
     }
 
+    let mut churn_outcome = None;
     if plan.churn > 0.0 && held > 0 {
         eprintln!("churning {:.0}%...", plan.churn * 100.0);
         probe.reset_peak();
@@ -142,8 +202,17 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<()> {
             },
         )
         .await;
-        // Let clean closes finish before counting their answers.
-        sleep(Duration::from_millis(100)).await;
+        // Let clean closes finish (each waits at most 2 s for the server).
+        let closes_done = || {
+            fleet.counters.clean_close_acked.load(Relaxed)
+                + fleet.counters.clean_close_unanswered.load(Relaxed)
+        };
+        let _ = timeout(Duration::from_secs(3), async {
+            while closes_done() < ch.clean as u64 {
+                sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
         let tree_after = verify::check(&fleet);
         table.section(&format!("Churn ({:.1}%)", plan.churn * 100.0));
         report::churn(&mut table, &ch);
@@ -168,6 +237,7 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<()> {
                 ),
             );
         }
+        churn_outcome = Some((ch, tree_after));
     }
 
     table.section("Errors and failures");
@@ -178,7 +248,13 @@ pub(crate) async fn run(plan: &Plan) -> anyhow::Result<()> {
     }
 
     eprintln!("closing clients...");
+    let clean_close_acked = fleet.counters.clean_close_acked.load(Relaxed);
     shutdown(&fleet, &mut tasks).await;
-    println!("{}{}", header(plan), table.finish());
-    Ok(())
+    Outcome {
+        registration: reg,
+        tree_held,
+        churn: churn_outcome,
+        clean_close_acked,
+        table: format!("{}{}", header(plan), table.finish()),
+    }
 }

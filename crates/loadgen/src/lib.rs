@@ -19,6 +19,8 @@ mod args;
 mod bench;
 mod churn;
 mod client;
+#[cfg(test)]
+mod fake_server;
 mod fleet;
 mod memory;
 mod register;
