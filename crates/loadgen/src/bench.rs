@@ -74,7 +74,7 @@ pub(crate) struct Outcome {
 
 impl Outcome {
     /// What went wrong on the server's side, for the exit status.
-    fn problems(&self) -> Vec<String> {
+    pub(crate) fn problems(&self) -> Vec<String> {
         let mut v = Vec::new();
         if self.registration.registered == 0 {
             v.push("no client registered (see the errors in the table)".to_string());
