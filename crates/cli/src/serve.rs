@@ -1,0 +1,124 @@
+//! `meshrelay serve`: options and their mapping to [`ServerConfig`].
+
+use crate::duration::parse_duration;
+use clap::Args;
+use meshrelay_server::{parse_ice_servers, Server, ServerConfig};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Options of `meshrelay serve`; each is also an environment variable.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "MESHRELAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Most children per peer; a peer's claimed capacity is clamped to it.
+    #[arg(long, env = "MESHRELAY_MAX_PEERS", default_value_t = 3)]
+    pub max_peers: usize,
+    /// Most root peers (fed by the origin) per track.
+    #[arg(long, env = "MESHRELAY_MESH_ROOT_PEER_COUNT", default_value_t = 30)]
+    pub mesh_root_peer_count: usize,
+    /// Deepest tree depth (roots are depth 0).
+    #[arg(long, env = "MESHRELAY_MESH_MAX_DEPTH", default_value_t = 6)]
+    pub mesh_max_depth: u32,
+    /// A peer not heard from (message or pong) for this long is evicted: `10s`, `500ms`, `2.5`.
+    #[arg(long, env = "MESHRELAY_HEARTBEAT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub heartbeat_timeout: Duration,
+    /// JSON array of RTCIceServer objects sent to peers in AssignParent
+    /// (also read from LVQR_MESH_ICE_SERVERS).
+    #[arg(long, env = "MESHRELAY_MESH_ICE_SERVERS", value_name = "JSON", value_parser = parse_ice_servers)]
+    pub mesh_ice_servers: Option<serde_json::Value>,
+    /// Token required on /signal and /ws/{track} (subprotocol lvqr.bearer.<token> or ?token=).
+    #[arg(long, env = "MESHRELAY_SUBSCRIBE_TOKEN", hide_env_values = true)]
+    pub subscribe_token: Option<String>,
+    /// Token required on /ingest/{track}.
+    #[arg(long, env = "MESHRELAY_PUBLISH_TOKEN", hide_env_values = true)]
+    pub publish_token: Option<String>,
+    /// /signal needs no token even when --subscribe-token is set.
+    #[arg(long, env = "MESHRELAY_NO_AUTH_SIGNAL")]
+    pub no_auth_signal: bool,
+    /// Objects kept per track for ?from= resume.
+    #[arg(long, env = "MESHRELAY_RING_OBJECTS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ring_objects: u64,
+    /// Bytes kept per track for resume (oldest objects dropped past it).
+    #[arg(long, env = "MESHRELAY_RING_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub ring_bytes: usize,
+    /// Largest /signal message in bytes; larger ones get `too_large` and a close.
+    #[arg(long, env = "MESHRELAY_MAX_SIGNAL_BYTES", default_value_t = 65536)]
+    pub max_signal_bytes: usize,
+    /// Largest ingested object in bytes.
+    #[arg(long, env = "MESHRELAY_MAX_OBJECT_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub max_object_bytes: usize,
+    /// Most peers per track (unlimited when unset).
+    #[arg(long, env = "MESHRELAY_MAX_PEERS_PER_TRACK")]
+    pub max_peers_per_track: Option<usize>,
+    /// Most peers over all tracks (unlimited when unset).
+    #[arg(long, env = "MESHRELAY_MAX_PEERS_TOTAL")]
+    pub max_peers_total: Option<usize>,
+    /// Sustained /signal messages per second allowed per connection.
+    #[arg(long, env = "MESHRELAY_MESSAGE_RATE", default_value_t = 100.0)]
+    pub message_rate: f64,
+    /// Burst of /signal messages allowed above the sustained rate.
+    #[arg(long, env = "MESHRELAY_MESSAGE_BURST", default_value_t = 200.0)]
+    pub message_burst: f64,
+    /// Messages queued towards one /signal client before it is cut off (`slow_consumer`).
+    #[arg(long, env = "MESHRELAY_SEND_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub send_queue: u64,
+    /// Run the built-in demo publisher on track demo/live (the default).
+    #[arg(long, overrides_with = "no_demo")]
+    pub demo: bool,
+    /// Do not run the demo publisher.
+    #[arg(long, env = "MESHRELAY_NO_DEMO", overrides_with = "demo")]
+    pub no_demo: bool,
+}
+
+impl ServeArgs {
+    /// The server settings; reads LVQR_MESH_ICE_SERVERS when the flag is unset.
+    pub fn config(&self) -> Result<ServerConfig, String> {
+        let ice_servers = match &self.mesh_ice_servers {
+            Some(v) => v.clone(),
+            None => match std::env::var("LVQR_MESH_ICE_SERVERS") {
+                Ok(json) => parse_ice_servers(&json)
+                    .map_err(|e| format!("invalid LVQR_MESH_ICE_SERVERS: {e}"))?,
+                Err(_) => serde_json::Value::Array(Vec::new()),
+            },
+        };
+        Ok(ServerConfig {
+            listen: self.listen,
+            max_children: self.max_peers,
+            root_peer_count: self.mesh_root_peer_count,
+            max_depth: self.mesh_max_depth,
+            heartbeat_timeout: self.heartbeat_timeout,
+            ice_servers,
+            subscribe_token: self.subscribe_token.clone().filter(|t| !t.is_empty()),
+            publish_token: self.publish_token.clone().filter(|t| !t.is_empty()),
+            no_auth_signal: self.no_auth_signal,
+            ring_objects: usize::try_from(self.ring_objects).unwrap_or(usize::MAX),
+            ring_bytes: self.ring_bytes,
+            max_signal_bytes: self.max_signal_bytes,
+            max_object_bytes: self.max_object_bytes,
+            max_peers_per_track: self.max_peers_per_track,
+            max_peers_total: self.max_peers_total,
+            message_rate: self.message_rate,
+            message_burst: self.message_burst,
+            send_queue: usize::try_from(self.send_queue).unwrap_or(usize::MAX),
+            demo: !self.no_demo,
+        })
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    let demo = config.demo;
+    let server = Server::bind(config).await?;
+    let addr = server.local_addr()?;
+    // Tests and scripts read this line to find the port.
+    println!("meshrelay listening on http://{addr}");
+    tracing::info!(%addr, demo, "serving /signal, /ingest/{{track}}, /ws/{{track}}, /api/v1/mesh, /metrics");
+    if demo {
+        println!("demo: publishing on track demo/live; open http://{addr}/demo");
+    }
+    server.run(meshrelay_server::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
