@@ -82,4 +82,13 @@ window.snapshot = () => {
   };
 };
 
+// Test hook: close this peer's RTCPeerConnections to its children, as a
+// crash of the link would, without any signal message (reaches into the
+// SDK's private state on purpose).
+window.dropChildLinks = () => {
+  const n = window.peer.childMap.size;
+  for (const c of window.peer.childMap.values()) c.pc.close();
+  return n;
+};
+
 window.ready = true;

@@ -1,0 +1,118 @@
+// End-to-end resilience: a late joiner starts at AssignParent.next_object_id;
+// a parent link that dies without any signal message is bridged from the
+// origin egress (?from=) and re-established; a root that leaves mid-stream is
+// replaced by a promoted peer. Every object still reaches every viewer once,
+// in order, byte-exact.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import {
+  expectExact,
+  launchBrowser,
+  log,
+  openPeer,
+  publish,
+  startServer,
+  startStatic,
+  waitAllDelivered,
+  waitFor,
+} from "./harness.mjs";
+
+let browser;
+let statics;
+
+before(async () => {
+  browser = await launchBrowser();
+  statics = await startStatic();
+});
+
+after(async () => {
+  await browser?.close();
+  await statics?.stop();
+});
+
+async function withServer(opts, fn) {
+  const server = await startServer(opts);
+  const peers = [];
+  try {
+    await fn(server, peers);
+  } catch (e) {
+    log(`server log tail:\n${server.logs().slice(-6000)}`);
+    throw e;
+  } finally {
+    for (const p of peers) if (!p.closed) await p.close().catch(() => {});
+    await server.stop();
+  }
+}
+
+const parentOpen = (p) => waitFor(async () => (await p.snapshot()).parentConnected, { message: `${p.peerId}'s parent link` });
+
+describe("meshrelay SDK resilience in Chromium", () => {
+  test("late joiner starts at next_object_id; a dead parent link is bridged from the origin", async () => {
+    await withServer({ rootPeerCount: 1, maxPeers: 1 }, async (server, peers) => {
+      const track = "e2e/late";
+      const a = await openPeer(browser, statics.url, server, { peerId: "a", track });
+      peers.push(a);
+      const N = 300;
+      let b = null;
+      let c = null;
+      let joinedAt = null;
+      let dropped = 0;
+      await publish(server, track, N, {
+        intervalMs: 10,
+        onSent: async (i) => {
+          if (i === 60) {
+            b = await openPeer(browser, statics.url, server, { peerId: "b", track });
+            peers.push(b);
+            c = await openPeer(browser, statics.url, server, { peerId: "c", track });
+            peers.push(c);
+            joinedAt = Number(b.assignment.next);
+            log(`b joined at next_object_id ${b.assignment.next}, c at ${c.assignment.next}`);
+          }
+          if (i === 160) {
+            // b's link to c dies with no PeerLeft and no new assignment.
+            dropped = await b.dropChildLinks();
+          }
+        },
+      });
+      assert.equal(dropped, 1, "b had one child link to kill");
+      await waitAllDelivered(peers, N);
+      await expectExact(assert, a, N);
+      const sb = await expectExact(assert, b, N, joinedAt);
+      const sc = await expectExact(assert, c, N, Number(c.assignment.next));
+      log(`b: fromParent=${sb.stats.fromParent} fromOrigin=${sb.stats.fromOrigin}; c: fromParent=${sc.stats.fromParent} fromOrigin=${sc.stats.fromOrigin} gapsRepaired=${sc.stats.gapsRepaired}`);
+      assert.ok(Number(sc.stats.fromOrigin) > 0, "c bridged the dead link from the origin");
+      assert.ok(Number(sc.stats.gapsRepaired) >= 1);
+      await parentOpen(c);
+      const after = await c.snapshot();
+      assert.equal(after.readingOrigin, false, "c stopped reading the origin once its parent delivered again");
+    });
+  });
+
+  test("the root leaves mid-stream: its child is promoted, nothing is lost downstream", async () => {
+    await withServer({ rootPeerCount: 1, maxPeers: 1 }, async (server, peers) => {
+      const track = "e2e/rootleave";
+      for (const id of ["a", "b", "c", "d"]) peers.push(await openPeer(browser, statics.url, server, { peerId: id, track }));
+      const [a, b, c, d] = peers;
+      for (const p of [b, c, d]) await parentOpen(p);
+      const N = 300;
+      let closing = null;
+      await publish(server, track, N, {
+        intervalMs: 10,
+        onSent: (i) => {
+          if (i === 100) closing = a.close();
+        },
+      });
+      await closing;
+      const rest = [b, c, d];
+      await waitAllDelivered(rest, N);
+      for (const p of rest) {
+        const s = await expectExact(assert, p, N);
+        log(`${p.peerId}: role=${s.role} parent=${s.parent} fromParent=${s.stats.fromParent} fromOrigin=${s.stats.fromOrigin}`);
+      }
+      const sb = await b.snapshot();
+      assert.equal(sb.role, "Root", "b was promoted to root");
+      const sd = await d.snapshot();
+      assert.ok(Number(sd.stats.fromParent) > N / 2, "the leaf still got most objects from peers");
+    });
+  });
+});
