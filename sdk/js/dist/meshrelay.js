@@ -489,7 +489,7 @@ var MeshPeer = class {
     if (this.state === "idle") {
       this.state = "connecting";
       this.openSignal();
-      const hb = this.cfg.heartbeatIntervalMs ?? Math.max(250, Math.floor((this.cfg.peerTimeoutMs ?? 15e3) / 3));
+      const hb = this.cfg.heartbeatIntervalMs ?? Math.max(250, Math.floor((this.cfg.peerTimeoutMs ?? 1e4) / 3));
       this.heartbeatTimer = setInterval(() => this.send({ type: "Heartbeat" }), hb);
       this.reportTimer = setInterval(() => this.reportForwarded(), this.cfg.forwardReportIntervalMs ?? 1e3);
       this.maintenanceTimer = setInterval(() => this.maintain(), 250);

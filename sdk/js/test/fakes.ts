@@ -1,0 +1,128 @@
+// Minimal stand-ins for the browser's WebSocket and RTCPeerConnection, enough
+// to drive MeshPeer's logic in Node under fake timers.
+
+export class FakeWebSocket {
+  static readonly CONNECTING = 0;
+  static readonly OPEN = 1;
+  static readonly CLOSING = 2;
+  static readonly CLOSED = 3;
+  static all: FakeWebSocket[] = [];
+  readyState = 0;
+  binaryType = "blob";
+  sent: (string | Uint8Array)[] = [];
+  onopen: ((ev: unknown) => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  onclose: ((ev: { code: number }) => void) | null = null;
+  onerror: ((ev: unknown) => void) | null = null;
+  constructor(
+    readonly url: string,
+    readonly protocols?: string | string[],
+  ) {
+    FakeWebSocket.all.push(this);
+  }
+  send(d: string | Uint8Array): void {
+    if (this.readyState !== 1) throw new Error("not open");
+    this.sent.push(d);
+  }
+  close(code = 1000): void {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    this.onclose?.({ code });
+  }
+  // test side
+  open(): void {
+    this.readyState = 1;
+    this.onopen?.({});
+  }
+  serverText(obj: unknown): void {
+    this.onmessage?.({ data: JSON.stringify(obj) });
+  }
+  serverBinary(bytes: Uint8Array): void {
+    this.onmessage?.({ data: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) });
+  }
+  serverClose(code = 1006): void {
+    this.close(code);
+  }
+  json(): { type: string; [k: string]: unknown }[] {
+    return this.sent.filter((s): s is string => typeof s === "string").map((s) => JSON.parse(s));
+  }
+}
+
+export class FakeDataChannel {
+  readyState: "connecting" | "open" | "closing" | "closed" = "connecting";
+  binaryType = "blob";
+  bufferedAmount = 0;
+  sent: Uint8Array[] = [];
+  onopen: (() => void) | null = null;
+  onclose: (() => void) | null = null;
+  onmessage: ((ev: { data: unknown }) => void) | null = null;
+  constructor(readonly label: string) {}
+  send(m: Uint8Array): void {
+    if (this.readyState !== "open") throw new Error("not open");
+    this.sent.push(m);
+  }
+  close(): void {
+    if (this.readyState === "closed") return;
+    this.readyState = "closed";
+    this.onclose?.();
+  }
+  open(): void {
+    this.readyState = "open";
+    this.onopen?.();
+  }
+  recv(bytes: Uint8Array): void {
+    this.onmessage?.({ data: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) });
+  }
+}
+
+export class FakePeerConnection {
+  static all: FakePeerConnection[] = [];
+  connectionState = "new";
+  channels: FakeDataChannel[] = [];
+  remote: { type: string; sdp: string } | null = null;
+  candidates: unknown[] = [];
+  closed = false;
+  onicecandidate: ((ev: { candidate: unknown }) => void) | null = null;
+  onconnectionstatechange: (() => void) | null = null;
+  ondatachannel: ((ev: { channel: FakeDataChannel }) => void) | null = null;
+  constructor(readonly config: unknown) {
+    FakePeerConnection.all.push(this);
+  }
+  createDataChannel(label: string): FakeDataChannel {
+    const dc = new FakeDataChannel(label);
+    this.channels.push(dc);
+    return dc;
+  }
+  async createOffer() {
+    return { type: "offer", sdp: "v=0 offer" };
+  }
+  async createAnswer() {
+    return { type: "answer", sdp: "v=0 answer" };
+  }
+  async setLocalDescription() {}
+  async setRemoteDescription(d: { type: string; sdp: string }) {
+    this.remote = d;
+  }
+  async addIceCandidate(c: unknown) {
+    this.candidates.push(c);
+  }
+  close(): void {
+    this.closed = true;
+    this.connectionState = "closed";
+    for (const c of this.channels) c.close();
+  }
+  // test side: the remote side opened a channel towards us
+  remoteChannel(): FakeDataChannel {
+    const dc = new FakeDataChannel("meshrelay");
+    this.channels.push(dc);
+    this.ondatachannel?.({ channel: dc });
+    return dc;
+  }
+}
+
+export function installFakes(): void {
+  FakeWebSocket.all = [];
+  FakePeerConnection.all = [];
+  (globalThis as Record<string, unknown>).WebSocket = FakeWebSocket;
+  (globalThis as Record<string, unknown>).RTCPeerConnection = FakePeerConnection;
+}
