@@ -1,0 +1,207 @@
+//! Test harness: an in-process server on 127.0.0.1:0 and small clients.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+use meshrelay_server::{Server, ServerConfig};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Longest any single awaited event may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    /// Stops the server and waits for `run` to return.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task")
+            .expect("server run");
+    }
+}
+
+pub fn config() -> ServerConfig {
+    ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        demo: false,
+        ..ServerConfig::default()
+    }
+}
+
+pub async fn start(config: ServerConfig) -> TestServer {
+    let server = Server::bind(config).await.expect("bind");
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        addr,
+        stop: Some(stop),
+        task,
+    }
+}
+
+pub async fn connect(url: &str) -> Ws {
+    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("connect in time")
+        .expect("connect");
+    ws
+}
+
+/// Connects offering a subprotocol; returns the socket and the echoed one.
+pub async fn connect_with_protocol(
+    url: &str,
+    protocol: &str,
+) -> Result<(Ws, Option<String>), tokio_tungstenite::tungstenite::Error> {
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_str(protocol).unwrap(),
+    );
+    let (ws, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .expect("connect in time")?;
+    let echoed = resp
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .map(|v| v.to_str().unwrap().to_owned());
+    Ok((ws, echoed))
+}
+
+pub async fn send(ws: &mut Ws, text: impl Into<String>) {
+    ws.send(Message::Text(text.into().into()))
+        .await
+        .expect("send");
+}
+
+/// The next data message (pings are answered by tungstenite while reading).
+pub async fn next_msg(ws: &mut Ws) -> Message {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("stream open")
+            .expect("no socket error");
+        if !matches!(msg, Message::Ping(_) | Message::Pong(_)) {
+            return msg;
+        }
+    }
+}
+
+/// The next text message, parsed.
+pub async fn recv_json(ws: &mut Ws) -> Value {
+    match next_msg(ws).await {
+        Message::Text(t) => serde_json::from_str(t.as_str()).expect("JSON text"),
+        other => panic!("expected a text message, got {other:?}"),
+    }
+}
+
+/// Asserts the next message is an `Error` with this code.
+pub async fn expect_error(ws: &mut Ws, code: &str) {
+    let v = recv_json(ws).await;
+    assert_eq!(v["type"], "Error", "{v}");
+    assert_eq!(v["code"], code, "{v}");
+    assert!(v["reason"].as_str().is_some_and(|r| !r.is_empty()), "{v}");
+}
+
+/// Asserts the server closes the socket (close frame or end of stream).
+pub async fn expect_closed(ws: &mut Ws) -> Option<u16> {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("close in time")
+        {
+            None | Some(Err(_)) => return None,
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(other)) => panic!("expected a close, got {other:?}"),
+        }
+    }
+}
+
+pub fn register_json(peer: &str, track: &str, capacity: Option<u32>) -> String {
+    match capacity {
+        Some(c) => {
+            format!(r#"{{"type":"Register","peer_id":"{peer}","track":"{track}","capacity":{c}}}"#)
+        }
+        None => format!(r#"{{"type":"Register","peer_id":"{peer}","track":"{track}"}}"#),
+    }
+}
+
+/// Connects, registers, and returns the socket and its `AssignParent`.
+pub async fn register(
+    srv: &TestServer,
+    peer: &str,
+    track: &str,
+    capacity: Option<u32>,
+) -> (Ws, Value) {
+    let mut ws = connect(&srv.url("/signal")).await;
+    send(&mut ws, register_json(peer, track, capacity)).await;
+    let v = recv_json(&mut ws).await;
+    assert_eq!(v["type"], "AssignParent", "{v}");
+    (ws, v)
+}
+
+pub fn assign(
+    peer: &str,
+    role: &str,
+    parent: Option<&str>,
+    depth: u32,
+    next_object_id: u64,
+) -> Value {
+    serde_json::json!({
+        "type": "AssignParent",
+        "peer_id": peer,
+        "role": role,
+        "parent_id": parent,
+        "depth": depth,
+        "ice_servers": [],
+        "next_object_id": next_object_id,
+    })
+}
+
+/// A plain HTTP/1.1 GET; returns (status, headers, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_owned(), body.to_owned())
+}
+
+pub async fn mesh_json(srv: &TestServer) -> Value {
+    let (status, _, body) = http_get(srv.addr, "/api/v1/mesh").await;
+    assert_eq!(status, 200);
+    serde_json::from_str(&body).expect("mesh JSON")
+}

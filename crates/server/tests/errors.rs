@@ -1,0 +1,157 @@
+//! Bad input on `/signal`: every violation gets its `Error` code.
+
+mod common;
+
+use common::*;
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn malformed_messages_get_codes_and_the_session_stays_open() {
+    let srv = start(config()).await;
+    let mut ws = connect(&srv.url("/signal")).await;
+    send(&mut ws, "{not json").await;
+    expect_error(&mut ws, "invalid_json").await;
+    send(&mut ws, r#"{"type":"Dance"}"#).await;
+    expect_error(&mut ws, "unknown_type").await;
+    send(&mut ws, r#"{"type":"Register","peer_id":"a"}"#).await;
+    expect_error(&mut ws, "invalid_json").await;
+    ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    expect_error(&mut ws, "invalid_json").await;
+    send(&mut ws, r#"{"type":"Heartbeat"}"#).await;
+    expect_error(&mut ws, "expected_register").await;
+    send(&mut ws, register_json("bad id", "t", None)).await;
+    expect_error(&mut ws, "invalid_peer_id").await;
+    send(&mut ws, register_json(&"x".repeat(65), "t", None)).await;
+    expect_error(&mut ws, "invalid_peer_id").await;
+    for track in ["/t", "t/", "a//b", "a/../b", "a b"] {
+        send(&mut ws, register_json("a", track, None)).await;
+        expect_error(&mut ws, "invalid_track").await;
+    }
+    // Still open: a valid Register now succeeds.
+    send(&mut ws, register_json("a", "t", None)).await;
+    assert_eq!(recv_json(&mut ws).await, assign("a", "Root", None, 0, 0));
+    send(&mut ws, register_json("a2", "t", None)).await;
+    expect_error(&mut ws, "duplicate_register").await;
+    send(&mut ws, "[]").await;
+    expect_error(&mut ws, "invalid_json").await;
+    assert_eq!(mesh_json(&srv).await["peer_count"], 1);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn duplicate_peer_id_leaves_the_existing_session_untouched() {
+    let srv = start(meshrelay_server::ServerConfig {
+        root_peer_count: 1,
+        ..config()
+    })
+    .await;
+    let (mut a, _) = register(&srv, "a", "t", None).await;
+    let mut imposter = connect(&srv.url("/signal")).await;
+    send(&mut imposter, register_json("a", "t", None)).await;
+    expect_error(&mut imposter, "duplicate_peer_id").await;
+    // The imposter may retry with another id on the same socket.
+    send(&mut imposter, register_json("b", "t", None)).await;
+    assert_eq!(
+        recv_json(&mut imposter).await,
+        assign("b", "Relay", Some("a"), 1, 0)
+    );
+    // The original still owns "a" and receives what is sent to it.
+    send(
+        &mut imposter,
+        r#"{"type":"Offer","from":"b","to":"a","sdp":"hi"}"#,
+    )
+    .await;
+    assert_eq!(recv_json(&mut a).await["sdp"], "hi");
+    assert_eq!(mesh_json(&srv).await["peer_count"], 2);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_message_is_refused_and_closes() {
+    let srv = start(meshrelay_server::ServerConfig {
+        max_signal_bytes: 1024,
+        ..config()
+    })
+    .await;
+    let (mut a, _) = register(&srv, "a", "t", None).await;
+    let big = format!(r#"{{"type":"Heartbeat","pad":"{}"}}"#, "x".repeat(1024));
+    send(&mut a, big).await;
+    expect_error(&mut a, "too_large").await;
+    assert_eq!(expect_closed(&mut a).await, Some(1009));
+    // Far beyond the limit too (tungstenite's own cap).
+    let (mut b, _) = register(&srv, "b", "t", None).await;
+    send(&mut b, "x".repeat(10_000)).await;
+    expect_closed_maybe_after_error(&mut b).await;
+    srv.stop().await;
+}
+
+async fn expect_closed_maybe_after_error(ws: &mut Ws) {
+    loop {
+        match tokio::time::timeout(WAIT, futures_util::StreamExt::next(ws))
+            .await
+            .expect("close in time")
+        {
+            Some(Ok(Message::Text(t))) => assert!(t.as_str().contains("too_large"), "{t}"),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn flooding_is_rate_limited_and_closes() {
+    let srv = start(meshrelay_server::ServerConfig {
+        message_rate: 0.001,
+        message_burst: 3.0,
+        ..config()
+    })
+    .await;
+    let (mut a, _) = register(&srv, "a", "t", None).await; // 1 token
+    send(&mut a, r#"{"type":"Heartbeat"}"#).await; // 2
+    send(&mut a, r#"{"type":"Heartbeat"}"#).await; // 3
+    send(&mut a, r#"{"type":"Heartbeat"}"#).await; // over
+    expect_error(&mut a, "rate_limited").await;
+    assert_eq!(expect_closed(&mut a).await, Some(1008));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn peer_limits_answer_mesh_full_and_keep_the_socket() {
+    let srv = start(meshrelay_server::ServerConfig {
+        max_peers_total: Some(2),
+        max_peers_per_track: Some(1),
+        ..config()
+    })
+    .await;
+    let (_a, _) = register(&srv, "a", "t1", None).await;
+    let mut b = connect(&srv.url("/signal")).await;
+    send(&mut b, register_json("b", "t1", None)).await;
+    expect_error(&mut b, "mesh_full").await;
+    send(&mut b, register_json("b", "t2", None)).await;
+    assert_eq!(recv_json(&mut b).await, assign("b", "Root", None, 0, 0));
+    let mut c = connect(&srv.url("/signal")).await;
+    send(&mut c, register_json("c", "t3", None)).await;
+    expect_error(&mut c, "mesh_full").await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn depth_limit_answers_mesh_full() {
+    let srv = start(meshrelay_server::ServerConfig {
+        root_peer_count: 1,
+        max_children: 1,
+        max_depth: 1,
+        ..config()
+    })
+    .await;
+    let (_a, _) = register(&srv, "a", "t", None).await;
+    let (_b, bv) = register(&srv, "b", "t", None).await;
+    assert_eq!(bv, assign("b", "Relay", Some("a"), 1, 0));
+    let mut c = connect(&srv.url("/signal")).await;
+    send(&mut c, register_json("c", "t", None)).await;
+    expect_error(&mut c, "mesh_full").await;
+    srv.stop().await;
+}

@@ -1,0 +1,346 @@
+//! `/signal` over real sockets: registration, relaying, leaves, liveness.
+
+mod common;
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::json;
+use std::time::Duration;
+
+fn tree_config(roots: usize, max_children: usize) -> meshrelay_server::ServerConfig {
+    meshrelay_server::ServerConfig {
+        root_peer_count: roots,
+        max_children,
+        ..config()
+    }
+}
+
+#[tokio::test]
+async fn register_assigns_roots_and_relays_with_ice_servers() {
+    let ice = json!([{"urls": "stun:127.0.0.1:3478"}]);
+    let srv = start(meshrelay_server::ServerConfig {
+        ice_servers: ice.clone(),
+        ..tree_config(2, 3)
+    })
+    .await;
+    let (_a, a) = register(&srv, "a", "live/test", None).await;
+    let mut want = assign("a", "Root", None, 0, 0);
+    want["ice_servers"] = ice.clone();
+    assert_eq!(a, want);
+    let (_b, b) = register(&srv, "b", "live/test", None).await;
+    want = assign("b", "Root", None, 0, 0);
+    want["ice_servers"] = ice.clone();
+    assert_eq!(b, want);
+    // Roots full: the shallowest free slot, ties to the fewest children: a (joined first) or b.
+    let (_c, c) = register(&srv, "c", "live/test", None).await;
+    assert_eq!(c["role"], "Relay");
+    assert_eq!(c["depth"], 1);
+    assert!(c["parent_id"] == "a" || c["parent_id"] == "b", "{c}");
+    assert_eq!(c["ice_servers"], ice);
+    // Another track is another tree.
+    let (_x, x) = register(&srv, "c", "other", None).await;
+    want = assign("c", "Root", None, 0, 0);
+    want["ice_servers"] = ice;
+    assert_eq!(x, want);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn capacity_is_clamped_to_max_peers() {
+    let srv = start(tree_config(1, 2)).await;
+    let (_a, a) = register(&srv, "a", "t", Some(10)).await;
+    assert_eq!(a, assign("a", "Root", None, 0, 0));
+    let (_b, b) = register(&srv, "b", "t", Some(10)).await;
+    assert_eq!(b, assign("b", "Relay", Some("a"), 1, 0));
+    let (_c, c) = register(&srv, "c", "t", Some(0)).await;
+    assert_eq!(c, assign("c", "Leaf", Some("a"), 1, 0));
+    // a claimed 10 but is clamped to 2, so d descends to b.
+    let (_d, d) = register(&srv, "d", "t", None).await;
+    assert_eq!(d, assign("d", "Relay", Some("b"), 2, 0));
+    let mesh = mesh_json(&srv).await;
+    let a_stats = mesh["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer_id"] == "a")
+        .unwrap()
+        .clone();
+    assert_eq!(a_stats["capacity"], 10);
+    assert_eq!(a_stats["intended_children"], 2);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn sdp_is_relayed_between_neighbours_only_and_from_is_checked() {
+    // A chain a -> b -> c (one child each).
+    let srv = start(tree_config(1, 1)).await;
+    let (mut a, _) = register(&srv, "a", "t", None).await;
+    let (mut b, bv) = register(&srv, "b", "t", None).await;
+    assert_eq!(bv, assign("b", "Relay", Some("a"), 1, 0));
+    let (mut c, cv) = register(&srv, "c", "t", None).await;
+    assert_eq!(cv, assign("c", "Relay", Some("b"), 2, 0));
+
+    let offer = r#"{"type":"Offer","from":"b","to":"a","sdp":"v=0 offer"}"#;
+    send(&mut b, offer).await;
+    assert_eq!(
+        recv_json(&mut a).await,
+        serde_json::from_str::<serde_json::Value>(offer).unwrap()
+    );
+    let answer = r#"{"type":"Answer","from":"a","to":"b","sdp":"v=0 answer"}"#;
+    send(&mut a, answer).await;
+    assert_eq!(
+        recv_json(&mut b).await,
+        serde_json::from_str::<serde_json::Value>(answer).unwrap()
+    );
+    let ice = r#"{"type":"IceCandidate","from":"c","to":"b","candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdp_mid":"0","sdp_mline_index":0}"#;
+    send(&mut c, ice).await;
+    assert_eq!(
+        recv_json(&mut b).await,
+        serde_json::from_str::<serde_json::Value>(ice).unwrap()
+    );
+
+    // c -> a: not a neighbour; nothing reaches a.
+    send(&mut c, r#"{"type":"Offer","from":"c","to":"a","sdp":"x"}"#).await;
+    expect_error(&mut c, "not_neighbour").await;
+    // c speaking for b: refused; nothing reaches a or b.
+    send(&mut c, r#"{"type":"Offer","from":"b","to":"a","sdp":"x"}"#).await;
+    expect_error(&mut c, "spoofed_from").await;
+    send(&mut c, r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#).await;
+    expect_error(&mut c, "spoofed_from").await;
+    // An unknown recipient is not a neighbour either.
+    send(
+        &mut c,
+        r#"{"type":"Answer","from":"c","to":"ghost","sdp":"x"}"#,
+    )
+    .await;
+    expect_error(&mut c, "not_neighbour").await;
+    // The sessions stay open, and the next thing a and b receive is the
+    // legitimate follow-up, proving nothing else was relayed to them.
+    let marker_a = r#"{"type":"Offer","from":"b","to":"a","sdp":"marker-a"}"#;
+    send(&mut b, marker_a).await;
+    assert_eq!(recv_json(&mut a).await["sdp"], "marker-a");
+    let marker_b = r#"{"type":"Answer","from":"c","to":"b","sdp":"marker-b"}"#;
+    send(&mut c, marker_b).await;
+    assert_eq!(recv_json(&mut b).await["sdp"], "marker-b");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn parent_disconnect_reassigns_its_child_and_tells_neighbours() {
+    // a (capacity 1) -> b -> c
+    let srv = start(tree_config(1, 3)).await;
+    let (mut a, _) = register(&srv, "a", "t", Some(1)).await;
+    let (b, bv) = register(&srv, "b", "t", None).await;
+    assert_eq!(bv, assign("b", "Relay", Some("a"), 1, 0));
+    let (mut c, cv) = register(&srv, "c", "t", None).await;
+    assert_eq!(cv, assign("c", "Relay", Some("b"), 2, 0));
+    drop(b); // abrupt: no close frame
+    assert_eq!(
+        recv_json(&mut a).await,
+        json!({"type":"PeerLeft","peer_id":"b"})
+    );
+    assert_eq!(
+        recv_json(&mut c).await,
+        json!({"type":"PeerLeft","peer_id":"b"})
+    );
+    assert_eq!(
+        recv_json(&mut c).await,
+        assign("c", "Relay", Some("a"), 1, 0)
+    );
+    let mesh = mesh_json(&srv).await;
+    assert_eq!(mesh["peer_count"], 2);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn parent_leave_tells_every_child_its_new_place_and_no_bystander() {
+    // roots: a and z (bystander root). a -> b -> {c, d}.
+    let srv = start(tree_config(2, 2)).await;
+    let (mut a, _) = register(&srv, "a", "t", Some(1)).await;
+    let (mut z, _) = register(&srv, "z", "t", Some(0)).await;
+    let (mut b, bv) = register(&srv, "b", "t", None).await;
+    assert_eq!(bv, assign("b", "Relay", Some("a"), 1, 0));
+    let (mut c, cv) = register(&srv, "c", "t", None).await;
+    assert_eq!(cv, assign("c", "Relay", Some("b"), 2, 0));
+    let (mut d, dv) = register(&srv, "d", "t", None).await;
+    assert_eq!(dv, assign("d", "Relay", Some("b"), 2, 0));
+
+    send(&mut b, r#"{"type":"Leave"}"#).await;
+    assert_eq!(
+        recv_json(&mut a).await,
+        json!({"type":"PeerLeft","peer_id":"b"})
+    );
+    // PeerLeft is queued in the same locked step as the leave, so the tree is final now.
+    let mesh = mesh_json(&srv).await;
+    assert_eq!(mesh["peer_count"], 4);
+    let place = |id: &str| {
+        let p = mesh["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["peer_id"] == id)
+            .unwrap()
+            .clone();
+        (p["parent"].clone(), p["depth"].clone(), p["role"].clone())
+    };
+    for (ws, id) in [(&mut c, "c"), (&mut d, "d")] {
+        assert_eq!(
+            recv_json(ws).await,
+            json!({"type":"PeerLeft","peer_id":"b"})
+        );
+        let got = recv_json(ws).await;
+        let (parent, depth, role) = place(id);
+        let want = json!({"type":"AssignParent","peer_id":id,"role":role,"parent_id":parent,"depth":depth,"ice_servers":[],"next_object_id":0});
+        assert_eq!(got, want);
+        assert_ne!(parent, "b");
+    }
+    // z kept its place (root, depth 0) and was never b's neighbour, so
+    // nothing was sent to it: the first thing it receives is its own error.
+    let mesh = mesh_json(&srv).await;
+    let zp = mesh["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer_id"] == "z")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (zp["role"].clone(), zp["depth"].clone()),
+        (json!("Root"), json!(0))
+    );
+    send(&mut z, r#"{"type":"Nope"}"#).await;
+    expect_error(&mut z, "unknown_type").await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn quiet_connected_peer_survives_three_heartbeat_timeouts() {
+    let timeout = Duration::from_millis(300);
+    let srv = start(meshrelay_server::ServerConfig {
+        heartbeat_timeout: timeout,
+        ..tree_config(1, 3)
+    })
+    .await;
+    let (mut a, _) = register(&srv, "a", "t", None).await;
+    // Read (so tungstenite answers pings) but never send a message.
+    let until = tokio::time::Instant::now() + timeout * 4;
+    let mut pings = 0;
+    while let Ok(msg) = tokio::time::timeout_at(until, a.next()).await {
+        match msg.expect("open").expect("no error") {
+            tokio_tungstenite::tungstenite::Message::Ping(_) => pings += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(pings >= 3, "the server pings every timeout/3, got {pings}");
+    let mesh = mesh_json(&srv).await;
+    assert_eq!(mesh["peer_count"], 1);
+    // And it is still served.
+    let (mut b, bv) = register(&srv, "b", "t", None).await;
+    assert_eq!(bv, assign("b", "Relay", Some("a"), 1, 0));
+    send(&mut b, r#"{"type":"Offer","from":"b","to":"a","sdp":"s"}"#).await;
+    assert_eq!(recv_json(&mut a).await["sdp"], "s");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn peer_that_stops_answering_pings_is_evicted() {
+    let srv = start(meshrelay_server::ServerConfig {
+        heartbeat_timeout: Duration::from_millis(300),
+        ..tree_config(1, 3)
+    })
+    .await;
+    // A client that registers and then never reads (so never pongs).
+    let (_mute, _) = register(&srv, "mute", "t", None).await;
+    let (mut child, cv) = register(&srv, "child", "t", None).await;
+    assert_eq!(cv, assign("child", "Relay", Some("mute"), 1, 0));
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+        recv_json(&mut child).await,
+        json!({"type":"PeerLeft","peer_id":"mute"})
+    );
+    assert_eq!(
+        recv_json(&mut child).await,
+        assign("child", "Root", None, 0, 0)
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "evicted too early"
+    );
+    assert_eq!(mesh_json(&srv).await["peer_count"], 1);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn closed_client_leaves_at_once() {
+    let srv = start(tree_config(1, 3)).await;
+    let (mut a, _) = register(&srv, "a", "t", None).await;
+    let (mut b, _) = register(&srv, "b", "t", None).await;
+    b.close(None).await.unwrap();
+    assert_eq!(
+        recv_json(&mut a).await,
+        json!({"type":"PeerLeft","peer_id":"b"})
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn auth_by_subprotocol_or_query_else_401() {
+    let srv = start(meshrelay_server::ServerConfig {
+        subscribe_token: Some("s3cret".into()),
+        publish_token: Some("pub".into()),
+        ..config()
+    })
+    .await;
+    let (mut ws, echoed) = connect_with_protocol(&srv.url("/signal"), "lvqr.bearer.s3cret")
+        .await
+        .unwrap();
+    assert_eq!(echoed.as_deref(), Some("lvqr.bearer.s3cret"));
+    send(&mut ws, register_json("a", "t", None)).await;
+    assert_eq!(recv_json(&mut ws).await, assign("a", "Root", None, 0, 0));
+
+    let mut ws = connect(&srv.url("/signal?token=s3cret")).await;
+    send(&mut ws, register_json("b", "t", None)).await;
+    assert_eq!(recv_json(&mut ws).await["type"], "AssignParent");
+
+    for url in [
+        srv.url("/signal"),
+        srv.url("/signal?token=wrong"),
+        srv.url("/ws/t"),
+        srv.url("/ingest/t?token=s3cret"),
+    ] {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 401, "{url}")
+            }
+            other => panic!("{url}: expected 401, got {:?}", other.map(|_| ())),
+        }
+    }
+    match connect_with_protocol(&srv.url("/signal"), "lvqr.bearer.nope").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("expected 401, got {:?}", other.map(|_| ())),
+    }
+    let _ = connect(&srv.url("/ws/t?token=s3cret")).await;
+    let (_, echoed) = connect_with_protocol(&srv.url("/ingest/t"), "lvqr.bearer.pub")
+        .await
+        .unwrap();
+    assert_eq!(echoed.as_deref(), Some("lvqr.bearer.pub"));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn no_auth_signal_opens_only_signal() {
+    let srv = start(meshrelay_server::ServerConfig {
+        subscribe_token: Some("s3cret".into()),
+        no_auth_signal: true,
+        ..config()
+    })
+    .await;
+    let mut ws = connect(&srv.url("/signal")).await;
+    send(&mut ws, register_json("a", "t", None)).await;
+    assert_eq!(recv_json(&mut ws).await["type"], "AssignParent");
+    match tokio_tungstenite::connect_async(srv.url("/ws/t").as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+        other => panic!("expected 401, got {:?}", other.map(|_| ())),
+    }
+    srv.stop().await;
+}
