@@ -11,6 +11,7 @@
 pub mod config;
 pub mod coordinator;
 pub mod error;
+mod index;
 pub mod planner;
 pub mod tree;
 

@@ -21,6 +21,7 @@
 
 use crate::config::MeshConfig;
 use crate::error::MeshError;
+use crate::index::FifoIndex;
 use crate::tree::{PeerAssignment, PeerId, PeerInfo, PeerRole};
 use hashbrown::HashTable;
 use std::cmp::Reverse;
@@ -90,8 +91,8 @@ pub struct Planner {
     free: Vec<u32>,
     ids: HashTable<u32>,
     hasher: hashbrown::DefaultHashBuilder,
-    open: BTreeSet<(u32, u32, u32)>,
-    leaves: BTreeSet<(Reverse<u32>, Reverse<u32>, u32)>,
+    open: FifoIndex<(u32, u32)>,
+    leaves: FifoIndex<(Reverse<u32>, Reverse<u32>)>,
     detached: BTreeSet<u32>,
     /// Min-heap of (last heard, slot, generation); one live entry per peer,
     /// refreshed lazily when it reaches the top.
@@ -124,8 +125,8 @@ impl Planner {
             free: Vec::new(),
             ids: HashTable::new(),
             hasher: hashbrown::DefaultHashBuilder::default(),
-            open: BTreeSet::new(),
-            leaves: BTreeSet::new(),
+            open: FifoIndex::new(),
+            leaves: FifoIndex::new(),
             detached: BTreeSet::new(),
             liveness: BinaryHeap::new(),
             roots: 0,
@@ -208,40 +209,34 @@ impl Planner {
 
     // ----- indexes -------------------------------------------------------
 
-    fn open_key(&self, i: u32) -> Option<(u32, u32, u32)> {
+    fn open_key(&self, i: u32) -> Option<(u32, u32)> {
         let n = self.node(i);
         let placed = matches!(n.state, State::Root | State::Attached);
-        (placed && n.child_count < n.capacity && n.depth < self.config.max_depth).then_some((
-            n.depth,
-            n.child_count,
-            i,
-        ))
+        (placed && n.child_count < n.capacity && n.depth < self.config.max_depth)
+            .then_some((n.depth, n.child_count))
     }
 
-    fn leaf_key(&self, i: u32) -> Option<(Reverse<u32>, Reverse<u32>, u32)> {
+    fn leaf_key(&self, i: u32) -> Option<(Reverse<u32>, Reverse<u32>)> {
         let n = self.node(i);
-        (n.state == State::Attached && n.child_count == 0).then_some((
-            Reverse(n.capacity),
-            Reverse(n.depth),
-            i,
-        ))
+        (n.state == State::Attached && n.child_count == 0)
+            .then_some((Reverse(n.capacity), Reverse(n.depth)))
     }
 
     fn unindex(&mut self, i: u32) {
         if let Some(k) = self.open_key(i) {
-            self.open.remove(&k);
+            self.open.remove(k, i);
         }
         if let Some(k) = self.leaf_key(i) {
-            self.leaves.remove(&k);
+            self.leaves.remove(k, i);
         }
     }
 
     fn index(&mut self, i: u32) {
         if let Some(k) = self.open_key(i) {
-            self.open.insert(k);
+            self.open.insert(k, i);
         }
         if let Some(k) = self.leaf_key(i) {
-            self.leaves.insert(k);
+            self.leaves.insert(k, i);
         }
     }
 
@@ -362,7 +357,7 @@ impl Planner {
     /// The shallowest free slot whose depth leaves room for a subtree of
     /// `height` below the placed peer, other than under `avoid`.
     fn best_slot(&self, height: u32, avoid: u32) -> Option<u32> {
-        for &(depth, _, p) in &self.open {
+        for ((depth, _), p) in self.open.iter() {
             if depth + 1 + height > self.config.max_depth {
                 return None;
             }
@@ -432,7 +427,7 @@ impl Planner {
         let other = self
             .leaves
             .iter()
-            .map(|&(_, _, i)| i)
+            .map(|(_, i)| i)
             .find(|&i| i != avoid && !children.contains(&i));
         let candidates = [
             own_leaf.map(|c| (free(c).min(k - 1), c)),
@@ -466,7 +461,7 @@ impl Planner {
         if self.roots >= self.config.root_peer_count {
             return;
         }
-        if let Some(&(_, _, l)) = self.leaves.iter().next() {
+        if let Some(l) = self.leaves.first() {
             touched.note(self, l);
             self.unlink(l);
             self.set_state(l, State::Root);
@@ -505,7 +500,7 @@ impl Planner {
             NONE
         } else {
             match self.open.first() {
-                Some(&(_, _, p)) => p,
+                Some(p) => p,
                 None if self.config.max_depth == 0 => {
                     return Err(MeshError::TreeDepthExceeded {
                         max: self.config.max_depth as usize,
@@ -701,7 +696,7 @@ impl Planner {
                 let (_, height) = self.subtree(i);
                 let elsewhere = self.roots < self.config.root_peer_count || {
                     // Its own subtree is still indexed; skip it while searching.
-                    self.open.iter().any(|&(d, _, p)| {
+                    self.open.iter().any(|((d, _), p)| {
                         d + 1 + height <= self.config.max_depth
                             && p != old_parent
                             && !self.is_ancestor(i, p)
@@ -954,13 +949,13 @@ impl Planner {
             }
             if let Some(k) = self.open_key(i) {
                 open += 1;
-                if !self.open.contains(&k) {
+                if !self.open.contains(k, i) {
                     return Err(format!("{name}: missing from the open-slot index"));
                 }
             }
             if let Some(k) = self.leaf_key(i) {
                 leaves += 1;
-                if !self.leaves.contains(&k) {
+                if !self.leaves.contains(k, i) {
                     return Err(format!("{name}: missing from the leaf index"));
                 }
             }
