@@ -170,6 +170,18 @@ async fn run_egress(mut ws: WebSocket, app: &App, lease: &Lease, from: Option<u6
         }
         for framed in batch {
             let len = framed.len() as u64;
+            // Counted when handed to the socket, so a reader that has the
+            // object always sees it counted.
+            track
+                .stats
+                .origin_objects_sent
+                .fetch_add(1, Ordering::Relaxed);
+            track
+                .stats
+                .origin_bytes_sent
+                .fetch_add(len, Ordering::Relaxed);
+            metrics::counter!(crate::metrics::OBJECTS_OUT).increment(1);
+            metrics::counter!(crate::metrics::BYTES_OUT).increment(len);
             let sent = tokio::select! {
                 biased;
                 _ = app.shutdown.cancelled() => false,
@@ -182,16 +194,6 @@ async fn run_egress(mut ws: WebSocket, app: &App, lease: &Lease, from: Option<u6
                 break 'stream;
             }
             cursor += 1;
-            track
-                .stats
-                .origin_objects_sent
-                .fetch_add(1, Ordering::Relaxed);
-            track
-                .stats
-                .origin_bytes_sent
-                .fetch_add(len, Ordering::Relaxed);
-            metrics::counter!(crate::metrics::OBJECTS_OUT).increment(1);
-            metrics::counter!(crate::metrics::BYTES_OUT).increment(len);
         }
     }
     track.stats.subscribers.fetch_sub(1, Ordering::Relaxed);

@@ -1,0 +1,283 @@
+//! Origin ingest and egress over real sockets, plus the admin endpoints.
+
+mod common;
+
+use common::*;
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+fn framed(id: u64, payload: &[u8]) -> Vec<u8> {
+    let mut v = id.to_be_bytes().to_vec();
+    v.extend_from_slice(payload);
+    v
+}
+
+async fn next_binary(ws: &mut Ws) -> Vec<u8> {
+    match next_msg(ws).await {
+        Message::Binary(b) => b.to_vec(),
+        other => panic!("expected binary, got {other:?}"),
+    }
+}
+
+fn payload(i: u64) -> Vec<u8> {
+    format!("object-{i}").into_bytes()
+}
+
+#[tokio::test]
+async fn ingest_to_egress_is_byte_exact_and_resumable() {
+    let srv = start(meshrelay_server::ServerConfig {
+        ring_objects: 4,
+        ..config()
+    })
+    .await;
+    // from=0 removes any race between subscribing and the first publish.
+    let mut live = connect(&srv.url("/ws/live/test?from=0")).await;
+    let mut publisher = connect(&srv.url("/ingest/live/test")).await;
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i * 7) as u8).collect();
+    // Lockstep, so the live reader never falls out of the 4-object ring.
+    for i in 0..9u64 {
+        publisher
+            .send(Message::Binary(payload(i).into()))
+            .await
+            .unwrap();
+        assert_eq!(next_binary(&mut live).await, framed(i, &payload(i)));
+    }
+    publisher
+        .send(Message::Text("ignored".into()))
+        .await
+        .unwrap();
+    publisher
+        .send(Message::Binary(big.clone().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_binary(&mut live).await, framed(9, &big));
+
+    // Resume inside the ring: exactly from the asked id.
+    let mut resumed = connect(&srv.url("/ws/live/test?from=8")).await;
+    assert_eq!(next_binary(&mut resumed).await, framed(8, &payload(8)));
+    assert_eq!(next_binary(&mut resumed).await, framed(9, &big));
+
+    // Older than the ring (ids 6..=9 kept): a ResumeGap, then from the oldest.
+    let mut gap = connect(&srv.url("/ws/live/test?from=1")).await;
+    assert_eq!(
+        recv_json(&mut gap).await,
+        json!({"type":"ResumeGap","requested":1,"first":6})
+    );
+    for i in 6..9u64 {
+        assert_eq!(next_binary(&mut gap).await, framed(i, &payload(i)));
+    }
+    assert_eq!(next_binary(&mut gap).await, framed(9, &big));
+
+    // Beyond the next id: the next published object.
+    let mut ahead = connect(&srv.url("/ws/live/test?from=500")).await;
+    // A later publisher continues the numbering.
+    drop(publisher);
+    let mut publisher = connect(&srv.url("/ingest/live/test")).await;
+    publisher
+        .send(Message::Binary(b"ten".to_vec().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_binary(&mut ahead).await, framed(10, b"ten"));
+    assert_eq!(next_binary(&mut live).await, framed(10, b"ten"));
+    assert_eq!(next_binary(&mut gap).await, framed(10, b"ten"));
+    assert_eq!(next_binary(&mut resumed).await, framed(10, b"ten"));
+
+    // The admin API counts exactly what the origin sent to the four readers.
+    let size = |i: u64| match i {
+        9 => 8 + big.len() as u64,
+        10 => 8 + 3,
+        i => 8 + payload(i).len() as u64,
+    };
+    let ranges = [0..11u64, 8..11, 6..11, 10..11];
+    let objects: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+    let bytes: u64 = ranges.iter().flat_map(|r| r.clone()).map(size).sum();
+    let mesh = mesh_json(&srv).await;
+    let t = mesh["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["track"] == "live/test")
+        .unwrap()
+        .clone();
+    assert_eq!(t["objects_published"], 11);
+    assert_eq!(t["next_object_id"], 11);
+    assert_eq!(t["origin_objects_sent"], objects);
+    assert_eq!(t["origin_bytes_sent"], bytes);
+    assert_eq!(t["subscribers"], 4);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_object_is_refused_and_closes() {
+    let srv = start(meshrelay_server::ServerConfig {
+        max_object_bytes: 1000,
+        ..config()
+    })
+    .await;
+    let mut publisher = connect(&srv.url("/ingest/t")).await;
+    publisher
+        .send(Message::Binary(vec![0; 1000].into()))
+        .await
+        .unwrap();
+    publisher
+        .send(Message::Binary(vec![0; 1001].into()))
+        .await
+        .unwrap();
+    expect_error(&mut publisher, "too_large").await;
+    assert_eq!(expect_closed(&mut publisher).await, Some(1009));
+    let mesh = mesh_json(&srv).await;
+    // The publisher is gone and nobody else holds the track, so it is dropped.
+    assert!(
+        mesh["tracks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["track"] != "t"),
+        "{mesh}"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_track_in_path_is_a_400() {
+    let srv = start(config()).await;
+    for path in ["/ws/a..b", "/ingest/a%20b", "/ws/a//b"] {
+        let (status, _, _) = http_get(srv.addr, path).await;
+        assert!(status == 400, "{path}: {status}");
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn admin_endpoints() {
+    let srv = start(meshrelay_server::ServerConfig {
+        root_peer_count: 1,
+        ..config()
+    })
+    .await;
+    let (_a, _) = register(&srv, "a", "live/x", Some(2)).await;
+    let (mut b, _) = register(&srv, "b", "live/x", None).await;
+    send(
+        &mut b,
+        r#"{"type":"ForwardReport","forwarded_frames":1200}"#,
+    )
+    .await;
+    send(&mut b, r#"{"type":"ForwardReport","forwarded_frames":7}"#).await;
+    // The reports are handled in order before this error reply.
+    send(&mut b, r#"{"type":"Nope"}"#).await;
+    expect_error(&mut b, "unknown_type").await;
+    let mesh = mesh_json(&srv).await;
+    assert_eq!(mesh["enabled"], true);
+    assert_eq!(mesh["peer_count"], 2);
+    assert_eq!(mesh["offload_percentage"], 50.0);
+    let mut peers = mesh["peers"].as_array().unwrap().clone();
+    peers.sort_by_key(|p| p["peer_id"].as_str().unwrap().to_owned());
+    assert_eq!(
+        serde_json::Value::Array(peers),
+        json!([
+            {"peer_id":"a","track":"live/x","role":"Root","parent":null,"depth":0,"intended_children":1,"forwarded_frames":0,"capacity":2},
+            {"peer_id":"b","track":"live/x","role":"Relay","parent":"a","depth":1,"intended_children":0,"forwarded_frames":7,"capacity":null}
+        ])
+    );
+    assert_eq!(
+        mesh["tracks"],
+        json!([{"track":"live/x","peer_count":2,"root_count":1,"offload_percentage":50.0,
+                "objects_published":0,"next_object_id":0,"origin_objects_sent":0,"origin_bytes_sent":0,
+                "subscribers":0,"publishers":0}])
+    );
+    let (status, _, body) = http_get(srv.addr, "/api/v1/mesh?peers=false").await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["peers"], json!([]));
+    assert_eq!(v["peer_count"], 2);
+
+    let (status, _, body) = http_get(srv.addr, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, head, body) = http_get(srv.addr, "/sdk/meshrelay.js").await;
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/javascript"),
+        "{head}"
+    );
+    assert_eq!(body, include_str!("../../../sdk/js/dist/meshrelay.js"));
+    for path in ["/", "/demo"] {
+        let (status, head, body) = http_get(srv.addr, path).await;
+        assert_eq!(status, 200);
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: text/html"),
+            "{head}"
+        );
+        assert_eq!(body, include_str!("../../../sdk/js/demo/index.html"));
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_stop_sends_close_frames() {
+    let srv = start(config()).await;
+    let (mut a, _) = register(&srv, "a", "t", None).await;
+    let mut egress = connect(&srv.url("/ws/t")).await;
+    let stopping = tokio::spawn(srv.stop());
+    assert_eq!(expect_closed(&mut a).await, Some(1001));
+    assert_eq!(expect_closed(&mut egress).await, Some(1001));
+    stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn demo_publisher_streams_on_demo_live() {
+    let srv = start(meshrelay_server::ServerConfig {
+        demo: true,
+        ..config()
+    })
+    .await;
+    let mut ws = connect(&srv.url("/ws/demo/live?from=0")).await;
+    let first = next_binary(&mut ws).await;
+    assert_eq!(&first[..8], &0u64.to_be_bytes());
+    let v: serde_json::Value = serde_json::from_slice(&first[8..]).unwrap();
+    assert_eq!(v["seq"], 0);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn lagging_subscriber_is_closed_never_skipped() {
+    let srv = start(meshrelay_server::ServerConfig {
+        ring_objects: 4,
+        ..config()
+    })
+    .await;
+    let mut slow = connect(&srv.url("/ws/t?from=0")).await;
+    let mut publisher = connect(&srv.url("/ingest/t")).await;
+    // 24 MiB while the reader reads nothing: more than socket buffers hold,
+    // so the reader falls out of the 4-object ring.
+    for i in 0..24u8 {
+        publisher
+            .send(Message::Binary(vec![i; 1 << 20].into()))
+            .await
+            .unwrap();
+    }
+    let mut expected = 0u64;
+    loop {
+        match next_msg(&mut slow).await {
+            Message::Binary(b) => {
+                assert_eq!(
+                    &b[..8],
+                    &expected.to_be_bytes(),
+                    "objects in order, none skipped"
+                );
+                expected += 1;
+            }
+            Message::Close(frame) => {
+                let frame = frame.expect("close frame");
+                assert_eq!(u16::from(frame.code), 1013);
+                assert_eq!(frame.reason.as_str(), "slow_consumer");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(expected < 24, "the reader should have lagged");
+    srv.stop().await;
+}
