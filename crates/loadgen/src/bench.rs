@@ -42,6 +42,36 @@ pub(crate) async fn shutdown(fleet: &Fleet, tasks: &mut JoinSet<()>) {
     tasks.abort_all();
 }
 
+/// CPU time of the server and of this process at one instant.
+struct CpuMark {
+    server: Option<f64>,
+    own: Option<f64>,
+    at: std::time::Instant,
+}
+
+impl CpuMark {
+    fn now(server_pid: Option<u32>) -> Self {
+        Self {
+            server: server_pid.and_then(sys::cpu_secs),
+            own: sys::cpu_secs(std::process::id()),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Adds the CPU used since `self` to the table.
+    fn report(&self, t: &mut Table, phase: &str, server_pid: Option<u32>) {
+        let end = Self::now(server_pid);
+        let diff = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
+        report::cpu(
+            t,
+            phase,
+            diff(self.server, end.server),
+            diff(self.own, end.own),
+            end.at.duration_since(self.at).as_secs_f64(),
+        );
+    }
+}
+
 /// Registration rows printed as they are known.
 fn header(plan: &Plan) -> String {
     format!(
@@ -128,12 +158,14 @@ pub(crate) async fn execute(plan: &Plan) -> Outcome {
     let mut table = Table::default();
 
     eprintln!("registering {} clients...", plan.clients);
+    let cpu_reg = CpuMark::now(plan.server_pid);
     let reg: Registration = register::register_all(&fleet, &cfg, plan.rate, &mut tasks).await;
     table.section(&format!(
         "Registration (N={}, offered {:.0}/s)",
         plan.clients, plan.rate
     ));
     report::registration(&mut table, &reg);
+    cpu_reg.report(&mut table, "registration", plan.server_pid);
 
     eprintln!(
         "registered {} / {}; holding {:.1} s...",
@@ -141,6 +173,7 @@ pub(crate) async fn execute(plan: &Plan) -> Outcome {
         plan.clients,
         plan.hold.as_secs_f64()
     );
+    let cpu_hold = CpuMark::now(plan.server_pid);
     sleep(plan.hold).await;
     let held = fleet.count_state(State::Registered);
     let rss_held = probe.now_kib();
@@ -161,6 +194,7 @@ pub(crate) async fn execute(plan: &Plan) -> Outcome {
             fleet.counters.heartbeats.load(Relaxed),
         );
     report::tree(&mut table, "tree check after hold", &tree_held);
+    cpu_hold.report(&mut table, "hold", plan.server_pid);
 
     table.section("Memory");
     match (rss_base, rss_held) {
@@ -192,6 +226,7 @@ pub(crate) async fn execute(plan: &Plan) -> Outcome {
     if plan.churn > 0.0 && held > 0 {
         eprintln!("churning {:.0}%...", plan.churn * 100.0);
         probe.reset_peak();
+        let cpu_churn = CpuMark::now(plan.server_pid);
         let ch = churn::churn(
             &fleet,
             ChurnPlan {
@@ -216,6 +251,7 @@ pub(crate) async fn execute(plan: &Plan) -> Outcome {
         let tree_after = verify::check(&fleet);
         table.section(&format!("Churn ({:.1}%)", plan.churn * 100.0));
         report::churn(&mut table, &ch);
+        cpu_churn.report(&mut table, "churn until settled", plan.server_pid);
         table.row(
             "clean closes answered by server",
             format!(

@@ -50,6 +50,9 @@ pub(crate) struct Churn {
     pub peer_left_expected: u64,
     /// Of those clients, how many got at least as many as owed.
     pub peer_left_satisfied_clients: usize,
+    /// Owed clients short of PeerLeft that were orphans (child of a churned
+    /// peer); the others were only owed as the parent of a churned peer.
+    pub peer_left_short_orphans: usize,
     /// PeerLeft messages received by remaining clients after churn start.
     pub peer_left_received: u64,
     /// AssignParent messages received by remaining clients after churn start.
@@ -183,6 +186,11 @@ pub(crate) async fn churn(fleet: &Fleet, plan: ChurnPlan) -> Churn {
         peer_left_satisfied_clients: owed_clients
             .iter()
             .filter(|&&i| fleet.peer_left_count(i) - left_before[i] >= owed[i])
+            .count(),
+        peer_left_short_orphans: owed_clients
+            .iter()
+            .filter(|&&i| fleet.peer_left_count(i) - left_before[i] < owed[i])
+            .filter(|&&i| parent_of(i).is_some_and(|p| churned[p]))
             .count(),
         peer_left_received: remaining
             .iter()

@@ -32,6 +32,9 @@ pub(crate) struct Registration {
     pub latency: Summary,
     /// TCP connect + WebSocket upgrade.
     pub connect: Summary,
+    /// Register -> AssignParent per tenth of the clients in launch order
+    /// (shows latency growing with the number of peers).
+    pub by_decile: Vec<Summary>,
     /// Registrations per second between the first Register sent and the last
     /// first AssignParent received.
     pub achieved_rate: f64,
@@ -84,6 +87,14 @@ pub(crate) async fn register_all(
 
 fn summarise(fleet: &Fleet, rate: f64, launch_secs: f64) -> Registration {
     let n = fleet.len();
+    let by_decile = (0..10)
+        .map(|d| {
+            let mut v: Vec<u64> = (d * n / 10..(d + 1) * n / 10)
+                .filter_map(|i| fleet.reg_latency_us(i))
+                .collect();
+            Summary::from_samples(&mut v)
+        })
+        .collect();
     let mut latency: Vec<u64> = (0..n).filter_map(|i| fleet.reg_latency_us(i)).collect();
     let mut connect: Vec<u64> = (0..n).filter_map(|i| fleet.connect_us(i)).collect();
     let registered = latency.len();
@@ -107,6 +118,7 @@ fn summarise(fleet: &Fleet, rate: f64, launch_secs: f64) -> Registration {
         pending,
         latency: Summary::from_samples(&mut latency),
         connect: Summary::from_samples(&mut connect),
+        by_decile,
         achieved_rate,
         launch_secs,
     }

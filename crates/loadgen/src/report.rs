@@ -54,6 +54,39 @@ pub(crate) fn registration(t: &mut Table, r: &Registration) {
     )
     .row("Register -> AssignParent", r.latency)
     .row("TCP connect + upgrade", r.connect);
+    let n = r.launched;
+    for (d, s) in r.by_decile.iter().enumerate() {
+        t.row(
+            &format!(
+                "  clients {}..{}",
+                d * n / 10,
+                ((d + 1) * n / 10).saturating_sub(1)
+            ),
+            format!(
+                "p50 {} / p99 {} / max {} ms",
+                ms(s.p50),
+                ms(s.p99),
+                ms(s.max)
+            ),
+        );
+    }
+}
+
+/// CPU seconds used by the server and the load generator during a phase.
+pub(crate) fn cpu(t: &mut Table, phase: &str, server: Option<f64>, own: Option<f64>, wall: f64) {
+    let f = |v: Option<f64>| {
+        v.map_or("n/a".to_string(), |s| {
+            format!("{s:.2} s ({:.0}% of one core)", 100.0 * s / wall.max(1e-9))
+        })
+    };
+    t.row(
+        &format!("CPU during {phase}"),
+        format!(
+            "server {}, load generator {} over {wall:.2} s",
+            f(server),
+            f(own)
+        ),
+    );
 }
 
 /// Rows of a tree check.
@@ -120,11 +153,13 @@ pub(crate) fn churn(t: &mut Table, c: &Churn) {
     .row(
         "PeerLeft delivered",
         format!(
-            "{} / {} owed neighbours got theirs ({} owed, {} received)",
+            "{} / {} owed neighbours got theirs ({} owed, {} received; short: {} as child, {} as parent)",
             c.peer_left_satisfied_clients,
             c.peer_left_expected_clients,
             c.peer_left_expected,
-            c.peer_left_received
+            c.peer_left_received,
+            c.peer_left_short_orphans,
+            c.peer_left_expected_clients - c.peer_left_satisfied_clients - c.peer_left_short_orphans
         ),
     )
     .row(
@@ -139,7 +174,11 @@ pub(crate) fn churn(t: &mut Table, c: &Churn) {
         c.last_message_us
             .map_or("none received".to_string(), |us| format!("{} ms", ms(us))),
     )
-    .row("remaining clients dropped by server", c.lost);
+    .row("remaining clients dropped by server", c.lost)
+    .row(
+        "  (PeerLeft owed",
+        "from the pre-churn tree; the server may legitimately move a peer between two leaves)",
+    );
 }
 
 /// Rows of the error counts.

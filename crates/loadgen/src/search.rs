@@ -119,6 +119,7 @@ mod tests {
                 mean: 100,
             },
             connect: Summary::default(),
+            by_decile: Vec::new(),
             achieved_rate: achieved,
             launch_secs: 0.1,
         }

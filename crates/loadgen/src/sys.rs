@@ -61,6 +61,24 @@ pub(crate) fn self_rss_kib() -> Option<u64> {
     rss_kib(std::process::id())
 }
 
+/// CPU time (user + system) used by `pid` so far, in seconds.
+pub(crate) fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    parse_cpu_ticks(&stat).map(|t| t as f64 / ticks.max(1) as f64)
+}
+
+/// utime + stime (fields 14 and 15) of a /proc/PID/stat line, in ticks.
+pub(crate) fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // The command name may contain spaces: fields restart after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace().skip(11);
+    let utime: u64 = f.next()?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
 /// The `VmRSS:` line of a /proc status text, in KiB.
 pub(crate) fn parse_vmrss(status: &str) -> Option<u64> {
     status
@@ -89,6 +107,9 @@ mod tests {
         assert_eq!(parse_vmrss(s), Some(2048));
         assert_eq!(parse_vmrss("Name: x\n"), None);
         assert!(self_rss_kib().unwrap() > 0);
+        let stat = "42 (a b) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 5 6 7";
+        assert_eq!(parse_cpu_ticks(stat), Some(300));
+        assert!(cpu_secs(std::process::id()).is_some());
         assert!(open_fds() > 0);
         assert!(raise_nofile_limit().unwrap() > 0);
     }
