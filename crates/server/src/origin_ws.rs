@@ -25,7 +25,9 @@ fn bad_track(track: &str) -> Option<Response> {
 
 /// Gives up on a write blocked this long: the reader stopped reading.
 fn stall_limit(app: &App) -> Duration {
-    app.config.heartbeat_timeout.max(Duration::from_secs(1))
+    app.config
+        .heartbeat_timeout
+        .clamp(Duration::from_secs(1), Duration::from_secs(2))
 }
 
 /// `GET /ingest/{track}`: one binary message per object.
@@ -40,7 +42,7 @@ pub async fn ingest(
     }
     let ws = match authorize(ws, app.config.publish_token.as_deref(), q.token.as_deref()) {
         Ok(ws) => ws,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     // Up to twice the limit reaches our check and gets a clean `too_large`.
     let cap = app.config.max_object_bytes.saturating_mul(2).max(1024);
@@ -113,7 +115,7 @@ pub async fn egress(
         q.token.as_deref(),
     ) {
         Ok(ws) => ws,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     let token = app.tracker.token();
     ws.read_buffer_size(4 * 1024)

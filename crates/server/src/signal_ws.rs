@@ -31,12 +31,26 @@ pub struct WsQuery {
 /// default 128 KiB per connection would dominate memory at many peers.
 const SIGNAL_READ_BUFFER: usize = 4 * 1024;
 
+/// A refused upgrade: HTTP 401 before any WebSocket exists.
+#[derive(Debug)]
+pub struct Unauthorized;
+
+impl IntoResponse for Unauthorized {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: missing or wrong token\n",
+        )
+            .into_response()
+    }
+}
+
 /// Checks the token before the upgrade and selects the echoed subprotocol.
 pub fn authorize(
     mut ws: WebSocketUpgrade,
     expected: Option<&str>,
     query_token: Option<&str>,
-) -> Result<WebSocketUpgrade, Response> {
+) -> Result<WebSocketUpgrade, Unauthorized> {
     let requested: Vec<String> = ws
         .requested_protocols()
         .filter_map(|p| p.to_str().ok().map(str::to_owned))
@@ -44,11 +58,7 @@ pub fn authorize(
     match auth::check(expected, requested.iter().map(String::as_str), query_token) {
         AuthDecision::Deny => {
             crate::metrics::error_sent(ErrorCode::Unauthorized);
-            Err((
-                StatusCode::UNAUTHORIZED,
-                "unauthorized: missing or wrong token\n",
-            )
-                .into_response())
+            Err(Unauthorized)
         }
         AuthDecision::Allow(protocol) => {
             if let Some(p) = protocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
@@ -72,7 +82,7 @@ pub async fn handler(
     };
     let ws = match authorize(ws, expected, q.token.as_deref()) {
         Ok(ws) => ws,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     // Frames up to twice the limit reach our own check (which answers
     // `too_large` cleanly); beyond that tungstenite refuses to buffer them.
@@ -144,8 +154,11 @@ async fn run(mut ws: WebSocket, app: Arc<App>) {
         std::time::Instant::now(),
     );
     let timeout = cfg.heartbeat_timeout;
-    // A write that blocks this long means the client stopped reading.
-    let send_limit = timeout.max(Duration::from_millis(200));
+    // A write blocks only once the socket buffers (hundreds of KiB) are
+    // full of unread frames: the client stopped reading.
+    let send_limit = timeout.clamp(Duration::from_millis(200), Duration::from_secs(2));
+    // Last words to a client being dropped must not delay shutdown.
+    let last_words = Duration::from_millis(500);
     let ping_every = (timeout / 3).max(Duration::from_millis(10));
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -166,7 +179,7 @@ async fn run(mut ws: WebSocket, app: Arc<App>) {
                     &mut ws,
                     CLOSE_GOING_AWAY,
                     "server shutting down",
-                    send_limit,
+                    last_words,
                 )
                 .await;
                 break LeaveReason::Shutdown;
@@ -176,7 +189,7 @@ async fn run(mut ws: WebSocket, app: Arc<App>) {
                     &mut ws,
                     code,
                     "the server's queue towards this client overflowed",
-                    send_limit,
+                    last_words,
                 )
                 .await;
                 break LeaveReason::SlowConsumer;

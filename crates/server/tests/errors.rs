@@ -155,3 +155,50 @@ async fn depth_limit_answers_mesh_full() {
     expect_error(&mut c, "mesh_full").await;
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn slow_consumer_is_cut_off_and_its_leave_planned() {
+    let srv = start(meshrelay_server::ServerConfig {
+        root_peer_count: 1,
+        send_queue: 4,
+        message_rate: 1e9,
+        message_burst: 1e9,
+        ..config()
+    })
+    .await;
+    // The parent never reads; its child floods it with large offers until
+    // the socket buffers and then its 4-message queue overflow.
+    let (_deaf, _) = register(&srv, "deaf", "t", None).await;
+    let (mut child, _) = register(&srv, "child", "t", None).await;
+    let sdp = "x".repeat(60_000);
+    let offer = format!(r#"{{"type":"Offer","from":"child","to":"deaf","sdp":"{sdp}"}}"#);
+    let mut left = None;
+    for _ in 0..2_000 {
+        send(&mut child, offer.clone()).await;
+        // Once deaf is cut off, child hears PeerLeft (and later offers fail as not_neighbour).
+        if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(
+            std::time::Duration::ZERO,
+            futures_util::StreamExt::next(&mut child),
+        )
+        .await
+        {
+            left = Some(serde_json::from_str::<serde_json::Value>(t.as_str()).unwrap());
+            break;
+        }
+    }
+    let left = match left {
+        Some(v) => v,
+        None => recv_json(&mut child).await,
+    };
+    assert_eq!(
+        left,
+        serde_json::json!({"type":"PeerLeft","peer_id":"deaf"})
+    );
+    assert_eq!(
+        recv_json(&mut child).await,
+        assign("child", "Root", None, 0, 0)
+    );
+    let mesh = mesh_json(&srv).await;
+    assert_eq!(mesh["peer_count"], 1);
+    srv.stop().await;
+}
