@@ -60,7 +60,7 @@ export function binaryPath() {
  * Starts `meshrelay serve --listen 127.0.0.1:<free port> --no-demo <args>`
  * and waits for /healthz. `opts` maps to the planner flags.
  */
-export async function startServer({ rootPeerCount, maxPeers, extraArgs = [] } = {}) {
+export async function startServer({ rootPeerCount, maxPeers, demo = false, extraArgs = [] } = {}) {
   if (process.env.MESHRELAY_E2E_SERVER === "mock") {
     const m = await startMockServer({ rootPeerCount: rootPeerCount ?? 30, maxChildren: maxPeers ?? 3 });
     log(`mock server on 127.0.0.1:${m.port}`);
@@ -69,7 +69,7 @@ export async function startServer({ rootPeerCount, maxPeers, extraArgs = [] } = 
   const bin = binaryPath();
   if (!existsSync(bin)) throw new Error(`${bin} not found: run \`cargo build --release -p meshrelay-cli\` first`);
   const port = await freePort();
-  const args = ["serve", "--listen", `127.0.0.1:${port}`, "--no-demo"];
+  const args = ["serve", "--listen", `127.0.0.1:${port}`, demo ? "--demo" : "--no-demo"];
   if (rootPeerCount !== undefined) args.push("--mesh-root-peer-count", String(rootPeerCount));
   if (maxPeers !== undefined) args.push("--max-peers", String(maxPeers));
   args.push(...extraArgs);
