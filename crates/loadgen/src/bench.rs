@@ -46,6 +46,7 @@ pub(crate) async fn shutdown(fleet: &Fleet, tasks: &mut JoinSet<()>) {
 struct CpuMark {
     server: Option<f64>,
     own: Option<f64>,
+    machine: Option<f64>,
     at: std::time::Instant,
 }
 
@@ -54,6 +55,7 @@ impl CpuMark {
         Self {
             server: server_pid.and_then(sys::cpu_secs),
             own: sys::cpu_secs(std::process::id()),
+            machine: sys::machine_busy_secs(),
             at: std::time::Instant::now(),
         }
     }
@@ -67,6 +69,7 @@ impl CpuMark {
             phase,
             diff(self.server, end.server),
             diff(self.own, end.own),
+            diff(self.machine, end.machine),
             end.at.duration_since(self.at).as_secs_f64(),
         );
     }

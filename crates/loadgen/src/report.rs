@@ -73,7 +73,16 @@ pub(crate) fn registration(t: &mut Table, r: &Registration) {
 }
 
 /// CPU seconds used by the server and the load generator during a phase.
-pub(crate) fn cpu(t: &mut Table, phase: &str, server: Option<f64>, own: Option<f64>, wall: f64) {
+/// `machine` is the busy time of all cores; what neither process used was
+/// used by other processes (a loaded machine skews every figure).
+pub(crate) fn cpu(
+    t: &mut Table,
+    phase: &str,
+    server: Option<f64>,
+    own: Option<f64>,
+    machine: Option<f64>,
+    wall: f64,
+) {
     let f = |v: Option<f64>| {
         v.map_or("n/a".to_string(), |s| {
             format!("{s:.2} s ({:.0}% of one core)", 100.0 * s / wall.max(1e-9))
@@ -82,9 +91,10 @@ pub(crate) fn cpu(t: &mut Table, phase: &str, server: Option<f64>, own: Option<f
     t.row(
         &format!("CPU during {phase}"),
         format!(
-            "server {}, load generator {} over {wall:.2} s",
+            "server {}, load generator {}, other processes {} over {wall:.2} s",
             f(server),
-            f(own)
+            f(own),
+            f(machine.map(|m| (m - server.unwrap_or(0.0) - own.unwrap_or(0.0)).max(0.0)))
         ),
     );
 }

@@ -69,6 +69,27 @@ pub(crate) fn cpu_secs(pid: u32) -> Option<f64> {
     parse_cpu_ticks(&stat).map(|t| t as f64 / ticks.max(1) as f64)
 }
 
+/// Busy CPU time of the whole machine so far (all cores), in seconds.
+pub(crate) fn machine_busy_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    parse_machine_busy(&stat).map(|t| t as f64 / ticks.max(1) as f64)
+}
+
+/// Non-idle ticks of the `cpu` line of /proc/stat (idle and iowait excluded,
+/// guest time already counted in user).
+pub(crate) fn parse_machine_busy(stat: &str) -> Option<u64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    (v.len() == 8).then(|| v.iter().sum::<u64>() - v[3] - v[4])
+}
+
 /// utime + stime (fields 14 and 15) of a /proc/PID/stat line, in ticks.
 pub(crate) fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     // The command name may contain spaces: fields restart after the last ')'.
@@ -110,6 +131,9 @@ mod tests {
         let stat = "42 (a b) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 5 6 7";
         assert_eq!(parse_cpu_ticks(stat), Some(300));
         assert!(cpu_secs(std::process::id()).is_some());
+        let ps = "cpu  100 5 50 1000 20 1 2 3 0 0\ncpu0 1 2 3 4 5 6 7 8\n";
+        assert_eq!(parse_machine_busy(ps), Some(161));
+        assert!(machine_busy_secs().is_some());
         assert!(open_fds() > 0);
         assert!(raise_nofile_limit().unwrap() > 0);
     }
