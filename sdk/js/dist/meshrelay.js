@@ -392,7 +392,7 @@ var MeshPeer = class {
   heartbeatTimer = null;
   reportTimer = null;
   maintenanceTimer = null;
-  lastReported = -1;
+  lastReported = 0;
   registered = false;
   assignment = null;
   seq;
@@ -669,7 +669,7 @@ var MeshPeer = class {
     const first = !this.registered;
     this.registered = true;
     this.signalBackoff.reset();
-    if (first) this.lastReported = -1;
+    if (first) this.lastReported = 0;
     const a = {
       peerId: m.peer_id,
       role: m.role,
@@ -741,6 +741,25 @@ var MeshPeer = class {
     const f = this.cfg.iceCandidateFilter;
     return f ? f(candidate) : true;
   }
+  /** Sends (or holds until the gate opens) one filtered local candidate. */
+  localCandidate(gate, to, cand) {
+    if (!cand || !cand.candidate || !this.candidateAllowed(cand.candidate)) return;
+    const msg = {
+      type: "IceCandidate",
+      from: this.peerId,
+      to,
+      candidate: cand.candidate,
+      sdp_mid: cand.sdpMid,
+      sdp_mline_index: cand.sdpMLineIndex
+    };
+    if (gate.open) this.send(msg);
+    else gate.queue.push(msg);
+  }
+  openGate(gate) {
+    gate.open = true;
+    for (const m of gate.queue) this.send(m);
+    gate.queue = [];
+  }
   connectParent(parentId) {
     const u = {
       kind: "parent",
@@ -754,7 +773,8 @@ var MeshPeer = class {
       received: 0,
       assembler: new ChunkAssembler(),
       pendingCandidates: [],
-      remoteSet: false
+      remoteSet: false,
+      localGate: { open: false, queue: [] }
     };
     this.parentUp = u;
     const pc = new RTCPeerConnection(this.rtcConfig());
@@ -763,16 +783,8 @@ var MeshPeer = class {
     dc.binaryType = "arraybuffer";
     u.dc = dc;
     pc.onicecandidate = (ev) => {
-      if (u.closed || !ev.candidate || !ev.candidate.candidate) return;
-      if (!this.candidateAllowed(ev.candidate.candidate)) return;
-      this.send({
-        type: "IceCandidate",
-        from: this.peerId,
-        to: parentId,
-        candidate: ev.candidate.candidate,
-        sdp_mid: ev.candidate.sdpMid,
-        sdp_mline_index: ev.candidate.sdpMLineIndex
-      });
+      if (u.closed) return;
+      this.localCandidate(u.localGate, parentId, ev.candidate);
     };
     pc.onconnectionstatechange = () => {
       if (u.closed) return;
@@ -812,6 +824,7 @@ var MeshPeer = class {
         await pc.setLocalDescription(offer);
         if (u.closed) return;
         this.send({ type: "Offer", from: this.peerId, to: parentId, sdp: offer.sdp ?? "" });
+        this.openGate(u.localGate);
       } catch (e) {
         this.upstreamFailed(u, `offer failed: ${String(e)}`);
       }
@@ -1116,19 +1129,20 @@ var MeshPeer = class {
     const old = this.childMap.get(from);
     if (old) this.closeChild(old, "renegotiated", false);
     const pc = new RTCPeerConnection(this.rtcConfig());
-    const c = { peerId: from, pc, dc: null, open: false, overSince: null, pendingCandidates: [], remoteSet: false };
+    const c = {
+      peerId: from,
+      pc,
+      dc: null,
+      open: false,
+      overSince: null,
+      pendingCandidates: [],
+      remoteSet: false,
+      localGate: { open: false, queue: [] }
+    };
     this.childMap.set(from, c);
     pc.onicecandidate = (ev) => {
-      if (this.childMap.get(from) !== c || !ev.candidate || !ev.candidate.candidate) return;
-      if (!this.candidateAllowed(ev.candidate.candidate)) return;
-      this.send({
-        type: "IceCandidate",
-        from: this.peerId,
-        to: from,
-        candidate: ev.candidate.candidate,
-        sdp_mid: ev.candidate.sdpMid,
-        sdp_mline_index: ev.candidate.sdpMLineIndex
-      });
+      if (this.childMap.get(from) !== c) return;
+      this.localCandidate(c.localGate, from, ev.candidate);
     };
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "failed" || pc.connectionState === "closed") this.closeChild(c, `pc ${pc.connectionState}`, true);
@@ -1156,6 +1170,7 @@ var MeshPeer = class {
       await pc.setLocalDescription(answer);
       if (this.childMap.get(from) !== c) return;
       this.send({ type: "Answer", from: this.peerId, to: from, sdp: answer.sdp ?? "" });
+      this.openGate(c.localGate);
     } catch (e) {
       this.closeChild(c, `answer failed: ${String(e)}`, true);
     }

@@ -145,6 +145,8 @@ interface Upstream {
   assembler?: ChunkAssembler;
   pendingCandidates?: RTCIceCandidateInit[];
   remoteSet?: boolean;
+  /** Local candidates wait here until our Offer has been sent. */
+  localGate?: CandidateGate;
   /** Origin: id requested with ?from=. */
   requested?: bigint | null;
   /** Origin: this reader filled a hole (counted once). */
@@ -159,6 +161,14 @@ interface Child {
   overSince: number | null;
   pendingCandidates: RTCIceCandidateInit[];
   remoteSet: boolean;
+  /** Local candidates wait here until our Answer has been sent. */
+  localGate: CandidateGate;
+}
+
+/** Holds local ICE candidates until the description they belong to is sent. */
+interface CandidateGate {
+  open: boolean;
+  queue: ClientMessage[];
 }
 
 function now(): number {
@@ -187,7 +197,7 @@ export class MeshPeer {
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private reportTimer: ReturnType<typeof setInterval> | null = null;
   private maintenanceTimer: ReturnType<typeof setInterval> | null = null;
-  private lastReported = -1;
+  private lastReported = 0;
   private registered = false;
 
   private assignment: Assignment | null = null;
@@ -497,7 +507,7 @@ export class MeshPeer {
     const first = !this.registered;
     this.registered = true;
     this.signalBackoff.reset();
-    if (first) this.lastReported = -1;
+    if (first) this.lastReported = 0; // a new server session starts at 0
     const a: Assignment = {
       peerId: m.peer_id,
       role: m.role,
@@ -578,6 +588,27 @@ export class MeshPeer {
     return f ? f(candidate) : true;
   }
 
+  /** Sends (or holds until the gate opens) one filtered local candidate. */
+  private localCandidate(gate: CandidateGate, to: string, cand: RTCIceCandidate | null): void {
+    if (!cand || !cand.candidate || !this.candidateAllowed(cand.candidate)) return;
+    const msg: ClientMessage = {
+      type: "IceCandidate",
+      from: this.peerId,
+      to,
+      candidate: cand.candidate,
+      sdp_mid: cand.sdpMid,
+      sdp_mline_index: cand.sdpMLineIndex,
+    };
+    if (gate.open) this.send(msg);
+    else gate.queue.push(msg);
+  }
+
+  private openGate(gate: CandidateGate): void {
+    gate.open = true;
+    for (const m of gate.queue) this.send(m);
+    gate.queue = [];
+  }
+
   private connectParent(parentId: string): void {
     const u: Upstream = {
       kind: "parent",
@@ -592,6 +623,7 @@ export class MeshPeer {
       assembler: new ChunkAssembler(),
       pendingCandidates: [],
       remoteSet: false,
+      localGate: { open: false, queue: [] },
     };
     this.parentUp = u;
     const pc = new RTCPeerConnection(this.rtcConfig());
@@ -600,16 +632,8 @@ export class MeshPeer {
     dc.binaryType = "arraybuffer";
     u.dc = dc;
     pc.onicecandidate = (ev) => {
-      if (u.closed || !ev.candidate || !ev.candidate.candidate) return;
-      if (!this.candidateAllowed(ev.candidate.candidate)) return;
-      this.send({
-        type: "IceCandidate",
-        from: this.peerId,
-        to: parentId,
-        candidate: ev.candidate.candidate,
-        sdp_mid: ev.candidate.sdpMid,
-        sdp_mline_index: ev.candidate.sdpMLineIndex,
-      });
+      if (u.closed) return;
+      this.localCandidate(u.localGate!, parentId, ev.candidate);
     };
     pc.onconnectionstatechange = () => {
       if (u.closed) return;
@@ -649,6 +673,7 @@ export class MeshPeer {
         await pc.setLocalDescription(offer);
         if (u.closed) return;
         this.send({ type: "Offer", from: this.peerId, to: parentId, sdp: offer.sdp ?? "" });
+        this.openGate(u.localGate!);
       } catch (e) {
         this.upstreamFailed(u, `offer failed: ${String(e)}`);
       }
@@ -983,19 +1008,20 @@ export class MeshPeer {
     const old = this.childMap.get(from);
     if (old) this.closeChild(old, "renegotiated", false);
     const pc = new RTCPeerConnection(this.rtcConfig());
-    const c: Child = { peerId: from, pc, dc: null, open: false, overSince: null, pendingCandidates: [], remoteSet: false };
+    const c: Child = {
+      peerId: from,
+      pc,
+      dc: null,
+      open: false,
+      overSince: null,
+      pendingCandidates: [],
+      remoteSet: false,
+      localGate: { open: false, queue: [] },
+    };
     this.childMap.set(from, c);
     pc.onicecandidate = (ev) => {
-      if (this.childMap.get(from) !== c || !ev.candidate || !ev.candidate.candidate) return;
-      if (!this.candidateAllowed(ev.candidate.candidate)) return;
-      this.send({
-        type: "IceCandidate",
-        from: this.peerId,
-        to: from,
-        candidate: ev.candidate.candidate,
-        sdp_mid: ev.candidate.sdpMid,
-        sdp_mline_index: ev.candidate.sdpMLineIndex,
-      });
+      if (this.childMap.get(from) !== c) return;
+      this.localCandidate(c.localGate, from, ev.candidate);
     };
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "failed" || pc.connectionState === "closed") this.closeChild(c, `pc ${pc.connectionState}`, true);
@@ -1023,6 +1049,7 @@ export class MeshPeer {
       await pc.setLocalDescription(answer);
       if (this.childMap.get(from) !== c) return;
       this.send({ type: "Answer", from: this.peerId, to: from, sdp: answer.sdp ?? "" });
+      this.openGate(c.localGate);
     } catch (e) {
       this.closeChild(c, `answer failed: ${String(e)}`, true);
     }

@@ -85,7 +85,7 @@ describe("MeshPeer signalling", () => {
     await vi.advanceTimersByTimeAsync(1000);
     await vi.advanceTimersByTimeAsync(3000);
     const reports = sig.json().filter((m) => m.type === "ForwardReport");
-    expect(reports.map((r) => r.forwarded_frames)).toEqual([0, 2]);
+    expect(reports.map((r) => r.forwarded_frames)).toEqual([2]);
     peer.close();
     expect(sig.json().at(-1)).toEqual({ type: "Leave" });
   });
@@ -194,6 +194,21 @@ describe("MeshPeer as a relay", () => {
     dc.recv(obj(15));
     expect(ids(frames)).toEqual([10, 11, 12, 13, 14, 15]);
     expect(peer.stats).toMatchObject({ fromParent: 3, fromOrigin: 3, repairedFromOrigin: 3, gapsRepaired: 1 });
+    peer.close();
+  });
+
+  it("holds local ICE candidates until its Offer has gone out", async () => {
+    const { peer } = make();
+    const p = peer.connect();
+    const sig = FakeWebSocket.all[0]!;
+    sig.open();
+    sig.serverText({ type: "AssignParent", peer_id: "me", role: "Relay", parent_id: "P", depth: 1, ice_servers: [], next_object_id: 0 });
+    const pc = FakePeerConnection.all.at(-1)!;
+    pc.onicecandidate?.({ candidate: { candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host", sdpMid: "0", sdpMLineIndex: 0 } });
+    expect(sig.json().map((m) => m.type)).toEqual(["Register"]);
+    await p;
+    await flush();
+    expect(sig.json().map((m) => m.type)).toEqual(["Register", "Offer", "IceCandidate"]);
     peer.close();
   });
 
