@@ -162,6 +162,7 @@ pub(crate) async fn execute(plan: &Plan) -> Outcome {
 
     eprintln!("registering {} clients...", plan.clients);
     let cpu_reg = CpuMark::now(plan.server_pid);
+    let listen_before = sys::listen_overflows();
     let reg: Registration = register::register_all(&fleet, &cfg, plan.rate, &mut tasks).await;
     table.section(&format!(
         "Registration (N={}, offered {:.0}/s)",
@@ -169,6 +170,21 @@ pub(crate) async fn execute(plan: &Plan) -> Outcome {
     ));
     report::registration(&mut table, &reg);
     cpu_reg.report(&mut table, "registration", plan.server_pid);
+    if let (Some(a), Some(b)) = (listen_before, sys::listen_overflows()) {
+        table.row(
+            "TCP listen queue overflows",
+            format!(
+                "{} (drops {}) in this network namespace during registration{}",
+                b.0 - a.0,
+                b.1 - a.1,
+                if b.0 > a.0 {
+                    ": the server's accept backlog overflowed, clients retried SYNs after ~1 s"
+                } else {
+                    ""
+                }
+            ),
+        );
+    }
 
     eprintln!(
         "registered {} / {}; holding {:.1} s...",

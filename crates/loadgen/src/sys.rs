@@ -90,6 +90,25 @@ pub(crate) fn parse_machine_busy(stat: &str) -> Option<u64> {
     (v.len() == 8).then(|| v.iter().sum::<u64>() - v[3] - v[4])
 }
 
+/// Counters of the `TcpExt` lines of /proc/net/netstat (this network
+/// namespace, since boot): `(ListenOverflows, ListenDrops)`.
+pub(crate) fn listen_overflows() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    Some((
+        parse_tcp_ext(&text, "ListenOverflows")?,
+        parse_tcp_ext(&text, "ListenDrops")?,
+    ))
+}
+
+/// One named counter of the `TcpExt:` header/value line pair.
+pub(crate) fn parse_tcp_ext(text: &str, name: &str) -> Option<u64> {
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let pos = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(pos)?.parse().ok()
+}
+
 /// utime + stime (fields 14 and 15) of a /proc/PID/stat line, in ticks.
 pub(crate) fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     // The command name may contain spaces: fields restart after the last ')'.
@@ -134,6 +153,9 @@ mod tests {
         let ps = "cpu  100 5 50 1000 20 1 2 3 0 0\ncpu0 1 2 3 4 5 6 7 8\n";
         assert_eq!(parse_machine_busy(ps), Some(161));
         assert!(machine_busy_secs().is_some());
+        let ns = "TcpExt: SyncookiesSent ListenOverflows\nTcpExt: 3 17\nIpExt: A\nIpExt: 1\n";
+        assert_eq!(parse_tcp_ext(ns, "ListenOverflows"), Some(17));
+        assert_eq!(parse_tcp_ext(ns, "Nope"), None);
         assert!(open_fds() > 0);
         assert!(raise_nofile_limit().unwrap() > 0);
     }
