@@ -166,7 +166,8 @@ describe("meshrelay SDK in Chromium", () => {
           relayTotal += Number(s.stats.delivered);
         }
         if (orphans.includes(p.peerId)) {
-          log(`orphan ${p.peerId}: parent now ${s.parent}, fromParent=${s.stats.fromParent} fromOrigin=${s.stats.fromOrigin} gapsRepaired=${s.stats.gapsRepaired}`);
+          log(`orphan ${p.peerId}: parent now ${s.parent}, fromParent=${s.stats.fromParent} fromOrigin=${s.stats.fromOrigin} gapsRepaired=${s.stats.gapsRepaired} assignments=${JSON.stringify(s.assigns.map((a) => a.parentId))}`);
+          if (process.env.E2E_DEBUG) log((await p.logs()).join("\n"));
         }
       }
       const share = (100 * fromPeers) / total;

@@ -953,14 +953,20 @@ export class MeshPeer {
 
   /**
    * Decides which upstream sources are needed now, from the state of the
-   * sources and the next id to deliver:
-   * - a source "covers" the stream when it is open and its current
-   *   contiguous run started at or before the next id (so everything from
-   *   there on will come through it);
-   * - a root reads the origin; a peer with a parent that covers needs nothing
-   *   else (old parents and a repair reader are closed); otherwise the origin
-   *   is read from the next id, except during a short grace period while a
-   *   new parent connection is still coming up and an old parent covers.
+   * sources and the next id to deliver. A source "covers" the stream when it
+   * is open and its current contiguous run started at or before the next id
+   * (so everything from there on comes through it, in order).
+   * - a root (or a peer the planner could not place) reads the origin; an
+   *   old parent is kept until the origin covers;
+   * - a peer whose parent covers needs nothing else: old parents and a
+   *   repair reader are closed;
+   * - while an old parent covers, the new parent may take its time;
+   * - a new parent that is still connecting gets `parentGraceMs` before the
+   *   origin is read; once its DataChannel is open, the origin is read only
+   *   when it delivers with a hole (its first id is past the next id);
+   * - otherwise (parent gone, link dead, hole) the origin is read from the
+   *   next id, and kept until a parent covers: a repair reader is never
+   *   closed just because a new parent is coming up.
    */
   private reconcile(): void {
     if (this.state === "closed" || this.assignment === null) return;
@@ -969,28 +975,28 @@ export class MeshPeer {
       u !== null && u.open && !u.closed && u.firstId !== null && (next === null || u.firstId <= next);
     const a = this.assignment;
     const rootLike = a.role === "Root" || a.parentId === null;
-    let needOrigin: boolean;
+    const parent = this.parentUp;
+    let open: boolean; // start reading the origin if not reading it
+    let keep: boolean; // keep reading it if reading it
     if (rootLike) {
-      needOrigin = a.role !== "Root" || (this.cfg.rootSource ?? "origin") === "origin";
+      open = keep = a.role !== "Root" || (this.cfg.rootSource ?? "origin") === "origin";
       // Keep an old parent until the root's own source delivers.
-      if (needOrigin ? covers(this.origin) : this.st.pushed > 0) this.closeOldParents();
-    } else if (covers(this.parentUp)) {
-      needOrigin = false;
+      if (open ? covers(this.origin) : this.st.pushed > 0) this.closeOldParents();
+    } else if (covers(parent)) {
+      open = keep = false;
       this.closeOldParents();
     } else if (this.oldParents.some(covers)) {
-      needOrigin = false;
-    } else if (this.parentUp && !this.parentUp.closed && this.parentUp.firstId === null) {
-      // New parent still connecting: wait a little before using the origin.
-      needOrigin = now() - this.parentUp.startedAt >= (this.cfg.parentGraceMs ?? 1_500);
+      open = keep = false;
+    } else if (parent !== null && !parent.closed && parent.firstId === null) {
+      open = !parent.open && now() - parent.startedAt >= (this.cfg.parentGraceMs ?? 1_500);
+      keep = true;
     } else {
-      needOrigin = true;
+      open = keep = true;
     }
-    if (needOrigin && this.origin === null && now() >= this.originRetryAt) {
+    if (open && this.origin === null && now() >= this.originRetryAt) {
       this.openOrigin();
-    } else if (!needOrigin && this.origin !== null) {
-      // Close a repair reader only when the parent path has taken over
-      // (or a root with an external source).
-      this.closeUpstream(this.origin, "parent path covers the stream");
+    } else if (!keep && this.origin !== null) {
+      this.closeUpstream(this.origin, "a parent path covers the stream");
       this.origin = null;
       this.originBackoff.reset();
     }

@@ -306,6 +306,47 @@ describe("MeshPeer as a relay", () => {
     peer.close();
   });
 
+  it("keeps a repair reader open while the new parent comes up, then hands over without a gap", async () => {
+    const { peer, frames } = make();
+    const sig = await joined(peer, { role: "Relay", parent_id: "P", depth: 1, next_object_id: 0 });
+    const p = await parentLink(sig, "P");
+    p.dc.open();
+    p.dc.recv(obj(0));
+    sig.serverText({ type: "PeerLeft", peer_id: "P" });
+    const origin = originSockets()[0]!;
+    origin.open();
+    origin.serverBinary(obj(1));
+    sig.serverText({ type: "AssignParent", peer_id: "me", role: "Relay", parent_id: "Q", depth: 1, ice_servers: [] });
+    await flush();
+    expect(origin.readyState).toBe(1); // still repairing while Q connects
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(origin.readyState).toBe(1);
+    origin.serverBinary(obj(2));
+    const q = await parentLink(sig, "Q");
+    q.dc.open();
+    q.dc.recv(obj(4)); // Q starts past the next id (3): the origin stays
+    expect(origin.readyState).toBe(1);
+    origin.serverBinary(obj(3));
+    expect(origin.readyState).toBe(3); // Q covers from 4 = next
+    q.dc.recv(obj(5));
+    expect(ids(frames)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(originSockets().length).toBe(1);
+    expect(peer.stats.gapsRepaired).toBe(1);
+    peer.close();
+  });
+
+  it("does not read the origin while an open parent has nothing to deliver yet (idle stream)", async () => {
+    const { peer, frames } = make();
+    const sig = await joined(peer, { role: "Relay", parent_id: "P", depth: 1, next_object_id: 0 });
+    const p = await parentLink(sig, "P");
+    p.dc.open();
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(originSockets().length).toBe(0);
+    p.dc.recv(obj(0));
+    expect(ids(frames)).toEqual([0]);
+    peer.close();
+  });
+
   it("an unplaced peer (parent_id null, not a root) reads the origin", async () => {
     const { peer } = make();
     await joined(peer, { role: "Relay", parent_id: null, depth: 0, next_object_id: 4 });
