@@ -195,8 +195,8 @@ export async function openPeer(browser, staticUrl, server, { peerId, track, capa
  * `intervalMs`. `onSent(i)` runs after object i is sent. Resolves after the
  * last one (with the socket drained and closed).
  */
-export async function publish(server, track, count, { intervalMs = 10, onSent } = {}) {
-  const ws = new WebSocket(`${server.ws}/ingest/${track}`);
+export async function publish(server, track, count, { intervalMs = 10, onSent, token } = {}) {
+  const ws = new WebSocket(`${server.ws}/ingest/${track}`, token ? [`lvqr.bearer.${token}`] : undefined);
   await new Promise((resolve, reject) => {
     ws.once("open", resolve);
     ws.once("error", reject);

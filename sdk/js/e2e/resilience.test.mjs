@@ -5,6 +5,7 @@
 // in order, byte-exact.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import WebSocket from "ws";
 import {
   expectExact,
   getMesh,
@@ -86,6 +87,29 @@ describe("meshrelay SDK resilience in Chromium", () => {
       await parentOpen(c);
       const after = await c.snapshot();
       assert.equal(after.readingOrigin, false, "c stopped reading the origin once its parent delivered again");
+    });
+  });
+
+  test("with subscribe and publish tokens: the SDK authenticates on /signal and /ws", { skip: process.env.MESHRELAY_E2E_SERVER === "mock" }, async () => {
+    const extraArgs = ["--subscribe-token", "sub-tok", "--publish-token", "pub-tok"];
+    await withServer({ rootPeerCount: 1, maxPeers: 1, extraArgs }, async (server, peers) => {
+      const track = "e2e/auth";
+      const status = await new Promise((resolve) => {
+        const ws = new WebSocket(`${server.ws}/signal`);
+        ws.on("unexpected-response", (_req, res) => resolve(res.statusCode));
+        ws.on("open", () => {
+          ws.close();
+          resolve("open");
+        });
+        ws.on("error", () => {});
+      });
+      assert.equal(status, 401, "no token: 401 before the upgrade");
+      for (const id of ["a", "b"]) peers.push(await openPeer(browser, statics.url, server, { peerId: id, track, token: "sub-tok" }));
+      await parentOpen(peers[1]);
+      const N = 40;
+      await publish(server, track, N, { intervalMs: 5, token: "pub-tok" });
+      await waitAllDelivered(peers, N);
+      for (const p of peers) await expectExact(assert, p, N);
     });
   });
 

@@ -236,6 +236,31 @@ describe("MeshPeer as a relay", () => {
     peer.close();
   });
 
+  it("repairs an object whose chunk run broke from the origin", async () => {
+    const { peer, frames } = make();
+    const sig = await joined(peer, { role: "Relay", parent_id: "P", depth: 1, next_object_id: 0 });
+    const { dc } = await parentLink(sig, "P");
+    dc.open();
+    dc.recv(obj(0));
+    const chunks = frameForDataChannel(1n, new Uint8Array(150_000).fill(1));
+    dc.recv(chunks[0]!);
+    dc.recv(chunks[2]!); // chunks[1] missing: object 1 is discarded
+    dc.recv(obj(2));
+    expect(ids(frames)).toEqual([0]);
+    expect(peer.stats.chunksDiscarded).toBeGreaterThan(0);
+    const origin = originSockets()[0]!;
+    expect(origin.url).toBe("ws://h:1/ws/live/t?from=1");
+    origin.open();
+    origin.serverBinary(encodeObject(1n, new Uint8Array(150_000).fill(1)));
+    expect(frames).toEqual([
+      [0n, 10],
+      [1n, 150_000],
+      [2n, 10],
+    ]);
+    expect(origin.readyState).toBe(3);
+    peer.close();
+  });
+
   it("re-parents without a gap: keeps the old parent until the new one covers the next id", async () => {
     const { peer, frames } = make();
     const sig = await joined(peer, { role: "Relay", parent_id: "P", depth: 1, next_object_id: 0 });
