@@ -180,6 +180,8 @@ export async function openPeer(browser, staticUrl, server, { peerId, track, capa
     snapshot: () => page.evaluate(() => window.snapshot()),
     /** Test hook: as the parent, kill every child connection without telling the server. */
     dropChildLinks: () => page.evaluate(() => window.dropChildLinks()),
+    /** Test hook: send `n` Heartbeats at once on the signal socket. */
+    floodSignal: (n) => page.evaluate((k) => window.floodSignal(k), n),
     ids: () => page.evaluate(() => window.rec.ids),
     logs: () => page.evaluate(() => window.rec.logs),
     async close() {

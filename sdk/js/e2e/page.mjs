@@ -91,4 +91,12 @@ window.dropChildLinks = () => {
   return n;
 };
 
+// Test hook: flood the signal socket so the server cuts it off
+// (rate_limited), to exercise the reconnect path.
+window.floodSignal = (n) => {
+  const s = window.peer.signal;
+  for (let i = 0; i < n; i++) s.send('{"type":"Heartbeat"}');
+  return n;
+};
+
 window.ready = true;

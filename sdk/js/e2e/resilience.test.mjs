@@ -113,6 +113,42 @@ describe("meshrelay SDK resilience in Chromium", () => {
     });
   });
 
+  test("a middle peer's signal socket is cut (rate_limited): it reconnects, re-registers, and nobody loses an object", { skip: process.env.MESHRELAY_E2E_SERVER === "mock" }, async () => {
+    const extraArgs = ["--message-rate", "20", "--message-burst", "40"];
+    await withServer({ rootPeerCount: 1, maxPeers: 1, extraArgs }, async (server, peers) => {
+      const track = "e2e/reconnect";
+      for (const id of ["a", "b", "c"]) peers.push(await openPeer(browser, statics.url, server, { peerId: id, track }));
+      const [, b, c] = peers;
+      await parentOpen(b);
+      await parentOpen(c);
+      const N = 300;
+      await publish(server, track, N, {
+        intervalMs: 10,
+        onSent: async (i) => {
+          if (i === 100) await b.floodSignal(200);
+        },
+      });
+      await waitAllDelivered(peers, N);
+      for (const p of peers) await expectExact(assert, p, N);
+      const sb = await b.snapshot();
+      log(`b: signalConnects=${sb.stats.signalConnects} assignments=${JSON.stringify(sb.assigns)} fromParent=${sb.stats.fromParent} fromOrigin=${sb.stats.fromOrigin}`);
+      assert.ok(Number(sb.stats.signalConnects) >= 2, "b reconnected its signal socket");
+      assert.ok(sb.errors.some(([code]) => code === "rate_limited"), `b was told rate_limited: ${JSON.stringify(sb.errors)}`);
+      const mesh = await waitFor(
+        async () => {
+          const m = await getMesh(server);
+          return m.peers.length === 3 ? m : false;
+        },
+        { message: "b back in /api/v1/mesh" },
+      );
+      for (const p of peers) {
+        const s = await p.snapshot();
+        const m = mesh.peers.find((x) => x.peer_id === p.peerId);
+        assert.equal(s.parent ?? null, m.parent ?? null, `${p.peerId} parent agrees with /api/v1/mesh`);
+      }
+    });
+  });
+
   test("the root leaves mid-stream: its child is promoted, nothing is lost downstream", async () => {
     await withServer({ rootPeerCount: 1, maxPeers: 1 }, async (server, peers) => {
       const track = "e2e/rootleave";
