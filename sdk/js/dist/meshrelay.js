@@ -963,15 +963,20 @@ var MeshPeer = class {
     ws.onerror = () => {
     };
   }
-  onOriginText(u, text) {
+  onOriginText(_u, text) {
     let m;
     try {
       m = JSON.parse(text);
     } catch {
       return;
     }
-    if (m.type === "ResumeGap" && m.first !== void 0) {
-      const first = BigInt(m.first);
+    if (m.type === "ResumeGap" && (typeof m.first === "number" || typeof m.first === "string")) {
+      let first;
+      try {
+        first = BigInt(m.first);
+      } catch {
+        return;
+      }
       this.log(`origin ResumeGap requested=${String(m.requested)} first=${first}`);
       const r = this.seq.skipTo(first);
       this.handleLost(r.lost);
@@ -980,7 +985,6 @@ var MeshPeer = class {
     } else if (m.type === "Error") {
       this.log(`origin error: ${text}`);
     }
-    void u;
   }
   // ---------------------------------------------------------------- data path
   onUpstreamObject(u, id, payload) {

@@ -825,15 +825,20 @@ export class MeshPeer {
     };
   }
 
-  private onOriginText(u: Upstream, text: string): void {
+  private onOriginText(_u: Upstream, text: string): void {
     let m: { type?: string; requested?: unknown; first?: unknown };
     try {
       m = JSON.parse(text) as typeof m;
     } catch {
       return;
     }
-    if (m.type === "ResumeGap" && m.first !== undefined) {
-      const first = BigInt(m.first as number | string);
+    if (m.type === "ResumeGap" && (typeof m.first === "number" || typeof m.first === "string")) {
+      let first: bigint;
+      try {
+        first = BigInt(m.first);
+      } catch {
+        return;
+      }
       this.log(`origin ResumeGap requested=${String(m.requested)} first=${first}`);
       const r = this.seq.skipTo(first);
       this.handleLost(r.lost);
@@ -842,7 +847,6 @@ export class MeshPeer {
     } else if (m.type === "Error") {
       this.log(`origin error: ${text}`);
     }
-    void u;
   }
 
   // ---------------------------------------------------------------- data path
