@@ -55,6 +55,10 @@ pub struct ServeArgs {
     /// Most peers over all tracks (unlimited when unset).
     #[arg(long, env = "MESHRELAY_MAX_PEERS_TOTAL")]
     pub max_peers_total: Option<usize>,
+    /// Most live tracks at once; a new track beyond it is refused
+    /// (`mesh_full` on /signal, HTTP 503 on /ingest and /ws).
+    #[arg(long, env = "MESHRELAY_MAX_TRACKS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_tracks: u64,
     /// Sustained /signal messages per second allowed per connection.
     #[arg(long, env = "MESHRELAY_MESSAGE_RATE", default_value_t = 100.0)]
     pub message_rate: f64,
@@ -99,6 +103,7 @@ impl ServeArgs {
             max_object_bytes: self.max_object_bytes,
             max_peers_per_track: self.max_peers_per_track,
             max_peers_total: self.max_peers_total,
+            max_tracks: usize::try_from(self.max_tracks).unwrap_or(usize::MAX),
             message_rate: self.message_rate,
             message_burst: self.message_burst,
             send_queue: usize::try_from(self.send_queue).unwrap_or(usize::MAX),

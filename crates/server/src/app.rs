@@ -21,7 +21,7 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for their close frames.
     pub tracker: TaskTracker,
-    next_session: AtomicU64,
+    next_registration: AtomicU64,
 }
 
 impl App {
@@ -37,6 +37,7 @@ impl App {
         };
         Arc::new(Self {
             registry: Arc::new(Registry::new(
+                config.max_tracks,
                 mesh.clone(),
                 config.ring_objects,
                 config.ring_bytes,
@@ -50,13 +51,13 @@ impl App {
             },
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
-            next_session: AtomicU64::new(1),
+            next_registration: AtomicU64::new(1),
             config,
         })
     }
 
-    /// A fresh id for a `/signal` session.
-    pub fn next_session_id(&self) -> u64 {
-        self.next_session.fetch_add(1, Ordering::Relaxed)
+    /// A fresh id for one registration of a `/signal` session.
+    pub fn next_registration_id(&self) -> u64 {
+        self.next_registration.fetch_add(1, Ordering::Relaxed)
     }
 }

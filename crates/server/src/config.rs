@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub max_peers_per_track: Option<usize>,
     /// Most peers over all tracks (`None`: unlimited).
     pub max_peers_total: Option<usize>,
+    /// Most live tracks: any client can name a new one.
+    pub max_tracks: usize,
     /// Sustained `/signal` messages per second per connection.
     pub message_rate: f64,
     /// Burst of `/signal` messages allowed above the sustained rate.
@@ -64,6 +66,7 @@ impl Default for ServerConfig {
             max_object_bytes: 4 * 1024 * 1024,
             max_peers_per_track: None,
             max_peers_total: None,
+            max_tracks: 1024,
             message_rate: 100.0,
             message_burst: 200.0,
             send_queue: 256,

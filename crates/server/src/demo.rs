@@ -29,7 +29,10 @@ pub fn demo_object(seq: u64, ts_ms: u128) -> Vec<u8> {
 
 /// Publishes until shutdown.
 pub async fn run(app: Arc<App>) {
-    let lease = app.registry.acquire(DEMO_TRACK);
+    let Some(lease) = app.registry.acquire(DEMO_TRACK) else {
+        tracing::warn!("track limit reached: the demo publisher does not run");
+        return;
+    };
     let track = lease.track();
     track.stats.publishers.fetch_add(1, Ordering::Relaxed);
     let mut tick = tokio::time::interval(PERIOD);

@@ -3,7 +3,7 @@
 use crate::app::App;
 use crate::registry::Lease;
 use crate::ring::Read;
-use crate::signal_ws::{authorize, WsQuery};
+use crate::signal_ws::{authorize, Unauthorized, WsQuery};
 use crate::ws_util::{self, CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -17,10 +17,45 @@ use std::time::Duration;
 /// Objects copied out of the ring per lock acquisition.
 const READ_BATCH: usize = 64;
 
-fn bad_track(track: &str) -> Option<Response> {
-    validate_track(track).err().map(|(_, why)| {
-        (StatusCode::BAD_REQUEST, format!("invalid track: {why}\n")).into_response()
-    })
+/// Why an origin upgrade was refused, answered over HTTP before the upgrade.
+#[derive(Debug)]
+pub enum Refusal {
+    /// 400: the track in the path breaks the track rules.
+    BadTrack(&'static str),
+    /// 401: missing or wrong token.
+    Unauthorized(Unauthorized),
+    /// 503: the track does not exist and the track limit is reached.
+    TrackLimit,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::BadTrack(why) => {
+                (StatusCode::BAD_REQUEST, format!("invalid track: {why}\n")).into_response()
+            }
+            Refusal::Unauthorized(u) => u.into_response(),
+            Refusal::TrackLimit => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server has reached its track limit\n",
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// Checks the path's track and the token, then claims the track.
+fn open_track(
+    app: &Arc<App>,
+    track: &str,
+    expected_token: Option<&str>,
+    query_token: Option<&str>,
+    ws: WebSocketUpgrade,
+) -> Result<(WebSocketUpgrade, Lease), Refusal> {
+    validate_track(track).map_err(|(_, why)| Refusal::BadTrack(why))?;
+    let ws = authorize(ws, expected_token, query_token).map_err(Refusal::Unauthorized)?;
+    let lease = app.registry.acquire(track).ok_or(Refusal::TrackLimit)?;
+    Ok((ws, lease))
 }
 
 /// Gives up on a write blocked this long: the reader stopped reading.
@@ -37,11 +72,9 @@ pub async fn ingest(
     Query(q): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Some(resp) = bad_track(&track) {
-        return resp;
-    }
-    let ws = match authorize(ws, app.config.publish_token.as_deref(), q.token.as_deref()) {
-        Ok(ws) => ws,
+    let expected = app.config.publish_token.as_deref();
+    let (ws, lease) = match open_track(&app, &track, expected, q.token.as_deref(), ws) {
+        Ok(opened) => opened,
         Err(refused) => return refused.into_response(),
     };
     // Up to twice the limit reaches our check and gets a clean `too_large`.
@@ -52,7 +85,6 @@ pub async fn ingest(
         .max_frame_size(cap)
         .on_upgrade(move |socket| async move {
             let _tracked = token;
-            let lease = app.registry.acquire(&track);
             run_ingest(socket, &app, &lease).await;
         })
 }
@@ -106,15 +138,9 @@ pub async fn egress(
     Query(q): Query<WsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Some(resp) = bad_track(&track) {
-        return resp;
-    }
-    let ws = match authorize(
-        ws,
-        app.config.subscribe_token.as_deref(),
-        q.token.as_deref(),
-    ) {
-        Ok(ws) => ws,
+    let expected = app.config.subscribe_token.as_deref();
+    let (ws, lease) = match open_track(&app, &track, expected, q.token.as_deref(), ws) {
+        Ok(opened) => opened,
         Err(refused) => return refused.into_response(),
     };
     let token = app.tracker.token();
@@ -123,7 +149,6 @@ pub async fn egress(
         .max_message_size(64 * 1024)
         .on_upgrade(move |socket| async move {
             let _tracked = token;
-            let lease = app.registry.acquire(&track);
             run_egress(socket, &app, &lease, q.from).await;
         })
 }

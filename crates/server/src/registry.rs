@@ -14,6 +14,8 @@ struct Entry {
 /// Every live track.
 pub struct Registry {
     tracks: Mutex<HashMap<Arc<str>, Entry>>,
+    /// Clients name tracks freely, so their number is capped.
+    max_tracks: usize,
     mesh: MeshConfig,
     ring_objects: usize,
     ring_bytes: usize,
@@ -45,10 +47,16 @@ impl Drop for Lease {
 }
 
 impl Registry {
-    /// No tracks yet; new ones get these limits.
-    pub fn new(mesh: MeshConfig, ring_objects: usize, ring_bytes: usize) -> Self {
+    /// No tracks yet; at most `max_tracks` at once, each with these limits.
+    pub fn new(
+        max_tracks: usize,
+        mesh: MeshConfig,
+        ring_objects: usize,
+        ring_bytes: usize,
+    ) -> Self {
         Self {
             tracks: Mutex::new(HashMap::new()),
+            max_tracks,
             mesh,
             ring_objects,
             ring_bytes,
@@ -59,11 +67,14 @@ impl Registry {
         self.tracks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Claims a track (a validated name), creating it if needed.
-    pub fn acquire(self: &Arc<Self>, name: &str) -> Lease {
+    /// Claims a track (a validated name), creating it if needed; `None`
+    /// when it does not exist and the track limit is reached.
+    pub fn acquire(self: &Arc<Self>, name: &str) -> Option<Lease> {
         let mut tracks = self.lock();
+        let at_limit = tracks.len() >= self.max_tracks;
         let entry = match tracks.get_mut(name) {
             Some(e) => e,
+            None if at_limit => return None,
             None => {
                 let name: Arc<str> = name.into();
                 let track = Track::new(
@@ -79,10 +90,10 @@ impl Registry {
             }
         };
         entry.users += 1;
-        Lease {
+        Some(Lease {
             registry: Arc::clone(self),
             track: Arc::clone(&entry.track),
-        }
+        })
     }
 
     /// Every live track, sorted by name.
@@ -97,11 +108,15 @@ impl Registry {
 mod tests {
     use super::*;
 
+    fn registry(max_tracks: usize) -> Arc<Registry> {
+        Arc::new(Registry::new(max_tracks, MeshConfig::default(), 8, 1 << 20))
+    }
+
     #[test]
     fn track_lives_while_leased() {
-        let reg = Arc::new(Registry::new(MeshConfig::default(), 8, 1 << 20));
-        let a = reg.acquire("t");
-        let b = reg.acquire("t");
+        let reg = registry(8);
+        let a = reg.acquire("t").unwrap();
+        let b = reg.acquire("t").unwrap();
         assert!(Arc::ptr_eq(a.track(), b.track()));
         a.track().publish(b"x");
         drop(a);
@@ -109,6 +124,39 @@ mod tests {
         drop(b);
         assert!(reg.list().is_empty());
         // A new track starts over at object 0.
-        assert_eq!(reg.acquire("t").track().next_object_id(), 0);
+        assert_eq!(reg.acquire("t").unwrap().track().next_object_id(), 0);
+    }
+
+    #[test]
+    fn track_count_is_capped_and_frees_up() {
+        let reg = registry(2);
+        let a = reg.acquire("a").unwrap();
+        let _b = reg.acquire("b").unwrap();
+        assert!(reg.acquire("c").is_none());
+        // Existing tracks can still be joined at the limit.
+        let a2 = reg.acquire("a").unwrap();
+        drop(a);
+        assert!(reg.acquire("c").is_none());
+        drop(a2);
+        assert!(reg.acquire("c").is_some());
+    }
+
+    #[test]
+    fn concurrent_last_release_and_acquire_never_share_a_dropped_track() {
+        // A lease taken while another is being released must find the track
+        // in the registry; a track object that was removed is never handed out.
+        let reg = registry(8);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..2_000 {
+                        let lease = reg.acquire("t").unwrap();
+                        let listed = reg.list();
+                        assert!(listed.iter().any(|t| Arc::ptr_eq(t, lease.track())));
+                    }
+                });
+            }
+        });
+        assert!(reg.list().is_empty());
     }
 }

@@ -99,10 +99,23 @@ pub async fn handler(
         })
 }
 
+/// This session's place in a track. Dropping it plans the leave, so every
+/// way a registration ends (`Leave`, close, socket error, timeout, kill,
+/// shutdown, even a panic) plans it exactly once.
 struct Registration {
+    app: Arc<App>,
     lease: Lease,
     peer_id: String,
+    id: u64,
     kill: Option<oneshot::Receiver<ErrorCode>>,
+    reason: LeaveReason,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let track = self.lease.track();
+        track.leave(&self.app.ctx, &self.peer_id, self.id, self.reason);
+    }
 }
 
 enum Event {
@@ -144,7 +157,6 @@ impl Drop for SessionsGauge {
 async fn run(mut ws: WebSocket, app: Arc<App>) {
     let _gauge = SessionsGauge::new();
     let cfg = &app.config;
-    let session_id = app.next_session_id();
     let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(cfg.send_queue.max(1));
     let mut state = SessionState::Unregistered;
     let mut reg: Option<Registration> = None;
@@ -165,12 +177,14 @@ async fn run(mut ws: WebSocket, app: Arc<App>) {
     let mut last_seen = Instant::now();
 
     let end = loop {
+        // Ticks come before queued frames so a steady stream towards the
+        // client can never postpone the liveness check.
         let event = tokio::select! {
             biased;
             _ = app.shutdown.cancelled() => Event::Shutdown,
             code = killed(&mut reg) => Event::Killed(code),
-            Some(out) = rx.recv() => Event::Out(out),
             _ = ping.tick() => Event::Tick,
+            Some(out) = rx.recv() => Event::Out(out),
             incoming = ws.recv() => Event::In(incoming),
         };
         match event {
@@ -201,7 +215,10 @@ async fn run(mut ws: WebSocket, app: Arc<App>) {
             }
             Event::Tick => {
                 if last_seen.elapsed() > timeout {
-                    tracing::debug!(session_id, "heartbeat timeout");
+                    tracing::debug!(
+                        peer_id = reg.as_ref().map(|r| r.peer_id.as_str()),
+                        "heartbeat timeout"
+                    );
                     break LeaveReason::Timeout;
                 }
                 if !ws_util::send(&mut ws, Message::Ping(Default::default()), send_limit).await {
@@ -263,55 +280,33 @@ async fn run(mut ws: WebSocket, app: Arc<App>) {
                         peer_id,
                         track,
                         capacity,
-                    } => {
-                        let lease = app.registry.acquire(&track);
-                        let (kill_tx, kill_rx) = oneshot::channel();
-                        let handle = SessionHandle {
-                            session_id,
-                            tx: tx.clone(),
-                            kill: Some(kill_tx),
-                        };
-                        match lease.track().register(&app.ctx, &peer_id, capacity, handle) {
-                            Ok(assign) => {
-                                state = SessionState::Registered {
-                                    peer_id: peer_id.clone(),
-                                    track,
-                                };
-                                reg = Some(Registration {
-                                    lease,
-                                    peer_id,
-                                    kill: Some(kill_rx),
-                                });
-                                if !ws_util::send(&mut ws, Message::Text(assign), send_limit).await
-                                {
-                                    break LeaveReason::Disconnect;
-                                }
-                                None
+                    } => match register(&app, &tx, &peer_id, &track, capacity) {
+                        Ok((registration, assign)) => {
+                            state = SessionState::Registered { peer_id, track };
+                            reg = Some(registration);
+                            if !ws_util::send(&mut ws, Message::Text(assign), send_limit).await {
+                                break LeaveReason::Disconnect;
                             }
-                            Err(refusal) => Some(refusal),
+                            None
                         }
-                    }
+                        Err(refusal) => Some(refusal),
+                    },
                     Step::Relay { to } => reg.as_ref().and_then(|r| {
                         r.lease
                             .track()
-                            .relay(&app.ctx, &r.peer_id, &to, text.clone())
+                            .relay(&app.ctx, &r.peer_id, r.id, &to, text.clone())
                             .err()
                     }),
                     Step::ForwardReport(n) => {
                         if let Some(r) = &reg {
-                            r.lease.track().forward_report(&r.peer_id, n);
+                            r.lease.track().forward_report(&r.peer_id, r.id, n);
                         }
                         None
                     }
                     Step::Heartbeat => None,
                     Step::Leave => {
-                        if let Some(r) = reg.take() {
-                            r.lease.track().leave(
-                                &app.ctx,
-                                &r.peer_id,
-                                session_id,
-                                LeaveReason::Leave,
-                            );
+                        if let Some(mut r) = reg.take() {
+                            r.reason = LeaveReason::Leave;
                         }
                         state = SessionState::Unregistered;
                         // Frames queued for the old position are stale now.
@@ -327,9 +322,43 @@ async fn run(mut ws: WebSocket, app: Arc<App>) {
             }
         }
     };
-    if let Some(r) = reg {
-        r.lease.track().leave(&app.ctx, &r.peer_id, session_id, end);
+    if let Some(r) = reg.as_mut() {
+        r.reason = end;
     }
+}
+
+/// Joins `track`'s tree as `peer_id`; returns the registration and the
+/// `AssignParent` to send.
+fn register(
+    app: &Arc<App>,
+    tx: &mpsc::Sender<Utf8Bytes>,
+    peer_id: &str,
+    track: &str,
+    capacity: Option<u32>,
+) -> Result<(Registration, Utf8Bytes), (ErrorCode, String)> {
+    let lease = app.registry.acquire(track).ok_or_else(|| {
+        let why = "the server has reached its track limit";
+        (ErrorCode::MeshFull, why.to_owned())
+    })?;
+    let id = app.next_registration_id();
+    let (kill_tx, kill_rx) = oneshot::channel();
+    let handle = SessionHandle {
+        registration: id,
+        tx: tx.clone(),
+        kill: Some(kill_tx),
+    };
+    let assign = lease
+        .track()
+        .register(&app.ctx, peer_id, capacity, handle)?;
+    let registration = Registration {
+        app: Arc::clone(app),
+        lease,
+        peer_id: peer_id.to_owned(),
+        id,
+        kill: Some(kill_rx),
+        reason: LeaveReason::Disconnect,
+    };
+    Ok((registration, assign))
 }
 
 /// Applies the per-connection rate limit; false (after `rate_limited`) ends the session.

@@ -43,11 +43,12 @@ impl MeshCtx {
     }
 }
 
-/// The track's handle on one registered `/signal` session.
+/// The track's handle on one registration of a `/signal` session.
 #[derive(Debug)]
 pub struct SessionHandle {
-    /// Distinguishes this session from a later one that reuses the peer id.
-    pub session_id: u64,
+    /// Unique per registration, so a session that was cut off (or left and
+    /// registered again) can never act for a later holder of the same id.
+    pub registration: u64,
     /// Bounded queue of text frames towards the client.
     pub tx: mpsc::Sender<Utf8Bytes>,
     /// Tells the session task to close with this error.
@@ -99,6 +100,15 @@ pub struct TrackStats {
 struct MeshState {
     planner: Planner,
     sessions: HashMap<String, SessionHandle>,
+}
+
+impl MeshState {
+    /// Whether `peer_id` is in the tree for this very registration.
+    fn holds(&self, peer_id: &str, registration: u64) -> bool {
+        self.sessions
+            .get(peer_id)
+            .is_some_and(|h| h.registration == registration)
+    }
 }
 
 /// A copy of a track's tree for the admin API.
@@ -218,15 +228,25 @@ impl Track {
         }
     }
 
-    /// Relays a frame from `from` to its tree neighbour `to`.
+    /// Relays a frame from `from`, held by `registration`, to its tree
+    /// neighbour `to`.
     pub fn relay(
         &self,
         ctx: &MeshCtx,
         from: &str,
+        registration: u64,
         to: &str,
         text: Utf8Bytes,
     ) -> Result<(), (ErrorCode, String)> {
         let mut st = lock(&self.mesh);
+        // Checked under the same lock as the neighbour test: the session may
+        // have been cut off, and the id taken by another, since it read this frame.
+        if !st.holds(from, registration) {
+            return Err((
+                ErrorCode::SpoofedFrom,
+                format!("this session no longer holds peer id {from}"),
+            ));
+        }
         if !st.planner.are_neighbours(from, to) {
             return Err((
                 ErrorCode::NotNeighbour,
@@ -239,18 +259,21 @@ impl Track {
         Ok(())
     }
 
-    /// Replaces a peer's forwarded-object count.
-    pub fn forward_report(&self, peer_id: &str, forwarded: u64) {
-        lock(&self.mesh)
-            .planner
-            .record_forward_report(peer_id, forwarded);
+    /// Replaces the forwarded-object count of `peer_id`, if `registration`
+    /// still holds it.
+    pub fn forward_report(&self, peer_id: &str, registration: u64, forwarded: u64) {
+        let mut st = lock(&self.mesh);
+        if st.holds(peer_id, registration) {
+            st.planner.record_forward_report(peer_id, forwarded);
+        }
     }
 
-    /// Plans the leave of the peer held by session `session_id`; a no-op if
-    /// that session no longer holds the id (it was already cut off).
-    pub fn leave(&self, ctx: &MeshCtx, peer_id: &str, session_id: u64, reason: LeaveReason) {
+    /// Plans the leave of `peer_id` held by `registration`; a no-op if that
+    /// registration no longer holds the id (it was already cut off), so
+    /// each registration is planned out exactly once.
+    pub fn leave(&self, ctx: &MeshCtx, peer_id: &str, registration: u64, reason: LeaveReason) {
         let mut st = lock(&self.mesh);
-        if st.sessions.get(peer_id).map(|h| h.session_id) != Some(session_id) {
+        if !st.holds(peer_id, registration) {
             return;
         }
         st.sessions.remove(peer_id);
@@ -375,5 +398,145 @@ fn deliver(st: &mut MeshState, to: &str, text: Utf8Bytes, doomed: &mut Vec<Strin
         Err(mpsc::error::TrySendError::Full(_)) => doomed.push(to.to_owned()),
         // The session task is ending; it plans its own leave.
         Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(root_peer_count: usize) -> MeshCtx {
+        MeshCtx {
+            mesh: MeshConfig {
+                root_peer_count,
+                ..MeshConfig::default()
+            },
+            ice_servers: serde_json::json!([]),
+            max_peers_per_track: None,
+            max_peers_total: None,
+            total_peers: AtomicUsize::new(0),
+        }
+    }
+
+    struct Client {
+        rx: mpsc::Receiver<Utf8Bytes>,
+        _kill: oneshot::Receiver<ErrorCode>,
+    }
+
+    impl Client {
+        /// Every frame queued so far, in order.
+        fn queued(&mut self) -> Vec<serde_json::Value> {
+            std::iter::from_fn(|| self.rx.try_recv().ok())
+                .map(|t| serde_json::from_str(t.as_str()).unwrap())
+                .collect()
+        }
+    }
+
+    fn join(track: &Track, ctx: &MeshCtx, id: &str, registration: u64) -> Client {
+        let (tx, rx) = mpsc::channel(8);
+        let (kill, kill_rx) = oneshot::channel();
+        let handle = SessionHandle {
+            registration,
+            tx,
+            kill: Some(kill),
+        };
+        track.register(ctx, id, None, handle).expect("registered");
+        Client { rx, _kill: kill_rx }
+    }
+
+    fn assign(peer: &str, role: &str, parent: Option<&str>, depth: u32) -> serde_json::Value {
+        serde_json::json!({
+            "type": "AssignParent", "peer_id": peer, "role": role, "parent_id": parent,
+            "depth": depth, "ice_servers": [], "next_object_id": 0
+        })
+    }
+
+    fn left(peer: &str) -> serde_json::Value {
+        serde_json::json!({"type": "PeerLeft", "peer_id": peer})
+    }
+
+    const NOTHING: [serde_json::Value; 0] = [];
+
+    #[test]
+    fn a_former_holder_of_an_id_cannot_act_for_its_new_holder() {
+        let ctx = ctx(1);
+        let track = Track::new("t".into(), ctx.mesh.clone(), 8, 1 << 20);
+        let _old_a = join(&track, &ctx, "a", 1);
+        let mut b = join(&track, &ctx, "b", 2);
+        track.leave(&ctx, "a", 1, LeaveReason::Leave);
+        assert_eq!(b.queued(), [left("a"), assign("b", "Root", None, 0)]);
+        // Another registration takes "a"; it lands under b.
+        let _new_a = join(&track, &ctx, "a", 3);
+        let offer = r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#;
+
+        // The old registration (its session not yet closed) is refused.
+        let refused = track.relay(&ctx, "a", 1, "b", offer.into());
+        assert_eq!(refused.map_err(|e| e.0), Err(ErrorCode::SpoofedFrom));
+        track.forward_report("a", 1, 99);
+        track.leave(&ctx, "a", 1, LeaveReason::Disconnect);
+        assert_eq!(b.queued(), NOTHING);
+        let snap = track.tree_snapshot(true);
+        assert_eq!(snap.peer_count, 2);
+        let a = snap.peers.iter().find(|p| p.id == "a").unwrap();
+        assert_eq!((a.parent.as_deref(), a.forwarded_frames), (Some("b"), 0));
+
+        // The current holder is served.
+        track.relay(&ctx, "a", 3, "b", offer.into()).unwrap();
+        track.forward_report("a", 3, 7);
+        assert_eq!(
+            b.queued(),
+            [serde_json::from_str::<serde_json::Value>(offer).unwrap()]
+        );
+        let snap = track.tree_snapshot(true);
+        let a = snap.peers.iter().find(|p| p.id == "a").unwrap();
+        assert_eq!(a.forwarded_frames, 7);
+    }
+
+    /// The `AssignParent` matching the peer's place in the tree now.
+    fn current_assign(track: &Track, id: &str) -> serde_json::Value {
+        let snap = track.tree_snapshot(true);
+        let p = snap.peers.iter().find(|p| p.id == id).unwrap();
+        assign(id, role(p.role).as_str(), p.parent.as_deref(), p.depth)
+    }
+
+    #[test]
+    fn a_leave_tells_exactly_its_neighbours_and_the_moved_peers() {
+        let ctx = ctx(2);
+        let track = Track::new("t".into(), ctx.mesh.clone(), 8, 1 << 20);
+        // Roots a and z, b under a, c under z (ties go to the fewest children).
+        let mut a = join(&track, &ctx, "a", 1);
+        let mut z = join(&track, &ctx, "z", 2);
+        let mut b = join(&track, &ctx, "b", 3);
+        let mut c = join(&track, &ctx, "c", 4);
+        assert_eq!(
+            current_assign(&track, "b"),
+            assign("b", "Relay", Some("a"), 1)
+        );
+        assert_eq!(
+            current_assign(&track, "c"),
+            assign("c", "Relay", Some("z"), 1)
+        );
+        for client in [&mut a, &mut z, &mut b, &mut c] {
+            assert_eq!(client.queued(), NOTHING);
+        }
+        track.leave(&ctx, "a", 1, LeaveReason::Disconnect);
+        assert_eq!(ctx.total_peers.load(Ordering::Relaxed), 3);
+        // b, a's only neighbour, hears PeerLeft and its new place; the
+        // planner fills the freed root slot with a childless peer (c) that
+        // hosts b at its old depth, so c hears its new place too.
+        assert_eq!(b.queued(), [left("a"), current_assign(&track, "b")]);
+        assert_eq!(current_assign(&track, "b")["depth"], 1);
+        assert_eq!(c.queued(), [current_assign(&track, "c")]);
+        assert_eq!(current_assign(&track, "c")["role"], "Root");
+        // Nobody else hears anything.
+        assert_eq!(z.queued(), NOTHING);
+        assert_eq!(a.queued(), NOTHING);
+        // A second leave of the same registration plans nothing.
+        track.leave(&ctx, "a", 1, LeaveReason::Disconnect);
+        assert_eq!(track.peer_count(), 3);
+        assert_eq!(ctx.total_peers.load(Ordering::Relaxed), 3);
+        for client in [&mut a, &mut z, &mut b, &mut c] {
+            assert_eq!(client.queued(), NOTHING);
+        }
     }
 }

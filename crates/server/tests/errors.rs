@@ -139,6 +139,33 @@ async fn peer_limits_answer_mesh_full_and_keep_the_socket() {
 }
 
 #[tokio::test]
+async fn track_limit_refuses_new_tracks_but_not_existing_ones() {
+    let srv = start(meshrelay_server::ServerConfig {
+        max_tracks: 2,
+        ..config()
+    })
+    .await;
+    let (_a, _) = register(&srv, "a", "t1", None).await;
+    let _egress = connect(&srv.url("/ws/t2")).await;
+    let mut b = connect(&srv.url("/signal")).await;
+    send(&mut b, register_json("b", "t3", None)).await;
+    expect_error(&mut b, "mesh_full").await;
+    for path in ["/ws/t3", "/ingest/t3"] {
+        match tokio_tungstenite::connect_async(srv.url(path).as_str()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                assert_eq!(resp.status(), 503, "{path}")
+            }
+            other => panic!("{path}: expected 503, got {:?}", other.map(|_| ())),
+        }
+    }
+    // The socket stays open and existing tracks are still joined.
+    send(&mut b, register_json("b", "t2", None)).await;
+    assert_eq!(recv_json(&mut b).await, assign("b", "Root", None, 0, 0));
+    let _publisher = connect(&srv.url("/ingest/t1")).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn depth_limit_answers_mesh_full() {
     let srv = start(meshrelay_server::ServerConfig {
         root_peer_count: 1,

@@ -344,3 +344,41 @@ async fn no_auth_signal_opens_only_signal() {
     }
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_session_may_register_again_after_leave() {
+    let srv = start(tree_config(1, 3)).await;
+    let (mut a, _) = register(&srv, "a", "t", None).await;
+    let (mut b, bv) = register(&srv, "b", "t", None).await;
+    assert_eq!(bv, assign("b", "Relay", Some("a"), 1, 0));
+    send(&mut a, r#"{"type":"Leave"}"#).await;
+    assert_eq!(
+        recv_json(&mut b).await,
+        json!({"type":"PeerLeft","peer_id":"a"})
+    );
+    assert_eq!(recv_json(&mut b).await, assign("b", "Root", None, 0, 0));
+    // Unregistered now: relaying is refused until it registers again.
+    send(&mut a, r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#).await;
+    expect_error(&mut a, "expected_register").await;
+    send(&mut a, register_json("a", "t", None)).await;
+    assert_eq!(
+        recv_json(&mut a).await,
+        assign("a", "Relay", Some("b"), 1, 0)
+    );
+    send(
+        &mut a,
+        r#"{"type":"Offer","from":"a","to":"b","sdp":"again"}"#,
+    )
+    .await;
+    assert_eq!(recv_json(&mut b).await["sdp"], "again");
+    // Dropping the socket now plans exactly one more leave.
+    drop(a);
+    assert_eq!(
+        recv_json(&mut b).await,
+        json!({"type":"PeerLeft","peer_id":"a"})
+    );
+    assert_eq!(mesh_json(&srv).await["peer_count"], 1);
+    send(&mut b, r#"{"type":"Nope"}"#).await;
+    expect_error(&mut b, "unknown_type").await;
+    srv.stop().await;
+}
