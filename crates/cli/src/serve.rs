@@ -60,10 +60,10 @@ pub struct ServeArgs {
     #[arg(long, env = "MESHRELAY_MAX_TRACKS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_tracks: u64,
     /// Sustained /signal messages per second allowed per connection.
-    #[arg(long, env = "MESHRELAY_MESSAGE_RATE", default_value_t = 100.0)]
+    #[arg(long, env = "MESHRELAY_MESSAGE_RATE", default_value_t = 100.0, value_parser = positive)]
     pub message_rate: f64,
     /// Burst of /signal messages allowed above the sustained rate.
-    #[arg(long, env = "MESHRELAY_MESSAGE_BURST", default_value_t = 200.0)]
+    #[arg(long, env = "MESHRELAY_MESSAGE_BURST", default_value_t = 200.0, value_parser = positive)]
     pub message_burst: f64,
     /// Messages queued towards one /signal client before it is cut off (`slow_consumer`).
     #[arg(long, env = "MESHRELAY_SEND_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
@@ -112,6 +112,15 @@ impl ServeArgs {
     }
 }
 
+/// A finite number above 0: a NaN or negative rate would refuse every
+/// message, an infinite one disable the limit unnoticed.
+fn positive(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{s:?} must be a finite number above 0")),
+    }
+}
+
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let demo = config.demo;
@@ -126,4 +135,18 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     server.run(meshrelay_server::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_must_be_finite_and_positive() {
+        assert_eq!(positive("100"), Ok(100.0));
+        assert_eq!(positive("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "nan", "inf", "x", ""] {
+            assert!(positive(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -13,4 +13,4 @@ pub use framing::{
     frame_object, parse_object, split_into_chunks, EgressNotice, Reassembled, Reassembler,
 };
 pub use ids::{validate_peer_id, validate_track};
-pub use signal::{decode_client, ClientMessage, DecodeError, Role, ServerMessage};
+pub use signal::{decode_client, Candidate, ClientMessage, DecodeError, Role, Sdp, ServerMessage};

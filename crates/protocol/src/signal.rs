@@ -3,6 +3,35 @@
 use crate::error_code::ErrorCode;
 use serde::{Deserialize, Serialize};
 
+/// The body of an `Offer` or `Answer`, the same in both directions (the
+/// server relays it unchanged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sdp {
+    /// The sender's own id.
+    pub from: String,
+    /// The tree neighbour it is for.
+    pub to: String,
+    /// The SDP.
+    pub sdp: String,
+}
+
+/// The body of an `IceCandidate`, the same in both directions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The sender's own id.
+    pub from: String,
+    /// The tree neighbour it is for.
+    pub to: String,
+    /// The candidate line.
+    pub candidate: String,
+    /// Media stream id (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    /// Media line index (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mline_index: Option<u32>,
+}
+
 /// A message a client sends on `/signal`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -18,38 +47,11 @@ pub enum ClientMessage {
         capacity: Option<u32>,
     },
     /// SDP offer for a tree neighbour.
-    Offer {
-        /// The sender's own id.
-        from: String,
-        /// The neighbour it is for.
-        to: String,
-        /// The SDP.
-        sdp: String,
-    },
+    Offer(Sdp),
     /// SDP answer for a tree neighbour.
-    Answer {
-        /// The sender's own id.
-        from: String,
-        /// The neighbour it is for.
-        to: String,
-        /// The SDP.
-        sdp: String,
-    },
+    Answer(Sdp),
     /// Trickled ICE candidate for a tree neighbour.
-    IceCandidate {
-        /// The sender's own id.
-        from: String,
-        /// The neighbour it is for.
-        to: String,
-        /// The candidate line.
-        candidate: String,
-        /// Media stream id (extension).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        sdp_mid: Option<String>,
-        /// Media line index (extension).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        sdp_mline_index: Option<u32>,
-    },
+    IceCandidate(Candidate),
     /// Cumulative count of objects forwarded to children.
     ForwardReport {
         /// The count; replaces the previous report.
@@ -109,38 +111,11 @@ pub enum ServerMessage {
         peer_id: String,
     },
     /// Relayed offer.
-    Offer {
-        /// Sender.
-        from: String,
-        /// Recipient.
-        to: String,
-        /// The SDP.
-        sdp: String,
-    },
+    Offer(Sdp),
     /// Relayed answer.
-    Answer {
-        /// Sender.
-        from: String,
-        /// Recipient.
-        to: String,
-        /// The SDP.
-        sdp: String,
-    },
+    Answer(Sdp),
     /// Relayed ICE candidate.
-    IceCandidate {
-        /// Sender.
-        from: String,
-        /// Recipient.
-        to: String,
-        /// The candidate line.
-        candidate: String,
-        /// Media stream id (extension).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        sdp_mid: Option<String>,
-        /// Media line index (extension).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        sdp_mline_index: Option<u32>,
-    },
+    IceCandidate(Candidate),
     /// Something was refused.
     Error {
         /// Machine-readable code.
@@ -243,21 +218,21 @@ mod tests {
             ),
             (
                 r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#,
-                ClientMessage::Offer {
+                ClientMessage::Offer(Sdp {
                     from: "a".into(),
                     to: "b".into(),
                     sdp: "x".into(),
-                },
+                }),
             ),
             (
                 r#"{"type":"IceCandidate","from":"a","to":"b","candidate":"c","sdp_mid":"0","sdp_mline_index":0}"#,
-                ClientMessage::IceCandidate {
+                ClientMessage::IceCandidate(Candidate {
                     from: "a".into(),
                     to: "b".into(),
                     candidate: "c".into(),
                     sdp_mid: Some("0".into()),
                     sdp_mline_index: Some(0),
-                },
+                }),
             ),
             (
                 r#"{"type":"ForwardReport","forwarded_frames":1200}"#,
@@ -293,6 +268,21 @@ mod tests {
             decode_client(r#"{"type":"Dance"}"#).unwrap_err().code,
             ErrorCode::UnknownType
         );
+    }
+
+    #[test]
+    fn relayed_messages_keep_their_wire_shape() {
+        for text in [
+            r#"{"type":"Offer","from":"a","to":"b","sdp":"v=0"}"#,
+            r#"{"type":"Answer","from":"b","to":"a","sdp":"v=0"}"#,
+            r#"{"type":"IceCandidate","from":"a","to":"b","candidate":"c"}"#,
+            r#"{"type":"IceCandidate","from":"a","to":"b","candidate":"c","sdp_mid":"0","sdp_mline_index":1}"#,
+        ] {
+            let server: ServerMessage = serde_json::from_str(text).unwrap();
+            assert_eq!(server.to_json(), text);
+            let client = decode_client(text).unwrap();
+            assert_eq!(serde_json::to_string(&client).unwrap(), text);
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! decision out. Tree questions (is `to` a neighbour?) are left to the track.
 
 use meshrelay_protocol::{
-    decode_client, validate_peer_id, validate_track, ClientMessage, ErrorCode,
+    decode_client, validate_peer_id, validate_track, Candidate, ClientMessage, ErrorCode, Sdp,
 };
 
 /// Where a session is in its life.
@@ -87,9 +87,9 @@ pub fn step(state: &SessionState, text: &str) -> Step {
                 capacity,
             }
         }
-        ClientMessage::Offer { from, to, .. }
-        | ClientMessage::Answer { from, to, .. }
-        | ClientMessage::IceCandidate { from, to, .. } => {
+        ClientMessage::Offer(Sdp { from, to, .. })
+        | ClientMessage::Answer(Sdp { from, to, .. })
+        | ClientMessage::IceCandidate(Candidate { from, to, .. }) => {
             if Some(from.as_str()) != own {
                 return Step::Reply(
                     ErrorCode::SpoofedFrom,

@@ -209,7 +209,14 @@ async fn run(mut ws: WebSocket, app: Arc<App>) {
                 break LeaveReason::SlowConsumer;
             }
             Event::Out(text) => {
-                if !ws_util::send(&mut ws, Message::Text(text), send_limit).await {
+                // A client that stopped reading blocks this send for up to
+                // `send_limit`; shutdown must not wait for it.
+                let sent = tokio::select! {
+                    biased;
+                    _ = app.shutdown.cancelled() => continue,
+                    sent = ws_util::send(&mut ws, Message::Text(text), send_limit) => sent,
+                };
+                if !sent {
                     break LeaveReason::Disconnect;
                 }
             }
