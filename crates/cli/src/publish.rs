@@ -43,9 +43,7 @@ pub struct PublishArgs {
 pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     meshrelay_protocol::validate_track(&args.track)
         .map_err(|(_, why)| anyhow::anyhow!("invalid --track: {why}"))?;
-    if args.rate <= 0.0 || !args.rate.is_finite() {
-        bail!("--rate must be above 0");
-    }
+    let period = period(args.rate)?;
     let url = format!("{}/ingest/{}", args.url.trim_end_matches('/'), args.track);
     let mut request = url.as_str().into_client_request().context("bad --url")?;
     if let Some(token) = &args.token {
@@ -72,7 +70,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
             sent += 1;
         }
     } else {
-        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate));
+        let mut tick = tokio::time::interval(period);
         while sent < limit {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
@@ -88,6 +86,14 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Time between generated objects at `rate` per second.
+fn period(rate: f64) -> anyhow::Result<Duration> {
+    match Duration::try_from_secs_f64(1.0 / rate) {
+        Ok(p) if rate > 0.0 && !p.is_zero() => Ok(p),
+        _ => bail!("--rate must be above 0 and at most 1e9 (got {rate})"),
+    }
+}
+
 /// A JSON object with a counter and a timestamp, padded to `size` bytes.
 fn generated(seq: u64, size: usize) -> Vec<u8> {
     let ts = SystemTime::now()
@@ -100,4 +106,17 @@ fn generated(seq: u64, size: usize) -> Vec<u8> {
     ));
     out.extend_from_slice(b"\"}");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_gives_a_nonzero_period_or_an_error() {
+        assert_eq!(period(10.0).unwrap(), Duration::from_millis(100));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-300, 1e12] {
+            assert!(period(bad).is_err(), "{bad}");
+        }
+    }
 }
