@@ -13,7 +13,7 @@ after(async () => {
   await browser?.close();
 });
 
-test("demo page: add two viewers on demo/live", { skip: process.env.MESHRELAY_E2E_SERVER === "mock" }, async () => {
+test("demo page: add two viewers on demo/live", async () => {
   const server = await startServer({ rootPeerCount: 1, maxPeers: 2, demo: true });
   const context = await browser.newContext({ permissions: ["camera", "microphone"] });
   try {

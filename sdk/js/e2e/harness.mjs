@@ -1,5 +1,5 @@
-// Shared pieces of the end-to-end tests: the real `meshrelay serve` (or the
-// mock, MESHRELAY_E2E_SERVER=mock), a static server for the test pages,
+// Shared pieces of the end-to-end tests: the real `meshrelay serve`, a static
+// server for the test pages,
 // Debian's chromium through playwright-core, and a publisher. Everything
 // listens on and talks to 127.0.0.1 only.
 import { spawn } from "node:child_process";
@@ -11,7 +11,6 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import WebSocket from "ws";
 import { payload } from "./payload.mjs";
-import { startMockServer } from "./mock-server.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const sdkRoot = join(here, "..");
@@ -61,11 +60,6 @@ export function binaryPath() {
  * and waits for /healthz. `opts` maps to the planner flags.
  */
 export async function startServer({ rootPeerCount, maxPeers, demo = false, extraArgs = [] } = {}) {
-  if (process.env.MESHRELAY_E2E_SERVER === "mock") {
-    const m = await startMockServer({ rootPeerCount: rootPeerCount ?? 30, maxChildren: maxPeers ?? 3 });
-    log(`mock server on 127.0.0.1:${m.port}`);
-    return { ...m, base: `http://127.0.0.1:${m.port}`, ws: `ws://127.0.0.1:${m.port}` };
-  }
   const bin = binaryPath();
   if (!existsSync(bin)) throw new Error(`${bin} not found: run \`cargo build --release -p meshrelay-cli\` first`);
   const port = await freePort();

@@ -90,7 +90,7 @@ describe("meshrelay SDK resilience in Chromium", () => {
     });
   });
 
-  test("with subscribe and publish tokens: the SDK authenticates on /signal and /ws", { skip: process.env.MESHRELAY_E2E_SERVER === "mock" }, async () => {
+  test("with subscribe and publish tokens: the SDK authenticates on /signal and /ws", async () => {
     const extraArgs = ["--subscribe-token", "sub-tok", "--publish-token", "pub-tok"];
     await withServer({ rootPeerCount: 1, maxPeers: 1, extraArgs }, async (server, peers) => {
       const track = "e2e/auth";
@@ -113,7 +113,7 @@ describe("meshrelay SDK resilience in Chromium", () => {
     });
   });
 
-  test("a middle peer's signal socket is cut (rate_limited): it reconnects, re-registers, and nobody loses an object", { skip: process.env.MESHRELAY_E2E_SERVER === "mock" }, async () => {
+  test("a middle peer's signal socket is cut (rate_limited): it reconnects, re-registers, and nobody loses an object", async () => {
     const extraArgs = ["--message-rate", "20", "--message-burst", "40"];
     await withServer({ rootPeerCount: 1, maxPeers: 1, extraArgs }, async (server, peers) => {
       const track = "e2e/reconnect";
