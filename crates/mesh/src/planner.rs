@@ -48,6 +48,10 @@ pub struct LeaveOutcome {
 
 const NONE: u32 = u32::MAX;
 
+/// Stale liveness entries tolerated beyond twice the peer count before the
+/// heap is rebuilt (amortised O(1) per removal).
+const LIVENESS_SLACK: usize = 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Fed by the origin, counted against `root_peer_count`.
@@ -656,6 +660,20 @@ impl Planner {
         self.generations[i as usize] = self.generations[i as usize].wrapping_add(1);
         self.free.push(i);
         self.len -= 1;
+        // Stale stamps of removed peers leave the heap only when they come
+        // due in a sweep; a caller that never sweeps (the server tracks
+        // liveness per connection) would let them pile up under churn.
+        if self.liveness.len() > 2 * self.len + LIVENESS_SLACK {
+            self.rebuild_liveness();
+        }
+    }
+
+    fn rebuild_liveness(&mut self) {
+        let live = self.nodes.iter().enumerate().filter_map(|(i, n)| {
+            let n = n.as_ref()?;
+            Some(Reverse((n.last_heartbeat, i as u32, self.generations[i])))
+        });
+        self.liveness = live.collect();
     }
 
     /// Removes a peer and detaches its children without re-planning them
@@ -971,6 +989,13 @@ impl Planner {
             return Err(format!(
                 "{roots} roots, counter {}, cap {}",
                 self.roots, self.config.root_peer_count
+            ));
+        }
+        if self.liveness.len() > 2 * self.len + LIVENESS_SLACK {
+            return Err(format!(
+                "{} liveness entries for {} peers",
+                self.liveness.len(),
+                self.len
             ));
         }
         if open != self.open.len() || leaves != self.leaves.len() || detached != self.detached.len()

@@ -384,3 +384,23 @@ fn offload_counts_peers_fed_by_peers() {
     join_all(&mut p, &["r1", "r2", "a", "b"]);
     assert_eq!(p.offload_percentage(), 50.0);
 }
+
+#[test]
+fn churn_without_sweeps_keeps_liveness_bookkeeping_bounded() {
+    let mut p = planner(3, 2, 4);
+    let now = Instant::now();
+    join_all(&mut p, &["r1", "r2"]);
+    for i in 0..20_000 {
+        let id = format!("c{i}");
+        p.join(&id, None, now).unwrap();
+        p.leave(&id).unwrap();
+        if i % 997 == 0 {
+            p.check_invariants().unwrap();
+        }
+    }
+    p.check_invariants().unwrap();
+    // The rebuilt heap still finds the survivors when they go silent.
+    let later = now + Duration::from_secs(11);
+    let gone: Vec<_> = p.sweep(later).into_iter().map(|o| o.peer_id).collect();
+    assert_eq!(gone.len(), 2);
+}
