@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// A peer not heard from (message or pong) for this long is evicted: `10s`, `500ms`, `2.5`.
     #[arg(long, env = "MESHRELAY_HEARTBEAT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub heartbeat_timeout: Duration,
+    /// A /signal connection that sends no Register this long after opening
+    /// (or after a Leave) gets `expected_register` and is closed.
+    #[arg(long, env = "MESHRELAY_REGISTER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub register_timeout: Duration,
     /// JSON array of RTCIceServer objects sent to peers in AssignParent
     /// (also read from LVQR_MESH_ICE_SERVERS).
     #[arg(long, env = "MESHRELAY_MESH_ICE_SERVERS", value_name = "JSON", value_parser = parse_ice_servers)]
@@ -43,6 +47,10 @@ pub struct ServeArgs {
     /// Bytes kept per track for resume (oldest objects dropped past it).
     #[arg(long, env = "MESHRELAY_RING_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub ring_bytes: usize,
+    /// Bytes kept for resume over all tracks together: a track publishing
+    /// past it drops its own oldest objects (keeping at least the newest).
+    #[arg(long, env = "MESHRELAY_RING_BYTES_TOTAL", default_value_t = 512 * 1024 * 1024)]
+    pub ring_bytes_total: usize,
     /// Largest /signal message in bytes; larger ones get `too_large` and a close.
     #[arg(long, env = "MESHRELAY_MAX_SIGNAL_BYTES", default_value_t = 65536)]
     pub max_signal_bytes: usize,
@@ -93,12 +101,14 @@ impl ServeArgs {
             root_peer_count: self.mesh_root_peer_count,
             max_depth: self.mesh_max_depth,
             heartbeat_timeout: self.heartbeat_timeout,
+            register_timeout: self.register_timeout,
             ice_servers,
             subscribe_token: self.subscribe_token.clone().filter(|t| !t.is_empty()),
             publish_token: self.publish_token.clone().filter(|t| !t.is_empty()),
             no_auth_signal: self.no_auth_signal,
             ring_objects: usize::try_from(self.ring_objects).unwrap_or(usize::MAX),
             ring_bytes: self.ring_bytes,
+            ring_bytes_total: self.ring_bytes_total,
             max_signal_bytes: self.max_signal_bytes,
             max_object_bytes: self.max_object_bytes,
             max_peers_per_track: self.max_peers_per_track,

@@ -83,6 +83,22 @@ pub struct MeshQuery {
     peers: Option<bool>,
 }
 
+/// Percentage of all peers fed by a peer, over tracks given as
+/// `(peer_count, offload_percentage)`: each track's percentage weighted by
+/// its peers.
+pub fn overall_offload(tracks: impl IntoIterator<Item = (usize, f64)>) -> f64 {
+    let (peers, offloaded) = tracks
+        .into_iter()
+        .fold((0usize, 0.0f64), |(peers, offloaded), (n, pct)| {
+            (peers + n, offloaded + pct * n as f64 / 100.0)
+        });
+    if peers == 0 {
+        0.0
+    } else {
+        offloaded * 100.0 / peers as f64
+    }
+}
+
 /// `GET /api/v1/mesh`.
 pub async fn mesh(State(app): State<Arc<App>>, Query(q): Query<MeshQuery>) -> Json<MeshView> {
     let with_peers = q.peers.unwrap_or(true);
@@ -93,11 +109,9 @@ pub async fn mesh(State(app): State<Arc<App>>, Query(q): Query<MeshQuery>) -> Js
         peers: Vec::new(),
         tracks: Vec::new(),
     };
-    let mut offloaded = 0.0;
     for track in app.registry.list() {
         let tree = track.tree_snapshot(with_peers);
         view.peer_count += tree.peer_count;
-        offloaded += tree.offload_percentage * tree.peer_count as f64 / 100.0;
         view.peers.extend(tree.peers.into_iter().map(|p| PeerStats {
             role: format!("{:?}", p.role),
             intended_children: p.children.len(),
@@ -122,31 +136,28 @@ pub async fn mesh(State(app): State<Arc<App>>, Query(q): Query<MeshQuery>) -> Js
             publishers: s.publishers.load(Ordering::Relaxed),
         });
     }
-    if view.peer_count > 0 {
-        view.offload_percentage = offloaded * 100.0 / view.peer_count as f64;
-    }
+    view.offload_percentage = overall_offload(
+        view.tracks
+            .iter()
+            .map(|t| (t.peer_count, t.offload_percentage)),
+    );
     Json(view)
 }
 
 /// `GET /metrics`: Prometheus text. Tree gauges are computed at scrape time.
 pub async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let (mut peers, mut roots, mut offloaded) = (0usize, 0usize, 0.0);
     let tracks = app.registry.list();
-    for track in &tracks {
-        let t = track.tree_snapshot(false);
-        peers += t.peer_count;
-        roots += t.root_count;
-        offloaded += t.offload_percentage * t.peer_count as f64 / 100.0;
-    }
-    let offload = if peers > 0 {
-        offloaded * 100.0 / peers as f64
-    } else {
-        0.0
-    };
+    let trees: Vec<_> = tracks.iter().map(|t| t.tree_snapshot(false)).collect();
+    let peers: usize = trees.iter().map(|t| t.peer_count).sum();
+    let roots: usize = trees.iter().map(|t| t.root_count).sum();
+    let offload = overall_offload(trees.iter().map(|t| (t.peer_count, t.offload_percentage)));
     metrics::gauge!(crate::metrics::PEERS).set(peers as f64);
     metrics::gauge!(crate::metrics::ROOTS).set(roots as f64);
     metrics::gauge!(crate::metrics::OFFLOAD).set(offload);
     metrics::gauge!(crate::metrics::TRACKS).set(tracks.len() as f64);
+    let budget = app.registry.ring_budget();
+    metrics::gauge!(crate::metrics::RING_BYTES).set(budget.used() as f64);
+    metrics::gauge!(crate::metrics::RING_BYTES_BUDGET).set(budget.max() as f64);
     (
         [(
             header::CONTENT_TYPE,
@@ -181,4 +192,19 @@ pub async fn demo_page() -> Response {
         DEMO_HTML,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overall_offload;
+
+    #[test]
+    fn overall_offload_weights_tracks_by_peers() {
+        assert_eq!(overall_offload([]), 0.0);
+        assert_eq!(overall_offload([(0, 0.0)]), 0.0);
+        assert_eq!(overall_offload([(2, 50.0)]), 50.0);
+        // 1 of 2 and 9 of 10 offloaded: 10 of 12.
+        let all = overall_offload([(2, 50.0), (10, 90.0), (0, 0.0)]);
+        assert!((all - 100.0 * 10.0 / 12.0).abs() < 1e-9, "{all}");
+    }
 }

@@ -2,6 +2,7 @@
 
 use crate::config::ServerConfig;
 use crate::registry::Registry;
+use crate::ring::RingBudget;
 use crate::track::MeshCtx;
 use meshrelay_mesh::MeshConfig;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -41,6 +42,7 @@ impl App {
                 mesh.clone(),
                 config.ring_objects,
                 config.ring_bytes,
+                Arc::new(RingBudget::new(config.ring_bytes_total)),
             )),
             ctx: MeshCtx {
                 mesh,

@@ -16,6 +16,9 @@ pub struct ServerConfig {
     pub max_depth: u32,
     /// A signaling session not heard from (message or pong) for this long is evicted.
     pub heartbeat_timeout: Duration,
+    /// A `/signal` session that has not registered this long after it opened
+    /// (or after its `Leave`) gets `expected_register` and is closed.
+    pub register_timeout: Duration,
     /// The RTCIceServer array handed to every peer in `AssignParent`.
     pub ice_servers: serde_json::Value,
     /// Token required on `/signal` and `/ws/{track}`, if any.
@@ -28,6 +31,8 @@ pub struct ServerConfig {
     pub ring_objects: usize,
     /// Bytes kept per track for resume (the ring drops oldest objects past it).
     pub ring_bytes: usize,
+    /// Bytes kept over all tracks' rings together (see [`crate::ring::RingBudget`]).
+    pub ring_bytes_total: usize,
     /// Largest accepted `/signal` text frame.
     pub max_signal_bytes: usize,
     /// Largest accepted ingest object.
@@ -56,12 +61,14 @@ impl Default for ServerConfig {
             root_peer_count: 30,
             max_depth: 6,
             heartbeat_timeout: Duration::from_secs(10),
+            register_timeout: Duration::from_secs(10),
             ice_servers: serde_json::Value::Array(Vec::new()),
             subscribe_token: None,
             publish_token: None,
             no_auth_signal: false,
             ring_objects: 1024,
             ring_bytes: 64 * 1024 * 1024,
+            ring_bytes_total: 512 * 1024 * 1024,
             max_signal_bytes: 64 * 1024,
             max_object_bytes: 4 * 1024 * 1024,
             max_peers_per_track: None,

@@ -11,6 +11,10 @@ pub const ROOTS: &str = "meshrelay_roots";
 pub const OFFLOAD: &str = "meshrelay_offload_percentage";
 /// Live tracks (gauge, set at scrape).
 pub const TRACKS: &str = "meshrelay_tracks";
+/// Bytes held by all tracks' rings (gauge, set at scrape).
+pub const RING_BYTES: &str = "meshrelay_ring_bytes";
+/// The server-wide ring budget, `--ring-bytes-total` (gauge, set at scrape).
+pub const RING_BYTES_BUDGET: &str = "meshrelay_ring_bytes_budget";
 /// Open `/signal` connections (gauge).
 pub const SIGNAL_SESSIONS: &str = "meshrelay_signal_sessions";
 /// Successful registrations.

@@ -4,7 +4,7 @@ use crate::app::App;
 use crate::registry::Lease;
 use crate::ring::Read;
 use crate::signal_ws::{authorize, Unauthorized, WsQuery};
-use crate::ws_util::{self, CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN};
+use crate::ws_util::{self, Farewell, Input, CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -13,6 +13,7 @@ use meshrelay_protocol::{validate_track, EgressNotice, ErrorCode};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Objects copied out of the ring per lock acquisition.
 const READ_BATCH: usize = 64;
@@ -83,35 +84,45 @@ pub async fn ingest(
     ws.read_buffer_size(64 * 1024)
         .max_message_size(cap)
         .max_frame_size(cap)
-        .on_upgrade(move |socket| async move {
+        .on_upgrade(move |mut socket| async move {
             let _tracked = token;
-            run_ingest(socket, &app, &lease).await;
+            let bye = run_ingest(&mut socket, &app, &lease).await;
+            goodbye(socket, &app, lease, bye).await;
         })
 }
 
-async fn run_ingest(mut ws: WebSocket, app: &App, lease: &Lease) {
+/// Lets go of the track, then closes the socket: the track slot is free
+/// before the client sees any farewell or the end of the connection.
+async fn goodbye(mut ws: WebSocket, app: &App, lease: Lease, bye: Option<Farewell>) {
+    drop(lease);
+    if let Some(f) = bye {
+        ws_util::farewell(&mut ws, f, stall_limit(app), &app.shutdown).await;
+    }
+}
+
+/// Publishes every object received; returns how to say goodbye.
+async fn run_ingest(ws: &mut WebSocket, app: &App, lease: &Lease) -> Option<Farewell> {
     let track = lease.track();
-    let limit = stall_limit(app);
     track.stats.publishers.fetch_add(1, Ordering::Relaxed);
-    loop {
+    let too_large = |input| {
+        let why = format!(
+            "object exceeds the limit of {} bytes",
+            app.config.max_object_bytes
+        );
+        Some(Farewell::error(ErrorCode::TooLarge, why, input))
+    };
+    let farewell = loop {
         let msg = tokio::select! {
             biased;
             _ = app.shutdown.cancelled() => {
-                ws_util::close(&mut ws, CLOSE_GOING_AWAY, "server shutting down", limit).await;
-                break;
+                break Some(Farewell::close(CLOSE_GOING_AWAY, "server shutting down"));
             }
             m = ws.recv() => m,
         };
         match msg {
             Some(Ok(Message::Binary(object))) => {
                 if object.len() > app.config.max_object_bytes {
-                    let why = format!(
-                        "object of {} bytes exceeds the limit of {}",
-                        object.len(),
-                        app.config.max_object_bytes
-                    );
-                    ws_util::send_error(&mut ws, ErrorCode::TooLarge, &why, limit).await;
-                    break;
+                    break too_large(Input::InSync);
                 }
                 track.publish(&object);
                 metrics::counter!(crate::metrics::OBJECTS_IN).increment(1);
@@ -119,16 +130,15 @@ async fn run_ingest(mut ws: WebSocket, app: &App, lease: &Lease) {
             }
             Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => {}
             Some(Err(e)) => {
-                if e.to_string().contains("too long") || e.to_string().contains("Space limit") {
-                    ws_util::send_error(&mut ws, ErrorCode::TooLarge, "object too large", limit)
-                        .await;
-                }
-                break;
+                break ws_util::is_too_large(e)
+                    .then(|| too_large(Input::Desynced))
+                    .flatten()
             }
-            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(Message::Close(_))) | None => break None,
         }
-    }
+    };
     track.stats.publishers.fetch_sub(1, Ordering::Relaxed);
+    farewell
 }
 
 /// `GET /ws/{track}?from=<id>`: framed objects in id order.
@@ -147,16 +157,56 @@ pub async fn egress(
     ws.read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_message_size(64 * 1024)
-        .on_upgrade(move |socket| async move {
+        .on_upgrade(move |mut socket| async move {
             let _tracked = token;
-            run_egress(socket, &app, &lease, q.from).await;
+            let bye = run_egress(&mut socket, &app, &lease, q.from).await;
+            goodbye(socket, &app, lease, bye).await;
         })
 }
 
-async fn run_egress(mut ws: WebSocket, app: &App, lease: &Lease, from: Option<u64>) {
+async fn run_egress(
+    ws: &mut WebSocket,
+    app: &App,
+    lease: &Lease,
+    from: Option<u64>,
+) -> Option<Farewell> {
+    let track = lease.track();
+    track.stats.subscribers.fetch_add(1, Ordering::Relaxed);
+    let farewell = stream(ws, app, lease, from).await;
+    track.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
+    farewell
+}
+
+/// What the subscriber sent since the last look, without waiting.
+enum Incoming {
+    Nothing,
+    Alive,
+    Gone,
+}
+
+fn incoming(msg: Option<Result<Message, axum::Error>>) -> Incoming {
+    match msg {
+        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => Incoming::Gone,
+        Some(Ok(_)) => Incoming::Alive,
+    }
+}
+
+/// Streams objects until the subscriber goes, lags, stops answering pings
+/// or the server stops; returns how to say goodbye.
+async fn stream(
+    ws: &mut WebSocket,
+    app: &App,
+    lease: &Lease,
+    from: Option<u64>,
+) -> Option<Farewell> {
     let track = lease.track();
     let limit = stall_limit(app);
-    track.stats.subscribers.fetch_add(1, Ordering::Relaxed);
+    // Liveness as on /signal: a ping every timeout/3; a subscriber that
+    // answers none (nor sends anything) within the timeout is dropped.
+    let timeout = app.config.heartbeat_timeout;
+    let ping_every = (timeout / 3).max(Duration::from_millis(10));
+    let mut next_ping = Instant::now() + ping_every;
+    let mut last_seen = Instant::now();
     let (start, mut published) = track.subscribe(from);
     let mut cursor = start.cursor;
     if let Some(requested) = start.gap_from {
@@ -165,18 +215,40 @@ async fn run_egress(mut ws: WebSocket, app: &App, lease: &Lease, from: Option<u6
             first: start.cursor,
         };
         let text = serde_json::to_string(&notice).unwrap_or_default();
-        if !ws_util::send(&mut ws, Message::Text(text.into()), limit).await {
-            track.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
-            return;
+        if !ws_util::send(ws, Message::Text(text.into()), limit).await {
+            return None;
         }
     }
-    'stream: loop {
+    loop {
+        // Pongs are read between batches too, so a busy track does not
+        // starve the liveness check.
+        loop {
+            let polled = tokio::select! {
+                biased;
+                m = ws.recv() => incoming(m),
+                _ = std::future::ready(()) => Incoming::Nothing,
+            };
+            match polled {
+                Incoming::Nothing => break,
+                Incoming::Alive => last_seen = Instant::now(),
+                Incoming::Gone => return None,
+            }
+        }
+        if Instant::now() >= next_ping {
+            if last_seen.elapsed() > timeout {
+                tracing::debug!(track = %track.name, "egress subscriber answered no ping");
+                return None;
+            }
+            if !ws_util::send(ws, Message::Ping(Default::default()), limit).await {
+                return None;
+            }
+            next_ping = Instant::now() + ping_every;
+        }
         published.borrow_and_update();
         let batch = match track.read(cursor, READ_BATCH) {
             Read::Lagged => {
                 metrics::counter!(crate::metrics::EGRESS_LAGGED).increment(1);
-                ws_util::close(&mut ws, CLOSE_TRY_AGAIN, "slow_consumer", limit).await;
-                break;
+                return Some(Farewell::close(CLOSE_TRY_AGAIN, "slow_consumer"));
             }
             Read::Objects(batch) => batch,
         };
@@ -184,14 +256,14 @@ async fn run_egress(mut ws: WebSocket, app: &App, lease: &Lease, from: Option<u6
             tokio::select! {
                 biased;
                 _ = app.shutdown.cancelled() => {
-                    ws_util::close(&mut ws, CLOSE_GOING_AWAY, "server shutting down", limit).await;
-                    break;
+                    return Some(Farewell::close(CLOSE_GOING_AWAY, "server shutting down"));
                 }
-                changed = published.changed() => if changed.is_err() { break },
-                incoming = ws.recv() => match incoming {
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                    Some(Ok(_)) => {}
+                changed = published.changed() => if changed.is_err() { return None },
+                m = ws.recv() => match incoming(m) {
+                    Incoming::Gone => return None,
+                    _ => last_seen = Instant::now(),
                 },
+                _ = tokio::time::sleep_until(next_ping) => {}
             }
             continue;
         }
@@ -212,16 +284,15 @@ async fn run_egress(mut ws: WebSocket, app: &App, lease: &Lease, from: Option<u6
             let sent = tokio::select! {
                 biased;
                 _ = app.shutdown.cancelled() => false,
-                ok = ws_util::send(&mut ws, Message::Binary(framed), limit) => ok,
+                ok = ws_util::send(ws, Message::Binary(framed), limit) => ok,
             };
             if !sent {
                 if app.shutdown.is_cancelled() {
-                    ws_util::close(&mut ws, CLOSE_GOING_AWAY, "server shutting down", limit).await;
+                    return Some(Farewell::close(CLOSE_GOING_AWAY, "server shutting down"));
                 }
-                break 'stream;
+                return None;
             }
             cursor += 1;
         }
     }
-    track.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
 }

@@ -1,6 +1,7 @@
 //! Live tracks by name: created on first use, dropped when the last user
 //! (peer session, publisher or subscriber) lets go.
 
+use crate::ring::RingBudget;
 use crate::track::Track;
 use meshrelay_mesh::MeshConfig;
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ pub struct Registry {
     mesh: MeshConfig,
     ring_objects: usize,
     ring_bytes: usize,
+    ring_budget: Arc<RingBudget>,
 }
 
 /// A claim on a track that keeps it alive; dropping it may drop the track.
@@ -53,6 +55,7 @@ impl Registry {
         mesh: MeshConfig,
         ring_objects: usize,
         ring_bytes: usize,
+        ring_budget: Arc<RingBudget>,
     ) -> Self {
         Self {
             tracks: Mutex::new(HashMap::new()),
@@ -60,7 +63,13 @@ impl Registry {
             mesh,
             ring_objects,
             ring_bytes,
+            ring_budget,
         }
+    }
+
+    /// The server-wide ring memory budget.
+    pub fn ring_budget(&self) -> &Arc<RingBudget> {
+        &self.ring_budget
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Entry>> {
@@ -82,6 +91,7 @@ impl Registry {
                     self.mesh.clone(),
                     self.ring_objects,
                     self.ring_bytes,
+                    Arc::clone(&self.ring_budget),
                 );
                 tracks.entry(name).or_insert(Entry {
                     track: Arc::new(track),
@@ -109,7 +119,14 @@ mod tests {
     use super::*;
 
     fn registry(max_tracks: usize) -> Arc<Registry> {
-        Arc::new(Registry::new(max_tracks, MeshConfig::default(), 8, 1 << 20))
+        let budget = Arc::new(RingBudget::new(usize::MAX));
+        Arc::new(Registry::new(
+            max_tracks,
+            MeshConfig::default(),
+            8,
+            1 << 20,
+            budget,
+        ))
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::ratelimit::TokenBucket;
 use crate::registry::Lease;
 use crate::session::{step, SessionState, Step};
 use crate::track::{LeaveReason, SessionHandle};
-use crate::ws_util::{self, CLOSE_GOING_AWAY};
+use crate::ws_util::{self, Farewell, Input, CLOSE_GOING_AWAY};
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -120,6 +120,7 @@ impl Drop for Registration {
 
 enum Event {
     Shutdown,
+    RegisterDeadline,
     Killed(ErrorCode),
     Out(Utf8Bytes),
     Tick,
@@ -157,56 +158,76 @@ impl Drop for SessionsGauge {
 async fn run(mut ws: WebSocket, app: Arc<App>) {
     let _gauge = SessionsGauge::new();
     let cfg = &app.config;
+    let timeout = cfg.heartbeat_timeout;
+    // A write blocks only once the socket buffers (hundreds of KiB) are
+    // full of unread frames: the client stopped reading.
+    let send_limit = timeout.clamp(Duration::from_millis(200), Duration::from_secs(2));
+    let mut reg: Option<Registration> = None;
+    let (end, farewell) = session(&mut ws, &app, &mut reg, send_limit).await;
+    // The leave is planned before the closing handshake, which may wait
+    // for the client's Close.
+    if let Some(mut r) = reg.take() {
+        r.reason = end;
+    }
+    if let Some(f) = farewell {
+        // Last words to a client being dropped must not delay shutdown.
+        let limit = send_limit.min(Duration::from_millis(500));
+        ws_util::farewell(&mut ws, f, limit, &app.shutdown).await;
+    }
+}
+
+/// Runs the session until it ends; returns why, and how to say goodbye.
+async fn session(
+    ws: &mut WebSocket,
+    app: &Arc<App>,
+    reg: &mut Option<Registration>,
+    send_limit: Duration,
+) -> (LeaveReason, Option<Farewell>) {
+    let cfg = &app.config;
     let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(cfg.send_queue.max(1));
     let mut state = SessionState::Unregistered;
-    let mut reg: Option<Registration> = None;
     let mut bucket = TokenBucket::new(
         cfg.message_rate,
         cfg.message_burst,
         std::time::Instant::now(),
     );
     let timeout = cfg.heartbeat_timeout;
-    // A write blocks only once the socket buffers (hundreds of KiB) are
-    // full of unread frames: the client stopped reading.
-    let send_limit = timeout.clamp(Duration::from_millis(200), Duration::from_secs(2));
-    // Last words to a client being dropped must not delay shutdown.
-    let last_words = Duration::from_millis(500);
     let ping_every = (timeout / 3).max(Duration::from_millis(10));
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
+    // An unregistered session must Register by then (restarted by Leave).
+    let register_by = tokio::time::sleep(cfg.register_timeout);
+    tokio::pin!(register_by);
 
-    let end = loop {
+    loop {
+        let unregistered = reg.is_none();
         // Ticks come before queued frames so a steady stream towards the
         // client can never postpone the liveness check.
         let event = tokio::select! {
             biased;
             _ = app.shutdown.cancelled() => Event::Shutdown,
-            code = killed(&mut reg) => Event::Killed(code),
+            code = killed(reg) => Event::Killed(code),
+            _ = &mut register_by, if unregistered => Event::RegisterDeadline,
             _ = ping.tick() => Event::Tick,
             Some(out) = rx.recv() => Event::Out(out),
             incoming = ws.recv() => Event::In(incoming),
         };
         match event {
             Event::Shutdown => {
-                ws_util::close(
-                    &mut ws,
-                    CLOSE_GOING_AWAY,
-                    "server shutting down",
-                    last_words,
-                )
-                .await;
-                break LeaveReason::Shutdown;
+                let bye = Farewell::close(CLOSE_GOING_AWAY, "server shutting down");
+                return (LeaveReason::Shutdown, Some(bye));
             }
             Event::Killed(code) => {
-                ws_util::send_error(
-                    &mut ws,
-                    code,
-                    "the server's queue towards this client overflowed",
-                    last_words,
-                )
-                .await;
-                break LeaveReason::SlowConsumer;
+                let why = "the server's queue towards this client overflowed";
+                let bye = Farewell::error(code, why, Input::InSync);
+                return (LeaveReason::SlowConsumer, Some(bye));
+            }
+            Event::RegisterDeadline => {
+                let why = format!("no Register within {:?}", cfg.register_timeout);
+                let mut bye = Farewell::error(ErrorCode::ExpectedRegister, why, Input::InSync);
+                bye.close_code = ws_util::CLOSE_POLICY;
+                return (LeaveReason::Timeout, Some(bye));
             }
             Event::Out(text) => {
                 // A client that stopped reading blocks this send for up to
@@ -214,10 +235,10 @@ async fn run(mut ws: WebSocket, app: Arc<App>) {
                 let sent = tokio::select! {
                     biased;
                     _ = app.shutdown.cancelled() => continue,
-                    sent = ws_util::send(&mut ws, Message::Text(text), send_limit) => sent,
+                    sent = ws_util::send(ws, Message::Text(text), send_limit) => sent,
                 };
                 if !sent {
-                    break LeaveReason::Disconnect;
+                    return (LeaveReason::Disconnect, None);
                 }
             }
             Event::Tick => {
@@ -226,43 +247,37 @@ async fn run(mut ws: WebSocket, app: Arc<App>) {
                         peer_id = reg.as_ref().map(|r| r.peer_id.as_str()),
                         "heartbeat timeout"
                     );
-                    break LeaveReason::Timeout;
+                    return (LeaveReason::Timeout, None);
                 }
-                if !ws_util::send(&mut ws, Message::Ping(Default::default()), send_limit).await {
-                    break LeaveReason::Disconnect;
+                if !ws_util::send(ws, Message::Ping(Default::default()), send_limit).await {
+                    return (LeaveReason::Disconnect, None);
                 }
             }
             Event::In(None) | Event::In(Some(Ok(Message::Close(_)))) => {
-                break LeaveReason::Disconnect
+                return (LeaveReason::Disconnect, None)
             }
             Event::In(Some(Err(e))) => {
-                // Frames beyond the hard cap surface here; say why, best effort.
-                if e.to_string().contains("Space limit exceeded")
-                    || e.to_string().contains("too long")
-                {
-                    ws_util::send_error(
-                        &mut ws,
-                        ErrorCode::TooLarge,
-                        "message too large",
-                        send_limit,
-                    )
-                    .await;
-                }
-                break LeaveReason::Disconnect;
+                // A frame beyond the hard cap: its header was refused and its
+                // payload is still unread.
+                let bye = ws_util::is_too_large(e).then(|| {
+                    let why = format!(
+                        "message exceeds the limit of {} bytes",
+                        cfg.max_signal_bytes
+                    );
+                    Farewell::error(ErrorCode::TooLarge, why, Input::Desynced)
+                });
+                return (LeaveReason::Disconnect, bye);
             }
             Event::In(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => last_seen = Instant::now(),
             Event::In(Some(Ok(Message::Binary(_)))) => {
                 last_seen = Instant::now();
-                if !admit(&mut ws, &mut bucket, send_limit).await {
-                    break LeaveReason::Disconnect;
+                if let Some(bye) = admit(&mut bucket) {
+                    return (LeaveReason::Disconnect, Some(bye));
                 }
-                ws_util::send_error(
-                    &mut ws,
-                    ErrorCode::InvalidJson,
-                    "binary frames are not accepted on /signal",
-                    send_limit,
-                )
-                .await;
+                let why = "binary frames are not accepted on /signal";
+                if !ws_util::send_error(ws, ErrorCode::InvalidJson, why, send_limit).await {
+                    return (LeaveReason::Disconnect, None);
+                }
             }
             Event::In(Some(Ok(Message::Text(text)))) => {
                 last_seen = Instant::now();
@@ -272,11 +287,11 @@ async fn run(mut ws: WebSocket, app: Arc<App>) {
                         text.len(),
                         cfg.max_signal_bytes
                     );
-                    ws_util::send_error(&mut ws, ErrorCode::TooLarge, &why, send_limit).await;
-                    break LeaveReason::Disconnect;
+                    let bye = Farewell::error(ErrorCode::TooLarge, why, Input::InSync);
+                    return (LeaveReason::Disconnect, Some(bye));
                 }
-                if !admit(&mut ws, &mut bucket, send_limit).await {
-                    break LeaveReason::Disconnect;
+                if let Some(bye) = admit(&mut bucket) {
+                    return (LeaveReason::Disconnect, Some(bye));
                 }
                 let s = step(&state, text.as_str());
                 metrics::counter!(crate::metrics::SIGNAL_MESSAGES, "kind" => s.label())
@@ -287,12 +302,12 @@ async fn run(mut ws: WebSocket, app: Arc<App>) {
                         peer_id,
                         track,
                         capacity,
-                    } => match register(&app, &tx, &peer_id, &track, capacity) {
+                    } => match register(app, &tx, &peer_id, &track, capacity) {
                         Ok((registration, assign)) => {
                             state = SessionState::Registered { peer_id, track };
-                            reg = Some(registration);
-                            if !ws_util::send(&mut ws, Message::Text(assign), send_limit).await {
-                                break LeaveReason::Disconnect;
+                            *reg = Some(registration);
+                            if !ws_util::send(ws, Message::Text(assign), send_limit).await {
+                                return (LeaveReason::Disconnect, None);
                             }
                             None
                         }
@@ -305,7 +320,7 @@ async fn run(mut ws: WebSocket, app: Arc<App>) {
                             .err()
                     }),
                     Step::ForwardReport(n) => {
-                        if let Some(r) = &reg {
+                        if let Some(r) = reg.as_ref() {
                             r.lease.track().forward_report(&r.peer_id, r.id, n);
                         }
                         None
@@ -316,21 +331,25 @@ async fn run(mut ws: WebSocket, app: Arc<App>) {
                             r.reason = LeaveReason::Leave;
                         }
                         state = SessionState::Unregistered;
+                        register_by
+                            .as_mut()
+                            .reset(Instant::now() + cfg.register_timeout);
                         // Frames queued for the old position are stale now.
                         while rx.try_recv().is_ok() {}
                         None
                     }
                 };
                 if let Some((code, reason)) = reply {
-                    if !ws_util::send_error(&mut ws, code, &reason, send_limit).await {
-                        break LeaveReason::Disconnect;
+                    if code.closes_session() {
+                        let bye = Farewell::error(code, reason, Input::InSync);
+                        return (LeaveReason::Disconnect, Some(bye));
+                    }
+                    if !ws_util::send_error(ws, code, &reason, send_limit).await {
+                        return (LeaveReason::Disconnect, None);
                     }
                 }
             }
         }
-    };
-    if let Some(r) = reg.as_mut() {
-        r.reason = end;
     }
 }
 
@@ -368,17 +387,12 @@ fn register(
     Ok((registration, assign))
 }
 
-/// Applies the per-connection rate limit; false (after `rate_limited`) ends the session.
-async fn admit(ws: &mut WebSocket, bucket: &mut TokenBucket, limit: Duration) -> bool {
+/// Applies the per-connection rate limit; `Some` (a `rate_limited`
+/// farewell) ends the session.
+fn admit(bucket: &mut TokenBucket) -> Option<Farewell> {
     if bucket.allow(std::time::Instant::now()) {
-        return true;
+        return None;
     }
-    ws_util::send_error(
-        ws,
-        ErrorCode::RateLimited,
-        "too many messages; slow down",
-        limit,
-    )
-    .await;
-    false
+    let why = "too many messages; slow down";
+    Some(Farewell::error(ErrorCode::RateLimited, why, Input::InSync))
 }

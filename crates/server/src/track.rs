@@ -2,7 +2,7 @@
 //! ring. Every tree operation runs under the track's lock, which is never
 //! held across an `.await` (all sends are `try_send`).
 
-use crate::ring::{Read, Ring, Start};
+use crate::ring::{Read, Ring, RingBudget, Start};
 use axum::extract::ws::Utf8Bytes;
 use meshrelay_mesh::{MeshConfig, MeshError, PeerAssignment, PeerInfo, PeerRole, Planner};
 use meshrelay_protocol::{ErrorCode, Role, ServerMessage};
@@ -151,14 +151,20 @@ fn role(r: PeerRole) -> Role {
 
 impl Track {
     /// An empty track.
-    pub fn new(name: Arc<str>, mesh: MeshConfig, ring_objects: usize, ring_bytes: usize) -> Self {
+    pub fn new(
+        name: Arc<str>,
+        mesh: MeshConfig,
+        ring_objects: usize,
+        ring_bytes: usize,
+        ring_budget: Arc<RingBudget>,
+    ) -> Self {
         Self {
             name,
             mesh: Mutex::new(MeshState {
                 planner: Planner::new(mesh),
                 sessions: HashMap::new(),
             }),
-            ring: Mutex::new(Ring::new(ring_objects, ring_bytes)),
+            ring: Mutex::new(Ring::new(ring_objects, ring_bytes, ring_budget)),
             next_id: watch::Sender::new(0),
             stats: TrackStats::default(),
         }
@@ -460,7 +466,13 @@ mod tests {
     #[test]
     fn a_former_holder_of_an_id_cannot_act_for_its_new_holder() {
         let ctx = ctx(1);
-        let track = Track::new("t".into(), ctx.mesh.clone(), 8, 1 << 20);
+        let track = Track::new(
+            "t".into(),
+            ctx.mesh.clone(),
+            8,
+            1 << 20,
+            Arc::new(RingBudget::new(usize::MAX)),
+        );
         let _old_a = join(&track, &ctx, "a", 1);
         let mut b = join(&track, &ctx, "b", 2);
         track.leave(&ctx, "a", 1, LeaveReason::Leave);
@@ -502,7 +514,13 @@ mod tests {
     #[test]
     fn a_leave_tells_exactly_its_neighbours_and_the_moved_peers() {
         let ctx = ctx(2);
-        let track = Track::new("t".into(), ctx.mesh.clone(), 8, 1 << 20);
+        let track = Track::new(
+            "t".into(),
+            ctx.mesh.clone(),
+            8,
+            1 << 20,
+            Arc::new(RingBudget::new(usize::MAX)),
+        );
         // Roots a and z, b under a, c under z (ties go to the fewest children).
         let mut a = join(&track, &ctx, "a", 1);
         let mut z = join(&track, &ctx, "z", 2);

@@ -69,6 +69,37 @@ async fn duplicate_peer_id_leaves_the_existing_session_untouched() {
     srv.stop().await;
 }
 
+/// Writes `n` copies of `text` as fast as the socket takes them. A write
+/// error ends the flood: a server that drops the connection with unread
+/// input resets it, and the test then fails on the missing Error frame.
+async fn flood(ws: &mut Ws, text: &str, n: usize) {
+    let writes = async {
+        for _ in 0..n {
+            if ws.feed(Message::Text(text.into())).await.is_err() {
+                return;
+            }
+        }
+        let _ = ws.flush().await;
+    };
+    tokio::time::timeout(WAIT, writes)
+        .await
+        .expect("the server keeps reading until the client's Close");
+}
+
+/// After the Error and the close frame the client answers Close, and the
+/// server then ends the TCP connection cleanly (end of stream, no reset).
+async fn expect_clean_end(ws: &mut Ws) {
+    match tokio::time::timeout(WAIT, futures_util::StreamExt::next(ws))
+        .await
+        .expect("end in time")
+    {
+        None | Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)) => {}
+        other => panic!("expected a clean end of stream, got {other:?}"),
+    }
+}
+
+const FLOOD: usize = 20_000;
+
 #[tokio::test]
 async fn oversized_message_is_refused_and_closes() {
     let srv = start(meshrelay_server::ServerConfig {
@@ -76,29 +107,22 @@ async fn oversized_message_is_refused_and_closes() {
         ..config()
     })
     .await;
+    // Just over the limit (our own check), then a flood the server must
+    // read past so the Error frame is not lost to a reset.
     let (mut a, _) = register(&srv, "a", "t", None).await;
     let big = format!(r#"{{"type":"Heartbeat","pad":"{}"}}"#, "x".repeat(1024));
     send(&mut a, big).await;
+    flood(&mut a, r#"{"type":"Heartbeat"}"#, FLOOD).await;
     expect_error(&mut a, "too_large").await;
     assert_eq!(expect_closed(&mut a).await, Some(1009));
-    // Far beyond the limit too (tungstenite's own cap).
+    expect_clean_end(&mut a).await;
+    // Far beyond the limit: tungstenite's own cap refuses the frame header,
+    // and the server still answers too_large and 1009.
     let (mut b, _) = register(&srv, "b", "t", None).await;
-    send(&mut b, "x".repeat(10_000)).await;
-    expect_closed_maybe_after_error(&mut b).await;
+    send(&mut b, "x".repeat(100_000)).await;
+    expect_error(&mut b, "too_large").await;
+    assert_eq!(expect_closed(&mut b).await, Some(1009));
     srv.stop().await;
-}
-
-async fn expect_closed_maybe_after_error(ws: &mut Ws) {
-    loop {
-        match tokio::time::timeout(WAIT, futures_util::StreamExt::next(ws))
-            .await
-            .expect("close in time")
-        {
-            Some(Ok(Message::Text(t))) => assert!(t.as_str().contains("too_large"), "{t}"),
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-            Some(Ok(_)) => {}
-        }
-    }
 }
 
 #[tokio::test]
@@ -109,12 +133,16 @@ async fn flooding_is_rate_limited_and_closes() {
         ..config()
     })
     .await;
-    let (mut a, _) = register(&srv, "a", "t", None).await; // 1 token
-    send(&mut a, r#"{"type":"Heartbeat"}"#).await; // 2
-    send(&mut a, r#"{"type":"Heartbeat"}"#).await; // 3
-    send(&mut a, r#"{"type":"Heartbeat"}"#).await; // over
-    expect_error(&mut a, "rate_limited").await;
-    assert_eq!(expect_closed(&mut a).await, Some(1008));
+    for round in 0..5 {
+        let peer = format!("a{round}");
+        let (mut a, _) = register(&srv, &peer, "t", None).await; // 1 token
+        send(&mut a, r#"{"type":"Heartbeat"}"#).await; // 2
+        send(&mut a, r#"{"type":"Heartbeat"}"#).await; // 3
+        flood(&mut a, r#"{"type":"Heartbeat"}"#, FLOOD).await; // over
+        expect_error(&mut a, "rate_limited").await;
+        assert_eq!(expect_closed(&mut a).await, Some(1008));
+        expect_clean_end(&mut a).await;
+    }
     srv.stop().await;
 }
 
@@ -227,5 +255,69 @@ async fn slow_consumer_is_cut_off_and_its_leave_planned() {
     );
     let mesh = mesh_json(&srv).await;
     assert_eq!(mesh["peer_count"], 1);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_that_never_registers_is_closed_at_the_deadline() {
+    let register_timeout = std::time::Duration::from_millis(600);
+    let srv = start(meshrelay_server::ServerConfig {
+        // Pings every 50 ms: only a session answering them outlives 150 ms.
+        heartbeat_timeout: std::time::Duration::from_millis(150),
+        register_timeout,
+        ..config()
+    })
+    .await;
+    let opened = tokio::time::Instant::now();
+    let mut idle = connect(&srv.url("/signal")).await;
+    // Reading answers the pings, so the heartbeat never ends this session:
+    // the registration deadline does, with an Error and close code 1008.
+    expect_error(&mut idle, "expected_register").await;
+    assert!(
+        opened.elapsed() >= register_timeout,
+        "{:?}",
+        opened.elapsed()
+    );
+    assert_eq!(expect_closed(&mut idle).await, Some(1008));
+    expect_clean_end(&mut idle).await;
+
+    // Leave restarts the deadline; a registered session has none.
+    let (mut left, _) = register(&srv, "a", "t", None).await;
+    send(&mut left, r#"{"type":"Leave"}"#).await;
+    let left_at = tokio::time::Instant::now();
+    expect_error(&mut left, "expected_register").await;
+    assert!(
+        left_at.elapsed() >= register_timeout,
+        "{:?}",
+        left_at.elapsed()
+    );
+    assert_eq!(expect_closed(&mut left).await, Some(1008));
+
+    let (stayed, _) = register(&srv, "b", "t", None).await;
+    let (mut tx, mut rx) = futures_util::StreamExt::split(stayed);
+    let reader = tokio::spawn(async move {
+        // Reading answers pings; the first text message is handed back.
+        loop {
+            match futures_util::StreamExt::next(&mut rx).await {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                other => return other,
+            }
+        }
+    });
+    // The deadline of a session opened after b's registration passes...
+    let mut probe = connect(&srv.url("/signal")).await;
+    expect_error(&mut probe, "expected_register").await;
+    // ...and b is still served.
+    tx.send(Message::Text(r#"{"type":"Nope"}"#.into()))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(WAIT, reader)
+        .await
+        .expect("reply in time")
+        .unwrap();
+    match reply {
+        Some(Ok(Message::Text(t))) => assert!(t.as_str().contains("unknown_type"), "{t}"),
+        other => panic!("expected unknown_type, got {other:?}"),
+    }
     srv.stop().await;
 }

@@ -281,3 +281,80 @@ async fn lagging_subscriber_is_closed_never_skipped() {
     assert!(expected < 24, "the reader should have lagged");
     srv.stop().await;
 }
+
+/// A WebSocket client on a bare TCP socket: it answers nothing, pings
+/// included.
+async fn raw_upgrade(addr: std::net::SocketAddr, path: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(WAIT, s.read(&mut byte))
+            .await
+            .expect("upgrade in time")
+            .unwrap();
+        assert_eq!(n, 1, "upgrade response cut short");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s
+}
+
+#[tokio::test]
+async fn egress_subscriber_that_answers_no_ping_is_dropped() {
+    let timeout = std::time::Duration::from_millis(300);
+    let srv = start(meshrelay_server::ServerConfig {
+        heartbeat_timeout: timeout,
+        max_tracks: 2,
+        ..config()
+    })
+    .await;
+    // A well-behaved subscriber on track a: reading answers the pings.
+    let good = connect(&srv.url("/ws/a")).await;
+    let (objects_tx, mut objects) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut good = good;
+        while let Some(Ok(msg)) = futures_util::StreamExt::next(&mut good).await {
+            if let Message::Binary(b) = msg {
+                let _ = objects_tx.send(b.to_vec());
+            }
+        }
+    });
+    // A vanished one on idle track b (the track limit is now reached).
+    let opened = tokio::time::Instant::now();
+    let mut raw = raw_upgrade(srv.addr, "/ws/b").await;
+    let mut bytes = Vec::new();
+    let ended = tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut bytes),
+    )
+    .await
+    .expect("the server drops the silent subscriber");
+    assert!(ended.is_ok(), "{ended:?}");
+    assert!(opened.elapsed() >= timeout, "{:?}", opened.elapsed());
+    // Nothing but empty pings came before the end: [0x89, 0x00] each.
+    assert!(
+        !bytes.is_empty() && bytes.chunks(2).all(|f| f == [0x89, 0]),
+        "{bytes:?}"
+    );
+    // Its track slot is free: a new track fits under the limit of 2.
+    let _c = connect(&srv.url("/ws/c")).await;
+    // The subscriber that answers pings is still served.
+    let mut publisher = connect(&srv.url("/ingest/a")).await;
+    publisher
+        .send(Message::Binary(b"still here".to_vec().into()))
+        .await
+        .unwrap();
+    let got = tokio::time::timeout(WAIT, objects.recv())
+        .await
+        .expect("object in time");
+    assert_eq!(got, Some(framed(0, b"still here")));
+    srv.stop().await;
+}
