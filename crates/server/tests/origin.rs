@@ -124,8 +124,32 @@ async fn oversized_object_is_refused_and_closes() {
         .send(Message::Binary(vec![0; 1001].into()))
         .await
         .unwrap();
+    // Objects still in flight after the refused one are read and discarded,
+    // so the Error, the close frame and a clean end all reach the publisher.
+    let flood = async {
+        for _ in 0..5_000 {
+            if publisher
+                .feed(Message::Binary(vec![1; 500].into()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let _ = publisher.flush().await;
+    };
+    tokio::time::timeout(WAIT, flood)
+        .await
+        .expect("flood written");
     expect_error(&mut publisher, "too_large").await;
     assert_eq!(expect_closed(&mut publisher).await, Some(1009));
+    match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut publisher))
+        .await
+        .expect("end in time")
+    {
+        None | Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)) => {}
+        other => panic!("expected a clean end of stream, got {other:?}"),
+    }
     let mesh = mesh_json(&srv).await;
     // The publisher is gone and nobody else holds the track, so it is dropped.
     assert!(
