@@ -83,37 +83,57 @@ fn joins(c: &mut Criterion) {
     group.finish();
 }
 
+/// A full tree kept full: each step removes a random peer (timed) and joins
+/// a newcomer (untimed).
+struct Churn {
+    planner: Planner,
+    live: Vec<String>,
+    next: usize,
+    rng: u64,
+    now: Instant,
+}
+
+impl Churn {
+    fn new(n: usize, seed: u64) -> Self {
+        let now = Instant::now();
+        Self {
+            planner: build(n, now),
+            live: (0..n).map(id).collect(),
+            next: n,
+            rng: seed,
+            now,
+        }
+    }
+
+    /// One leave of a random peer, returning its duration, then one join.
+    fn step(&mut self) -> Duration {
+        // xorshift64: cheap, deterministic, good enough to pick victims.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let at = (self.rng % self.live.len() as u64) as usize;
+        let victim = self.live.swap_remove(at);
+        let start = Instant::now();
+        let out = self.planner.leave(&victim).expect("victim is present");
+        let took = start.elapsed();
+        black_box(out);
+        let newcomer = id(self.next);
+        self.next += 1;
+        self.planner.join(&newcomer, None, self.now).expect("room");
+        self.live.push(newcomer);
+        took
+    }
+}
+
 fn leaves(c: &mut Criterion) {
     let mut group = c.benchmark_group("leave_in_full_tree");
     for n in SIZES {
-        let now = Instant::now();
-        let mut planner = build(n, now);
-        let mut live: Vec<String> = (0..n).map(id).collect();
-        let mut next = n;
-        let mut rng: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut churn = Churn::new(n, 0x2545_F491_4F6C_DD1D);
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    rng ^= rng << 13;
-                    rng ^= rng >> 7;
-                    rng ^= rng << 17;
-                    let victim = live.swap_remove((rng % live.len() as u64) as usize);
-                    let start = Instant::now();
-                    let out = planner.leave(&victim).expect("victim is present");
-                    total += start.elapsed();
-                    black_box(out);
-                    // Keep the tree full: one newcomer per leave, untimed.
-                    let newcomer = id(next);
-                    next += 1;
-                    planner.join(&newcomer, None, now).expect("room");
-                    live.push(newcomer);
-                }
-                total
-            });
+            b.iter_custom(|iters| (0..iters).map(|_| churn.step()).sum());
         });
         assert_eq!(
-            planner.waiting_count(),
+            churn.planner.waiting_count(),
             0,
             "churn left peers without a place"
         );
@@ -125,24 +145,8 @@ fn leaves(c: &mut Criterion) {
 /// distribution of single leaves measured one by one too.
 fn leave_distribution(_: &mut Criterion) {
     for n in SIZES {
-        let now = Instant::now();
-        let mut planner = build(n, now);
-        let mut live: Vec<String> = (0..n).map(id).collect();
-        let mut rng: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut times = Vec::with_capacity(20_000);
-        for k in 0..20_000 {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let victim = live.swap_remove((rng % live.len() as u64) as usize);
-            let start = Instant::now();
-            let out = planner.leave(&victim).expect("victim is present");
-            times.push(start.elapsed());
-            black_box(out);
-            let newcomer = id(n + k);
-            planner.join(&newcomer, None, now).expect("room");
-            live.push(newcomer);
-        }
+        let mut churn = Churn::new(n, 0x9E37_79B9_7F4A_7C15);
+        let mut times: Vec<Duration> = (0..20_000).map(|_| churn.step()).collect();
         times.sort();
         let at = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
         println!(
