@@ -2,8 +2,11 @@
 //!
 //! [`Planner`] is the pure core: one instance per track, synchronous, no I/O,
 //! no clock of its own (every time-dependent call takes `now`). Every
-//! operation keeps the tree invariants listed on [`Planner::check_invariants`]
-//! and costs O(log n) plus the size of what it moves.
+//! operation keeps the tree invariants listed on [`Planner::check_invariants`].
+//! Join, leave, heartbeat and sweep cost O(1) expected plus the size of what
+//! moves; only queries that copy the tree (`snapshot`, `dead_peers`) and a
+//! live `reassign` (which may walk the free slots to skip its own subtree)
+//! are linear.
 //!
 //! [`MeshCoordinator`] is a thread-safe facade with the API of the `lvqr-mesh`
 //! crate, built on one [`Planner`].

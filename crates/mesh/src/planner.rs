@@ -698,7 +698,9 @@ impl Planner {
     /// Moves a peer (with its subtree) to the best place outside its own
     /// subtree and other than its current parent; a waiting peer is placed.
     /// A root, or a peer with nowhere else to go, stays where it is. Returns
-    /// every peer whose position changed.
+    /// every peer whose position changed. For a live peer this may walk the
+    /// free slots (skipping those in its own subtree): O(n) at worst, meant
+    /// for rebalancing, not for every join.
     pub fn reassign(&mut self, id: &str) -> Result<Vec<PeerAssignment>, MeshError> {
         let i = self.require(id)?;
         let mut touched = Touched::default();
