@@ -1,6 +1,7 @@
 //! State shared by every handler.
 
 use crate::config::ServerConfig;
+use crate::demo;
 use crate::registry::Registry;
 use crate::ring::RingBudget;
 use crate::track::MeshCtx;
@@ -37,13 +38,20 @@ impl App {
             heartbeat_timeout_secs: config.heartbeat_timeout.as_secs_f64().ceil().max(1.0) as u64,
         };
         Arc::new(Self {
-            registry: Arc::new(Registry::new(
-                config.max_tracks,
-                mesh.clone(),
-                config.ring_objects,
-                config.ring_bytes,
-                Arc::new(RingBudget::new(config.ring_bytes_total)),
-            )),
+            registry: Arc::new({
+                let registry = Registry::new(
+                    config.max_tracks,
+                    mesh.clone(),
+                    config.ring_objects,
+                    config.ring_bytes,
+                    Arc::new(RingBudget::new(config.ring_bytes_total)),
+                );
+                if config.demo {
+                    registry.with_track_shape(demo::DEMO_TRACK, demo::demo_mesh(&mesh))
+                } else {
+                    registry
+                }
+            }),
             ctx: MeshCtx {
                 mesh,
                 ice_servers: config.ice_servers.clone(),

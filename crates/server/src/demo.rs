@@ -1,12 +1,24 @@
 //! The built-in demo publisher: a synthetic live stream on `demo/live`.
 
 use crate::app::App;
+use meshrelay_mesh::MeshConfig;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The demo's track.
 pub const DEMO_TRACK: &str = "demo/live";
+
+/// The demo track's tree: one root fed by the origin and at most two
+/// children per peer, so the handful of viewers a newcomer opens forms a
+/// visible relay tree instead of a row of roots.
+pub fn demo_mesh(server: &MeshConfig) -> MeshConfig {
+    MeshConfig {
+        root_peer_count: 1,
+        max_children: server.max_children.clamp(1, 2),
+        ..server.clone()
+    }
+}
 /// Time between objects.
 const PERIOD: Duration = Duration::from_millis(100);
 /// Every this many objects one is large, so chunking is exercised.

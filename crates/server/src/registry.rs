@@ -18,6 +18,8 @@ pub struct Registry {
     /// Clients name tracks freely, so their number is capped.
     max_tracks: usize,
     mesh: MeshConfig,
+    /// Tracks planned with other limits than `mesh` (the demo track).
+    shapes: HashMap<String, MeshConfig>,
     ring_objects: usize,
     ring_bytes: usize,
     ring_budget: Arc<RingBudget>,
@@ -61,10 +63,17 @@ impl Registry {
             tracks: Mutex::new(HashMap::new()),
             max_tracks,
             mesh,
+            shapes: HashMap::new(),
             ring_objects,
             ring_bytes,
             ring_budget,
         }
+    }
+
+    /// Plans the track `name` with `mesh` instead of the server's limits.
+    pub fn with_track_shape(mut self, name: &str, mesh: MeshConfig) -> Self {
+        self.shapes.insert(name.to_string(), mesh);
+        self
     }
 
     /// The server-wide ring memory budget.
@@ -88,7 +97,7 @@ impl Registry {
                 let name: Arc<str> = name.into();
                 let track = Track::new(
                     name.clone(),
-                    self.mesh.clone(),
+                    self.shapes.get(&*name).unwrap_or(&self.mesh).clone(),
                     self.ring_objects,
                     self.ring_bytes,
                     Arc::clone(&self.ring_budget),

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use futures_util::SinkExt;
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 fn framed(id: u64, payload: &[u8]) -> Vec<u8> {
@@ -262,6 +262,32 @@ async fn demo_publisher_streams_on_demo_live() {
     assert_eq!(&first[..8], &0u64.to_be_bytes());
     let v: serde_json::Value = serde_json::from_slice(&first[8..]).unwrap();
     assert_eq!(v["seq"], 0);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn demo_track_forms_a_relay_tree_with_a_few_viewers() {
+    let srv = start(meshrelay_server::ServerConfig {
+        demo: true,
+        ..config()
+    })
+    .await;
+    // One root, two children each on the demo track, whatever the server's limits.
+    let (_a, a) = register(&srv, "a", "demo/live", None).await;
+    let (_b, b) = register(&srv, "b", "demo/live", Some(5)).await;
+    let (_c, c) = register(&srv, "c", "demo/live", None).await;
+    let (_d, d) = register(&srv, "d", "demo/live", None).await;
+    assert_eq!(
+        (&a["role"], &a["parent_id"]),
+        (&"Root".into(), &Value::Null)
+    );
+    assert_eq!((&b["parent_id"], &b["depth"]), (&"a".into(), &1.into()));
+    assert_eq!((&c["parent_id"], &c["depth"]), (&"a".into(), &1.into()));
+    assert_eq!((&d["parent_id"], &d["depth"]), (&"b".into(), &2.into()));
+    // Other tracks keep the server's limits (30 roots by default).
+    let (_e, e) = register(&srv, "e", "live/other", None).await;
+    let (_f, f) = register(&srv, "f", "live/other", None).await;
+    assert_eq!((&e["role"], &f["role"]), (&"Root".into(), &"Root".into()));
     srv.stop().await;
 }
 
