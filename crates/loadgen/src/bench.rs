@@ -28,6 +28,7 @@ pub(crate) fn client_config(plan: &Plan) -> Arc<ClientConfig> {
         heartbeat: plan.heartbeat,
         register_timeout: plan.register_timeout,
         abrupt_rst: plan.abrupt_rst,
+        sources: plan.sources.clone(),
     })
 }
 
@@ -169,6 +170,7 @@ pub(crate) async fn execute(plan: &Plan) -> Outcome {
         plan.clients, plan.rate
     ));
     report::registration(&mut table, &reg);
+    table.row("client source addresses", report::sources(&plan.sources));
     cpu_reg.report(&mut table, "registration", plan.server_pid);
     if let (Some(a), Some(b)) = (listen_before, sys::listen_overflows()) {
         table.row(

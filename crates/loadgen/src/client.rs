@@ -1,11 +1,12 @@
 //! One `/signal` client: connect, Register, answer pings, heartbeat, record
 //! every AssignParent and PeerLeft, close when told to.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio::time::{interval_at, sleep_until, timeout, timeout_at, MissedTickBehavior};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -39,6 +40,9 @@ pub(crate) struct ClientConfig {
     pub register_timeout: Duration,
     /// Abrupt closes send RST instead of FIN.
     pub abrupt_rst: bool,
+    /// Source addresses, client `i` using `sources[i % len]` (empty: the
+    /// kernel's choice). See [`crate::target::CLIENTS_PER_SOURCE`].
+    pub sources: Vec<IpAddr>,
 }
 
 type Ws = WebSocketStream<TcpStream>;
@@ -53,8 +57,42 @@ fn ws_config() -> WebSocketConfig {
         .max_frame_size(Some(MAX_MESSAGE))
 }
 
-async fn connect(cfg: &ClientConfig) -> anyhow::Result<Ws> {
-    let tcp = TcpStream::connect(cfg.target.addr).await?;
+/// Binds `socket` to `ip` without taking a port yet: with
+/// `IP_BIND_ADDRESS_NO_PORT` the port is picked at `connect()` among those
+/// free for this (source, destination) pair, not among all of `ip`'s.
+fn bind_source(socket: &TcpSocket, ip: IpAddr) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let one: libc::c_int = 1;
+        // SAFETY: a valid descriptor, and a c_int option value of the given size.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    socket.bind(SocketAddr::new(ip, 0))
+}
+
+async fn connect(cfg: &ClientConfig, i: usize) -> anyhow::Result<Ws> {
+    let addr = cfg.target.addr;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if !cfg.sources.is_empty() {
+        bind_source(&socket, cfg.sources[i % cfg.sources.len()])?;
+    }
+    let tcp = socket.connect(addr).await?;
     tcp.set_nodelay(true)?;
     let mut req = cfg.target.request_url.as_str().into_client_request()?;
     if let Some(p) = &cfg.target.subprotocol {
@@ -91,7 +129,7 @@ pub(crate) async fn run(
     fleet.set_state(i, State::Connecting);
     let started = Instant::now();
     let deadline = started + cfg.register_timeout;
-    let mut ws = match timeout_at(deadline.into(), connect(&cfg)).await {
+    let mut ws = match timeout_at(deadline.into(), connect(&cfg, i)).await {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             fleet.record_error(format!("connect: {}", describe(&e)));
@@ -238,6 +276,40 @@ async fn close_clean(fleet: &Fleet, mut ws: Ws) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn connections_use_the_given_source_addresses() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/signal", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                let (tcp, peer) = listener.accept().await.unwrap();
+                seen.push(peer.ip());
+                let _ = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            }
+            seen
+        });
+        let sources: Vec<IpAddr> = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let cfg = ClientConfig {
+            target: Target::parse(&url, None, false).unwrap(),
+            track: "t".into(),
+            capacity: None,
+            heartbeat: Duration::from_secs(5),
+            register_timeout: Duration::from_secs(5),
+            abrupt_rst: false,
+            sources: sources.clone(),
+        };
+        for (i, source) in sources.iter().enumerate() {
+            let ws = connect(&cfg, i).await.expect("connected");
+            assert_eq!(ws.get_ref().local_addr().unwrap().ip(), *source);
+        }
+        assert_eq!(server.await.unwrap(), sources);
+    }
 
     #[test]
     fn heartbeat_offsets_spread_within_period() {

@@ -34,6 +34,15 @@ impl Table {
 }
 
 /// Rows of a registration phase.
+/// The clients' source addresses, as a table cell.
+pub(crate) fn sources(sources: &[std::net::IpAddr]) -> String {
+    match sources {
+        [] => "the kernel's choice (one address)".to_string(),
+        [one] => one.to_string(),
+        [first, .., last] => format!("{} ({first} - {last}, round robin)", sources.len()),
+    }
+}
+
 pub(crate) fn registration(t: &mut Table, r: &Registration) {
     t.row(
         "registered",

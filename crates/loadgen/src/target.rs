@@ -77,6 +77,40 @@ fn loopback_ip(host: &str) -> Result<IpAddr> {
     }
 }
 
+/// Clients per loopback source address by default. Linux's `connect()`
+/// hands out ports of one parity first (the other half is kept for `bind()`),
+/// about 14,100 of the default 32768-60999 range per (source, destination)
+/// pair. Once those are taken, every `connect()` scans all of them (about
+/// 0.5 ms of kernel time each at 14,000 connections) before trying the other
+/// half: at 2,000 connects/s that is a core, the loadgen's own worker
+/// threads stall, and its registration latencies jump by tens of ms. Keeping
+/// each source address well below that limit keeps the scan short.
+pub(crate) const CLIENTS_PER_SOURCE: usize = 4096;
+
+/// Most source addresses (127.0.0.1 ..= 127.0.0.254).
+pub(crate) const MAX_SOURCES: usize = 254;
+
+/// The loopback source addresses the clients' connections are spread over,
+/// round robin: `count` (default: one per [`CLIENTS_PER_SOURCE`] clients) of
+/// 127.0.0.1, 127.0.0.2, ... Empty (the kernel's choice, a single source
+/// address) for one address, for an IPv6 target (`::1` is the only IPv6
+/// loopback address) and off Linux.
+pub(crate) fn source_addrs(
+    target: &SocketAddr,
+    clients: usize,
+    count: Option<usize>,
+) -> Vec<IpAddr> {
+    let count = count
+        .unwrap_or_else(|| clients.div_ceil(CLIENTS_PER_SOURCE))
+        .min(MAX_SOURCES);
+    if count <= 1 || !target.is_ipv4() || !cfg!(target_os = "linux") {
+        return Vec::new();
+    }
+    (1..=count as u8)
+        .map(|d| IpAddr::V4(Ipv4Addr::new(127, 0, 0, d)))
+        .collect()
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -111,6 +145,24 @@ mod tests {
         assert_eq!(t.request_url, "ws://127.0.0.1:7000/signal");
         assert_eq!(t.subprotocol.as_deref(), Some("lvqr.bearer.abc"));
         assert!(Target::parse("ws://127.0.0.1:7000/signal", Some("a b"), true).is_err());
+    }
+
+    #[test]
+    fn sources_spread_per_4096_clients() {
+        let v4: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let v6: SocketAddr = "[::1]:9".parse().unwrap();
+        assert!(source_addrs(&v4, 4096, None).is_empty());
+        assert!(source_addrs(&v4, 15_000, Some(1)).is_empty());
+        assert!(source_addrs(&v6, 15_000, None).is_empty());
+        if cfg!(target_os = "linux") {
+            let s = source_addrs(&v4, 15_000, None);
+            assert_eq!(s.len(), 4);
+            assert_eq!(s[0], "127.0.0.1".parse::<IpAddr>().unwrap());
+            assert_eq!(s[3], "127.0.0.4".parse::<IpAddr>().unwrap());
+            assert!(s.iter().all(IpAddr::is_loopback));
+            assert_eq!(source_addrs(&v4, 10, Some(3)).len(), 3);
+            assert_eq!(source_addrs(&v4, 10, Some(1000)).len(), MAX_SOURCES);
+        }
     }
 
     #[test]
