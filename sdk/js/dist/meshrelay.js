@@ -128,6 +128,7 @@ var ChunkAssembler = class {
   get assembling() {
     return this.current !== null;
   }
+  /** Takes the next message of the channel; throws FramingError for one too short to parse. */
   push(message) {
     const events = [];
     const msg = parseDataChannelMessage(message);
@@ -209,12 +210,15 @@ var Sequencer = class {
   get next() {
     return this.nextId;
   }
+  /** Whether the first id to deliver is known. */
   get started() {
     return this.nextId !== null;
   }
+  /** Objects held waiting for a hole to be filled. */
   get bufferedCount() {
     return this.buffered.size;
   }
+  /** Payload bytes held waiting for a hole to be filled. */
   get bufferedByteCount() {
     return this.bufferedBytes;
   }
@@ -298,7 +302,7 @@ var Sequencer = class {
 };
 
 // src/signal.ts
-var KNOWN = /* @__PURE__ */ new Set(["AssignParent", "PeerLeft", "Offer", "Answer", "IceCandidate", "Error"]);
+var SERVER_MESSAGE_TYPES = /* @__PURE__ */ new Set(["AssignParent", "PeerLeft", "Offer", "Answer", "IceCandidate", "Error"]);
 function parseServerMessage(text) {
   let v;
   try {
@@ -308,7 +312,7 @@ function parseServerMessage(text) {
   }
   if (typeof v !== "object" || v === null) return null;
   const m = v;
-  if (typeof m.type !== "string" || !KNOWN.has(m.type)) return null;
+  if (typeof m.type !== "string" || !SERVER_MESSAGE_TYPES.has(m.type)) return null;
   switch (m.type) {
     case "AssignParent":
       if (typeof m.peer_id !== "string" || typeof m.role !== "string") return null;
@@ -360,6 +364,13 @@ function egressUrl(originUrl, track, from, token) {
   if (token !== void 0 && !isSubprotocolSafe(token)) params.push(`token=${encodeURIComponent(token)}`);
   return `${base}/ws/${path}${params.length ? "?" + params.join("&") : ""}`;
 }
+function bearerProtocols(token) {
+  return token !== void 0 && isSubprotocolSafe(token) ? [`lvqr.bearer.${token}`] : void 0;
+}
+function signalUrlWithToken(signalUrl, token) {
+  if (token === void 0 || isSubprotocolSafe(token)) return signalUrl;
+  return signalUrl + (signalUrl.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+}
 function isSubprotocolSafe(token) {
   return /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(token);
 }
@@ -367,10 +378,36 @@ function loopbackOnly(candidate) {
   const parts = candidate.replace(/^a=/, "").split(/\s+/);
   return parts.length > 5 && parts[4] === "127.0.0.1";
 }
+function parseResumeGap(text) {
+  let m;
+  try {
+    m = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (typeof m !== "object" || m === null || m.type !== "ResumeGap") return null;
+  const digits = /"first"\s*:\s*"?(\d+)/.exec(text);
+  return digits ? BigInt(digits[1]) : null;
+}
 
 // src/peer.ts
+var MAX_PENDING_CANDIDATES = 64;
+var FATAL_REGISTER_ERRORS = /* @__PURE__ */ new Set(["invalid_peer_id", "invalid_track", "unauthorized"]);
+var RETRY_REGISTER_ERRORS = /* @__PURE__ */ new Set(["duplicate_peer_id", "mesh_full"]);
 function now() {
   return typeof performance !== "undefined" ? performance.now() : Date.now();
+}
+function newNegotiation() {
+  return { remoteSet: false, pendingRemote: [], localSent: false, pendingLocal: [] };
+}
+function pushBounded(queue, item) {
+  if (queue.length < MAX_PENDING_CANDIDATES) queue.push(item);
+}
+function closeQuietly(target) {
+  try {
+    target?.close();
+  } catch {
+  }
 }
 function generatePeerId() {
   const bytes = new Uint8Array(8);
@@ -382,30 +419,36 @@ function generatePeerId() {
   return "p-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 var MeshPeer = class {
+  /** This peer's id (from the config or generated). */
   peerId;
   cfg;
   originBase;
+  slowChildBytes;
+  slowChildMs;
+  maxChildBufferedBytes;
+  parentGraceMs;
+  parentConnectTimeoutMs;
   state = "idle";
   signal = null;
   signalBackoff;
-  signalTimer = null;
+  signalReconnectTimer = null;
   heartbeatTimer = null;
   reportTimer = null;
   maintenanceTimer = null;
   lastReported = 0;
   registered = false;
   assignment = null;
-  seq;
-  parentUp = null;
+  sequencer;
+  parentLink = null;
+  /** Previous parents kept delivering until the new path covers the stream. */
   oldParents = [];
-  origin = null;
+  originReader = null;
   originRetryAt = 0;
   originBackoff = new Backoff({ initialMs: 250, maxMs: 5e3 });
   parentBackoff = new Backoff({ initialMs: 500, maxMs: 8e3 });
   parentRetryTimer = null;
-  upstreamSeq = 0;
   childMap = /* @__PURE__ */ new Map();
-  st = {
+  counters = {
     fromParent: 0,
     fromOrigin: 0,
     pushed: 0,
@@ -430,11 +473,16 @@ var MeshPeer = class {
     this.peerId = id;
     this.cfg = config;
     this.originBase = config.originUrl ?? deriveOriginUrl(config.signalUrl);
+    this.slowChildBytes = config.slowChildBytes ?? 4 * 1024 * 1024;
+    this.slowChildMs = config.slowChildMs ?? 3e3;
+    this.maxChildBufferedBytes = config.maxChildBufferedBytes ?? 12 * 1024 * 1024;
+    this.parentGraceMs = config.parentGraceMs ?? 1500;
+    this.parentConnectTimeoutMs = config.parentConnectTimeoutMs ?? 15e3;
     this.signalBackoff = new Backoff({
       initialMs: config.reconnectInitialMs ?? 500,
       maxMs: config.reconnectMaxMs ?? 15e3
     });
-    this.seq = new Sequencer(null, {
+    this.sequencer = new Sequencer(null, {
       maxBufferedObjects: config.maxBufferedObjects,
       maxBufferedBytes: config.maxBufferedBytes
     });
@@ -448,35 +496,35 @@ var MeshPeer = class {
   get parent() {
     return this.assignment?.parentId ?? null;
   }
+  /** Depth in the tree from the last AssignParent (0 for a root), or null before the first. */
   get depth() {
     return this.assignment?.depth ?? null;
   }
   /** Ids of children whose DataChannel is open. */
   get children() {
-    return this.childIds();
-  }
-  /** Whether the last delivered object came through a parent DataChannel that is open now. */
-  get parentConnected() {
-    return this.parentUp !== null && this.parentUp.open;
-  }
-  /** Whether the origin egress is being read now. */
-  get readingOrigin() {
-    return this.origin !== null && !this.origin.closed;
-  }
-  /** The next object id expected (null before it is known). */
-  get nextObjectId() {
-    return this.seq.next;
-  }
-  get stats() {
-    return { ...this.st };
-  }
-  get connected() {
-    return this.state === "open" && this.registered;
-  }
-  childIds() {
     const out = [];
     for (const c of this.childMap.values()) if (c.open) out.push(c.peerId);
     return out;
+  }
+  /** Whether the DataChannel to the assigned parent is open now. */
+  get parentConnected() {
+    return this.parentLink !== null && this.parentLink.open;
+  }
+  /** Whether the origin egress is being read now. */
+  get readingOrigin() {
+    return this.originReader !== null && !this.originReader.closed;
+  }
+  /** The next object id expected (null before it is known). */
+  get nextObjectId() {
+    return this.sequencer.next;
+  }
+  /** A copy of the counters. */
+  get stats() {
+    return { ...this.counters };
+  }
+  /** Whether the signal socket is open and registered. */
+  get connected() {
+    return this.state === "open" && this.registered;
   }
   // ---------------------------------------------------------------- lifecycle
   /** Opens the signal socket and resolves on the first AssignParent. */
@@ -496,30 +544,25 @@ var MeshPeer = class {
     }
     return p;
   }
-  /** Leaves the tree and closes every connection. */
+  /** Leaves the tree and closes every connection and timer. */
   close() {
     if (this.state === "closed") return;
     this.reportForwarded();
     this.send({ type: "Leave" });
     this.state = "closed";
     for (const t of [this.heartbeatTimer, this.reportTimer, this.maintenanceTimer]) if (t) clearInterval(t);
-    if (this.signalTimer) clearTimeout(this.signalTimer);
-    if (this.parentRetryTimer) clearTimeout(this.parentRetryTimer);
-    if (this.signal) {
-      const s = this.signal;
-      this.signal = null;
-      try {
-        s.close(1e3, "leave");
-      } catch {
-      }
-    }
-    if (this.parentUp) this.closeUpstream(this.parentUp, "closed");
+    for (const t of [this.signalReconnectTimer, this.parentRetryTimer]) if (t) clearTimeout(t);
+    this.heartbeatTimer = this.reportTimer = this.maintenanceTimer = null;
+    this.signalReconnectTimer = this.parentRetryTimer = null;
+    this.dropSignal(1e3, "leave");
+    if (this.parentLink) this.closeUpstream(this.parentLink, "closed");
+    this.parentLink = null;
     for (const u of this.oldParents) this.closeUpstream(u, "closed");
     this.oldParents = [];
-    if (this.origin) this.closeUpstream(this.origin, "closed");
-    for (const c of [...this.childMap.values()]) this.closeChild(c, "closed", false);
-    for (const r of this.connectResolvers) r.reject(new Error("closed"));
-    this.connectResolvers = [];
+    if (this.originReader) this.closeUpstream(this.originReader, "closed");
+    this.originReader = null;
+    for (const c of this.childMap.values()) this.closeChild(c, "closed", false);
+    this.rejectConnect(new Error("closed"));
   }
   /**
    * Feeds one object into the peer (a root fed by the integrator, with
@@ -528,10 +571,7 @@ var MeshPeer = class {
   pushFrame(objectId, bytes) {
     if (this.state === "closed") return;
     const id = typeof objectId === "bigint" ? objectId : BigInt(objectId);
-    const r = this.seq.offer(id, bytes, "pushed");
-    if (r.duplicate) this.st.duplicates++;
-    this.handleLost(r.lost);
-    for (const d of r.delivered) this.deliver(d);
+    this.accept(this.sequencer.offer(id, bytes, { kind: "pushed", message: null }));
     this.reconcile();
   }
   // ---------------------------------------------------------------- signal
@@ -544,18 +584,16 @@ var MeshPeer = class {
       s.send(JSON.stringify(msg));
     }
   }
+  rejectConnect(err) {
+    for (const r of this.connectResolvers) r.reject(err);
+    this.connectResolvers = [];
+  }
   openSignal() {
     if (this.state === "closed") return;
     const token = this.cfg.token;
-    let url = this.cfg.signalUrl;
-    let protocols;
-    if (token !== void 0) {
-      if (isSubprotocolSafe(token)) protocols = [`lvqr.bearer.${token}`];
-      else url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
-    }
     let ws;
     try {
-      ws = new WebSocket(url, protocols);
+      ws = new WebSocket(signalUrlWithToken(this.cfg.signalUrl, token), bearerProtocols(token));
     } catch (e) {
       this.log(`signal open failed: ${String(e)}`);
       this.scheduleSignalReconnect();
@@ -565,7 +603,7 @@ var MeshPeer = class {
     this.registered = false;
     ws.onopen = () => {
       if (this.signal !== ws) return;
-      this.st.signalConnects++;
+      this.counters.signalConnects++;
       this.state = "open";
       this.sendRegister();
     };
@@ -591,19 +629,27 @@ var MeshPeer = class {
     ws.onerror = () => {
     };
   }
-  sendRegister() {
+  /** Forgets the signal socket (its onclose is then ignored) and closes it. */
+  dropSignal(code, reason) {
     const s = this.signal;
-    if (!s || s.readyState !== WebSocket.OPEN) return;
+    this.signal = null;
+    this.registered = false;
+    try {
+      s?.close(code, reason);
+    } catch {
+    }
+  }
+  sendRegister() {
     const msg = { type: "Register", peer_id: this.peerId, track: this.cfg.track };
     if (this.cfg.capacity !== void 0) msg.capacity = this.cfg.capacity;
-    s.send(JSON.stringify(msg));
+    this.send(msg);
   }
   scheduleSignalReconnect() {
-    if (this.state === "closed" || this.signalTimer) return;
+    if (this.state === "closed" || this.signalReconnectTimer) return;
     const delay = this.signalBackoff.next();
     this.log(`signal reconnect in ${delay} ms`);
-    this.signalTimer = setTimeout(() => {
-      this.signalTimer = null;
+    this.signalReconnectTimer = setTimeout(() => {
+      this.signalReconnectTimer = null;
       this.openSignal();
     }, delay);
   }
@@ -636,32 +682,20 @@ var MeshPeer = class {
   onSignalError(code, reason) {
     this.log(`signal error ${code}: ${reason}`);
     this.cfg.onError?.(code, reason);
-    if (!this.registered) {
-      if (code === "invalid_peer_id" || code === "invalid_track" || code === "unauthorized") {
-        const err = new Error(`${code}: ${reason}`);
-        for (const r of this.connectResolvers) r.reject(err);
-        this.connectResolvers = [];
-        if (code !== "unauthorized") {
-          this.close();
-          return;
-        }
-      }
-      if (code === "duplicate_peer_id" || code === "mesh_full") {
-        const s = this.signal;
-        this.signal = null;
-        try {
-          s?.close(1e3, "retry");
-        } catch {
-        }
-        this.state = "connecting";
-        this.scheduleSignalReconnect();
-      }
+    if (this.registered) return;
+    if (FATAL_REGISTER_ERRORS.has(code)) {
+      this.rejectConnect(new Error(`${code}: ${reason}`));
+      this.close();
+    } else if (RETRY_REGISTER_ERRORS.has(code)) {
+      this.dropSignal(1e3, "retry");
+      this.state = "connecting";
+      this.scheduleSignalReconnect();
     }
   }
   reportForwarded() {
-    if (this.st.forwarded !== this.lastReported && this.registered) {
-      this.send({ type: "ForwardReport", forwarded_frames: this.st.forwarded });
-      this.lastReported = this.st.forwarded;
+    if (this.counters.forwarded !== this.lastReported && this.registered) {
+      this.send({ type: "ForwardReport", forwarded_frames: this.counters.forwarded });
+      this.lastReported = this.counters.forwarded;
     }
   }
   // ---------------------------------------------------------------- assignment
@@ -679,9 +713,13 @@ var MeshPeer = class {
       nextObjectId: nextObjectIdOf(m)
     };
     this.assignment = a;
-    if (a.nextObjectId !== null) this.seq.start(a.nextObjectId);
+    if (a.nextObjectId !== null) this.sequencer.start(a.nextObjectId);
     this.log(`assigned role=${a.role} parent=${a.parentId} depth=${a.depth} next=${a.nextObjectId}`);
-    const cur = this.parentUp;
+    if (a.parentId !== null) {
+      const formerChild = this.childMap.get(a.parentId);
+      if (formerChild) this.closeChild(formerChild, "became our parent", true);
+    }
+    const cur = this.parentLink;
     if (a.parentId === null) {
       if (cur) this.retireParent(cur);
     } else if (!(cur && cur.peerId === a.parentId && !cur.closed)) {
@@ -689,7 +727,7 @@ var MeshPeer = class {
       const again = this.oldParents.find((u) => u.peerId === a.parentId && !u.closed);
       if (again) {
         this.oldParents = this.oldParents.filter((u) => u !== again);
-        this.parentUp = again;
+        this.parentLink = again;
       } else {
         this.parentBackoff.reset();
         this.connectParent(a.parentId);
@@ -707,9 +745,9 @@ var MeshPeer = class {
     this.log(`PeerLeft ${peerId}`);
     const child = this.childMap.get(peerId);
     if (child) this.closeChild(child, "peer left", false);
-    if (this.parentUp && this.parentUp.peerId === peerId) {
-      this.closeUpstream(this.parentUp, "peer left");
-      this.parentUp = null;
+    if (this.parentLink && this.parentLink.peerId === peerId) {
+      this.closeUpstream(this.parentLink, "peer left");
+      this.parentLink = null;
     }
     for (const u of this.oldParents) if (u.peerId === peerId) this.closeUpstream(u, "peer left");
     this.oldParents = this.oldParents.filter((u) => !u.closed);
@@ -717,11 +755,8 @@ var MeshPeer = class {
   }
   /** Keeps the current parent path as an "old" source until the new path delivers. */
   retireParent(u) {
-    if (this.parentRetryTimer) {
-      clearTimeout(this.parentRetryTimer);
-      this.parentRetryTimer = null;
-    }
-    this.parentUp = null;
+    this.cancelParentRetry();
+    this.parentLink = null;
     if (u.closed) return;
     if (!u.open) {
       this.closeUpstream(u, "re-parented before open");
@@ -730,7 +765,11 @@ var MeshPeer = class {
     this.oldParents.push(u);
     while (this.oldParents.length > 2) this.closeUpstream(this.oldParents.shift(), "too many old parents");
   }
-  // ---------------------------------------------------------------- upstream: parent
+  cancelParentRetry() {
+    if (this.parentRetryTimer) clearTimeout(this.parentRetryTimer);
+    this.parentRetryTimer = null;
+  }
+  // ---------------------------------------------------------------- negotiation (parent and children)
   rtcConfig() {
     const fromAssign = this.assignment?.iceServers ?? [];
     const iceServers = fromAssign.length > 0 ? fromAssign : this.cfg.iceServers ?? [];
@@ -741,8 +780,8 @@ var MeshPeer = class {
     const f = this.cfg.iceCandidateFilter;
     return f ? f(candidate) : true;
   }
-  /** Sends (or holds until the gate opens) one filtered local candidate. */
-  localCandidate(gate, to, cand) {
+  /** Sends (or holds until our description has gone out) one filtered local candidate. */
+  onLocalCandidate(n, to, cand) {
     if (!cand || !cand.candidate || !this.candidateAllowed(cand.candidate)) return;
     const msg = {
       type: "IceCandidate",
@@ -752,39 +791,56 @@ var MeshPeer = class {
       sdp_mid: cand.sdpMid,
       sdp_mline_index: cand.sdpMLineIndex
     };
-    if (gate.open) this.send(msg);
-    else gate.queue.push(msg);
+    if (n.localSent) this.send(msg);
+    else pushBounded(n.pendingLocal, msg);
   }
-  openGate(gate) {
-    gate.open = true;
-    for (const m of gate.queue) this.send(m);
-    gate.queue = [];
+  /** Sends our Offer or Answer, then the local candidates that waited for it. */
+  sendDescription(n, msg) {
+    this.send(msg);
+    n.localSent = true;
+    for (const m of n.pendingLocal) this.send(m);
+    n.pendingLocal = [];
+  }
+  /** Sets the remote description, then adds the remote candidates that waited for it. */
+  async setRemote(pc, n, desc) {
+    await pc.setRemoteDescription(desc);
+    n.remoteSet = true;
+    for (const c of n.pendingRemote) await pc.addIceCandidate(c).catch(() => void 0);
+    n.pendingRemote = [];
+  }
+  addRemoteCandidate(pc, n, c) {
+    if (n.remoteSet) void pc.addIceCandidate(c).catch(() => void 0);
+    else pushBounded(n.pendingRemote, c);
+  }
+  onRemoteCandidate(from, c) {
+    if (!this.candidateAllowed(c.candidate ?? "")) return;
+    const u = this.parentLink;
+    if (u && u.peerId === from && u.pc && u.negotiation && !u.closed) {
+      this.addRemoteCandidate(u.pc, u.negotiation, c);
+      return;
+    }
+    const child = this.childMap.get(from);
+    if (child) this.addRemoteCandidate(child.pc, child.negotiation, c);
+  }
+  // ---------------------------------------------------------------- upstream: parent
+  newUpstream(kind, peerId) {
+    return { kind, peerId, startedAt: now(), firstId: null, lastId: null, open: false, closed: false, received: 0 };
   }
   connectParent(parentId) {
-    const u = {
-      kind: "parent",
-      seq: ++this.upstreamSeq,
-      peerId: parentId,
-      startedAt: now(),
-      firstId: null,
-      lastId: null,
-      open: false,
-      closed: false,
-      received: 0,
-      assembler: new ChunkAssembler(),
-      pendingCandidates: [],
-      remoteSet: false,
-      localGate: { open: false, queue: [] }
-    };
-    this.parentUp = u;
+    this.cancelParentRetry();
+    const u = this.newUpstream("parent", parentId);
+    const negotiation = newNegotiation();
+    const assembler = new ChunkAssembler();
+    u.negotiation = negotiation;
+    u.assembler = assembler;
+    this.parentLink = u;
     const pc = new RTCPeerConnection(this.rtcConfig());
     u.pc = pc;
     const dc = pc.createDataChannel("meshrelay", { ordered: true });
     dc.binaryType = "arraybuffer";
     u.dc = dc;
     pc.onicecandidate = (ev) => {
-      if (u.closed) return;
-      this.localCandidate(u.localGate, parentId, ev.candidate);
+      if (!u.closed) this.onLocalCandidate(negotiation, parentId, ev.candidate);
     };
     pc.onconnectionstatechange = () => {
       if (u.closed) return;
@@ -802,17 +858,20 @@ var MeshPeer = class {
     };
     dc.onmessage = (ev) => {
       if (u.closed || !(ev.data instanceof ArrayBuffer)) return;
+      const message = new Uint8Array(ev.data);
       let events;
       try {
-        events = u.assembler.push(new Uint8Array(ev.data));
+        events = assembler.push(message);
       } catch (e) {
         this.log(`bad message from parent ${parentId}: ${String(e)}`);
         return;
       }
       for (const e of events) {
-        if (e.type === "object") this.onUpstreamObject(u, e.objectId, e.payload);
-        else {
-          this.st.chunksDiscarded++;
+        if (e.type === "object") {
+          const whole = e.payload.buffer === message.buffer ? message : null;
+          this.onUpstreamObject(u, e.objectId, e.payload, whole);
+        } else {
+          this.counters.chunksDiscarded++;
           this.log(`discarded partial object ${e.objectId} (${e.reason})`);
         }
       }
@@ -823,8 +882,7 @@ var MeshPeer = class {
         const offer = await pc.createOffer();
         await pc.setLocalDescription(offer);
         if (u.closed) return;
-        this.send({ type: "Offer", from: this.peerId, to: parentId, sdp: offer.sdp ?? "" });
-        this.openGate(u.localGate);
+        this.sendDescription(negotiation, { type: "Offer", from: this.peerId, to: parentId, sdp: offer.sdp ?? "" });
       } catch (e) {
         this.upstreamFailed(u, `offer failed: ${String(e)}`);
       }
@@ -832,50 +890,33 @@ var MeshPeer = class {
     this.log(`connecting to parent ${parentId}`);
   }
   async onParentAnswer(from, sdp) {
-    const u = this.parentUp && this.parentUp.peerId === from && !this.parentUp.remoteSet ? this.parentUp : null;
-    if (!u || !u.pc) {
+    const u = this.parentLink;
+    if (!u || u.peerId !== from || !u.pc || !u.negotiation || u.negotiation.remoteSet) {
       this.log(`unexpected Answer from ${from}`);
       return;
     }
     try {
-      await u.pc.setRemoteDescription({ type: "answer", sdp });
-      u.remoteSet = true;
-      for (const c of u.pendingCandidates ?? []) await u.pc.addIceCandidate(c).catch(() => void 0);
-      u.pendingCandidates = [];
+      await this.setRemote(u.pc, u.negotiation, { type: "answer", sdp });
     } catch (e) {
       this.upstreamFailed(u, `answer failed: ${String(e)}`);
-    }
-  }
-  onRemoteCandidate(from, c) {
-    if (!this.candidateAllowed(c.candidate ?? "")) return;
-    const u = this.parentUp;
-    if (u && u.peerId === from && u.pc && !u.closed) {
-      if (u.remoteSet) void u.pc.addIceCandidate(c).catch(() => void 0);
-      else u.pendingCandidates.push(c);
-    }
-    const child = this.childMap.get(from);
-    if (child) {
-      if (child.remoteSet) void child.pc.addIceCandidate(c).catch(() => void 0);
-      else child.pendingCandidates.push(c);
     }
   }
   upstreamFailed(u, reason) {
     if (u.closed) return;
     this.log(`${u.kind} ${u.peerId ?? ""} failed: ${reason}`);
     this.closeUpstream(u, reason);
-    if (u === this.parentUp) {
-      this.parentUp = null;
+    if (u === this.parentLink) {
+      this.parentLink = null;
       const parentId = u.peerId;
-      if (this.parentRetryTimer) clearTimeout(this.parentRetryTimer);
-      const delay = this.parentBackoff.next();
+      this.cancelParentRetry();
       this.parentRetryTimer = setTimeout(() => {
         this.parentRetryTimer = null;
         if (this.state === "closed") return;
-        if (this.registered && this.assignment?.parentId === parentId && !this.parentUp) this.connectParent(parentId);
-      }, delay);
+        if (this.registered && this.assignment?.parentId === parentId && !this.parentLink) this.connectParent(parentId);
+      }, this.parentBackoff.next());
     }
-    if (u === this.origin) {
-      this.origin = null;
+    if (u === this.originReader) {
+      this.originReader = null;
       this.originRetryAt = now() + (u.received > 0 ? 0 : this.originBackoff.next());
     }
     this.oldParents = this.oldParents.filter((x) => !x.closed);
@@ -886,49 +927,26 @@ var MeshPeer = class {
     u.closed = true;
     u.open = false;
     this.log(`closing ${u.kind} ${u.peerId ?? ""} (${reason})`);
-    try {
-      u.dc?.close();
-    } catch {
-    }
-    try {
-      u.pc?.close();
-    } catch {
-    }
+    closeQuietly(u.dc);
+    closeQuietly(u.pc);
     if (u.ws) {
-      const ws = u.ws;
-      ws.onmessage = null;
-      ws.onclose = null;
-      try {
-        ws.close(1e3);
-      } catch {
-      }
+      u.ws.onmessage = null;
+      u.ws.onclose = null;
+      closeQuietly(u.ws);
     }
     if (u.assembler) {
-      for (const e of u.assembler.reset()) if (e.type === "discarded") this.st.chunksDiscarded++;
+      for (const e of u.assembler.reset()) if (e.type === "discarded") this.counters.chunksDiscarded++;
     }
   }
   // ---------------------------------------------------------------- upstream: origin
   openOrigin() {
-    const from = this.seq.next;
+    const from = this.sequencer.next;
     const url = egressUrl(this.originBase, this.cfg.track, from, this.cfg.token);
-    const token = this.cfg.token;
-    const protocols = token !== void 0 && isSubprotocolSafe(token) ? [`lvqr.bearer.${token}`] : void 0;
-    const u = {
-      kind: "origin",
-      seq: ++this.upstreamSeq,
-      peerId: null,
-      startedAt: now(),
-      firstId: null,
-      lastId: null,
-      open: false,
-      closed: false,
-      received: 0,
-      requested: from
-    };
-    this.origin = u;
+    const u = this.newUpstream("origin", null);
+    this.originReader = u;
     let ws;
     try {
-      ws = new WebSocket(url, protocols);
+      ws = new WebSocket(url, bearerProtocols(this.cfg.token));
     } catch (e) {
       this.upstreamFailed(u, String(e));
       return;
@@ -937,24 +955,24 @@ var MeshPeer = class {
     ws.binaryType = "arraybuffer";
     this.log(`reading origin ${url}`);
     ws.onopen = () => {
-      if (u.closed) return;
-      u.open = true;
+      if (!u.closed) u.open = true;
     };
     ws.onmessage = (ev) => {
       if (u.closed) return;
       if (typeof ev.data === "string") {
-        this.onOriginText(u, ev.data);
+        this.onOriginText(ev.data);
         return;
       }
+      const message = new Uint8Array(ev.data);
       let obj;
       try {
-        obj = decodeObject(new Uint8Array(ev.data));
+        obj = decodeObject(message);
       } catch (e) {
         this.log(`bad origin message: ${String(e)}`);
         return;
       }
       this.originBackoff.reset();
-      this.onUpstreamObject(u, obj.objectId, obj.payload);
+      this.onUpstreamObject(u, obj.objectId, obj.payload, message);
       this.reconcile();
     };
     ws.onclose = (ev) => {
@@ -963,66 +981,63 @@ var MeshPeer = class {
     ws.onerror = () => {
     };
   }
-  onOriginText(_u, text) {
-    let m;
-    try {
-      m = JSON.parse(text);
-    } catch {
+  /**
+   * The origin no longer keeps the ids below `first`: no source will
+   * deliver them (a repair reader is only open when no parent covers them),
+   * so they are given up and delivery goes on from `first`.
+   */
+  onOriginText(text) {
+    const first = parseResumeGap(text);
+    if (first === null) {
+      this.log(`origin text frame: ${text.slice(0, 200)}`);
       return;
     }
-    if (m.type === "ResumeGap" && (typeof m.first === "number" || typeof m.first === "string")) {
-      let first;
-      try {
-        first = BigInt(m.first);
-      } catch {
-        return;
-      }
-      this.log(`origin ResumeGap requested=${String(m.requested)} first=${first}`);
-      const r = this.seq.skipTo(first);
-      this.handleLost(r.lost);
-      for (const d of r.delivered) this.deliver(d);
-      this.reconcile();
-    } else if (m.type === "Error") {
-      this.log(`origin error: ${text}`);
-    }
+    this.log(`origin ResumeGap first=${first}`);
+    this.accept(this.sequencer.skipTo(first));
+    this.reconcile();
   }
   // ---------------------------------------------------------------- data path
-  onUpstreamObject(u, id, payload) {
+  onUpstreamObject(u, id, payload, message) {
     u.received++;
     if (u.lastId === null || id !== u.lastId + 1n) u.firstId = id;
     u.lastId = id;
-    const source = u.kind === "parent" ? "parent" : "origin";
-    const r = this.seq.offer(id, payload, source);
-    if (r.duplicate) this.st.duplicates++;
+    const kind = u.kind === "parent" ? "parent" : "origin";
+    this.accept(this.sequencer.offer(id, payload, { kind, message }));
+  }
+  /** Counts and delivers what one offer or skip to the reorder buffer released. */
+  accept(r) {
+    if (r.duplicate) this.counters.duplicates++;
     this.handleLost(r.lost);
     for (const d of r.delivered) this.deliver(d);
   }
   handleLost(lost) {
     for (const g of lost) {
       const count = Number(g.to - g.from);
-      this.st.lost += count;
+      this.counters.lost += count;
       this.log(`lost objects [${g.from}, ${g.to})`);
       this.cfg.onLost?.(g.from, count);
     }
   }
   deliver(d) {
-    this.st.delivered++;
-    this.st.bytesReceived += d.payload.byteLength;
-    this.st.lastObjectId = d.objectId;
-    if (d.source === "parent") this.st.fromParent++;
-    else if (d.source === "pushed") this.st.pushed++;
+    const st = this.counters;
+    st.delivered++;
+    st.bytesReceived += d.payload.byteLength;
+    st.lastObjectId = d.objectId;
+    const kind = d.source.kind;
+    if (kind === "parent") st.fromParent++;
+    else if (kind === "pushed") st.pushed++;
     else {
-      this.st.fromOrigin++;
+      st.fromOrigin++;
       if (!this.isRootLike()) {
-        this.st.repairedFromOrigin++;
-        const o = this.origin;
+        st.repairedFromOrigin++;
+        const o = this.originReader;
         if (o && !o.repairCounted) {
           o.repairCounted = true;
-          this.st.gapsRepaired++;
+          st.gapsRepaired++;
         }
       }
     }
-    this.forward(d.objectId, d.payload);
+    this.forward(d.objectId, d.payload, d.source.message);
     try {
       this.cfg.onFrame?.(d.objectId, d.payload);
     } catch (e) {
@@ -1032,26 +1047,19 @@ var MeshPeer = class {
   isRootLike() {
     return this.assignment === null || this.assignment.role === "Root";
   }
-  forward(id, payload) {
+  /**
+   * Sends one object to every open child. The DataChannel messages are built
+   * once per object (or the message it arrived in is reused) and the same
+   * buffers go to every child.
+   */
+  forward(id, payload, received) {
     if (this.childMap.size === 0) return;
     let messages = null;
     const t = now();
-    const slowBytes = this.cfg.slowChildBytes ?? 4 * 1024 * 1024;
-    const slowMs = this.cfg.slowChildMs ?? 3e3;
-    const hardBytes = this.cfg.maxChildBufferedBytes ?? 12 * 1024 * 1024;
-    for (const c of [...this.childMap.values()]) {
+    for (const c of this.childMap.values()) {
       if (!c.open || !c.dc || c.dc.readyState !== "open") continue;
-      const buffered = c.dc.bufferedAmount;
-      if (buffered > slowBytes) {
-        c.overSince ??= t;
-        if (t - c.overSince >= slowMs || buffered + payload.byteLength > hardBytes) {
-          this.dropSlowChild(c, buffered);
-          continue;
-        }
-      } else {
-        c.overSince = null;
-      }
-      messages ??= frameForDataChannel(id, payload);
+      if (this.dropIfSlow(c, t, payload.byteLength)) continue;
+      messages ??= received !== null && received.byteLength <= MAX_DATACHANNEL_MESSAGE ? [received] : frameForDataChannel(id, payload);
       try {
         for (const m of messages) c.dc.send(m);
       } catch (e) {
@@ -1059,36 +1067,51 @@ var MeshPeer = class {
         this.closeChild(c, "send failed", true);
         continue;
       }
-      this.st.forwarded++;
-      this.st.bytesForwarded += payload.byteLength;
+      this.counters.forwarded++;
+      this.counters.bytesForwarded += payload.byteLength;
     }
   }
-  dropSlowChild(c, buffered) {
-    this.st.childrenDropped++;
+  /**
+   * Drops a child whose DataChannel buffer has stayed above slowChildBytes
+   * for slowChildMs, or, while above it, would pass maxChildBufferedBytes
+   * with `adding` more bytes. True when it was dropped.
+   */
+  dropIfSlow(c, t, adding) {
+    const buffered = c.dc.bufferedAmount;
+    if (buffered <= this.slowChildBytes) {
+      c.overSince = null;
+      return false;
+    }
+    c.overSince ??= t;
+    if (t - c.overSince < this.slowChildMs && buffered + adding <= this.maxChildBufferedBytes) return false;
+    this.counters.childrenDropped++;
     this.log(`dropping slow child ${c.peerId} (bufferedAmount ${buffered})`);
     this.closeChild(c, `slow consumer: bufferedAmount ${buffered}`, true);
+    return true;
   }
-  /** Periodic: slow-child check when no objects flow, grace-timer expiry. */
+  /** Periodic: slow children while no objects flow, parent connect timeout, grace-period expiry. */
   maintain() {
     if (this.state === "closed") return;
     const t = now();
-    const slowBytes = this.cfg.slowChildBytes ?? 4 * 1024 * 1024;
-    const slowMs = this.cfg.slowChildMs ?? 3e3;
-    for (const c of [...this.childMap.values()]) {
-      if (!c.open || !c.dc) continue;
-      const buffered = c.dc.bufferedAmount;
-      if (buffered > slowBytes) {
-        c.overSince ??= t;
-        if (t - c.overSince >= slowMs) this.dropSlowChild(c, buffered);
-      } else c.overSince = null;
+    for (const c of this.childMap.values()) if (c.open && c.dc) this.dropIfSlow(c, t, 0);
+    const p = this.parentLink;
+    if (p && !p.open && !p.closed && t - p.startedAt >= this.parentConnectTimeoutMs) {
+      this.upstreamFailed(p, `DataChannel not open after ${this.parentConnectTimeoutMs} ms`);
     }
     this.reconcile();
   }
   /**
+   * Whether `u` delivers everything from the next id on, in order: it is
+   * open and its current contiguous run started at or before the next id.
+   */
+  covers(u) {
+    if (u === null || !u.open || u.closed || u.firstId === null) return false;
+    const next = this.sequencer.next;
+    return next === null || u.firstId <= next;
+  }
+  /**
    * Decides which upstream sources are needed now, from the state of the
-   * sources and the next id to deliver. A source "covers" the stream when it
-   * is open and its current contiguous run started at or before the next id
-   * (so everything from there on comes through it, in order).
+   * sources and the next id to deliver:
    * - a root (or a peer the planner could not place) reads the origin; an
    *   old parent is kept until the origin covers;
    * - a peer whose parent covers needs nothing else: old parents and a
@@ -1103,32 +1126,30 @@ var MeshPeer = class {
    */
   reconcile() {
     if (this.state === "closed" || this.assignment === null) return;
-    const next = this.seq.next;
-    const covers = (u) => u !== null && u.open && !u.closed && u.firstId !== null && (next === null || u.firstId <= next);
     const a = this.assignment;
     const rootLike = a.role === "Root" || a.parentId === null;
-    const parent = this.parentUp;
+    const parent = this.parentLink;
     let open;
     let keep;
     if (rootLike) {
       open = keep = a.role !== "Root" || (this.cfg.rootSource ?? "origin") === "origin";
-      if (open ? covers(this.origin) : this.st.pushed > 0) this.closeOldParents();
-    } else if (covers(parent)) {
+      if (open ? this.covers(this.originReader) : this.counters.pushed > 0) this.closeOldParents();
+    } else if (this.covers(parent)) {
       open = keep = false;
       this.closeOldParents();
-    } else if (this.oldParents.some(covers)) {
+    } else if (this.oldParents.some((u) => this.covers(u))) {
       open = keep = false;
     } else if (parent !== null && !parent.closed && parent.firstId === null) {
-      open = !parent.open && now() - parent.startedAt >= (this.cfg.parentGraceMs ?? 1500);
+      open = !parent.open && now() - parent.startedAt >= this.parentGraceMs;
       keep = true;
     } else {
       open = keep = true;
     }
-    if (open && this.origin === null && now() >= this.originRetryAt) {
+    if (open && this.originReader === null && now() >= this.originRetryAt) {
       this.openOrigin();
-    } else if (!keep && this.origin !== null) {
-      this.closeUpstream(this.origin, "a parent path covers the stream");
-      this.origin = null;
+    } else if (!keep && this.originReader !== null) {
+      this.closeUpstream(this.originReader, "a parent path covers the stream");
+      this.originReader = null;
       this.originBackoff.reset();
     }
   }
@@ -1138,24 +1159,34 @@ var MeshPeer = class {
     this.oldParents = [];
   }
   // ---------------------------------------------------------------- children
+  /**
+   * Why an Offer from `from` is not from a child of ours, or null when it may
+   * be. The server relays Offers between tree neighbours only, so the one
+   * neighbour to refuse is our parent (per the last AssignParent): children
+   * offer, parents answer. A Leaf has no room for children at all.
+   */
+  offerRefusal(from) {
+    const a = this.assignment;
+    if (!this.registered || a === null) return "not registered";
+    if (from === this.peerId) return "from ourselves";
+    if (from === a.parentId) return "from our parent";
+    if (a.role === "Leaf") return "we are a leaf";
+    return null;
+  }
   async onChildOffer(from, sdp) {
+    const refusal = this.offerRefusal(from);
+    if (refusal !== null) {
+      this.log(`refused Offer from ${from}: ${refusal}`);
+      return;
+    }
     const old = this.childMap.get(from);
     if (old) this.closeChild(old, "renegotiated", false);
     const pc = new RTCPeerConnection(this.rtcConfig());
-    const c = {
-      peerId: from,
-      pc,
-      dc: null,
-      open: false,
-      overSince: null,
-      pendingCandidates: [],
-      remoteSet: false,
-      localGate: { open: false, queue: [] }
-    };
+    const c = { peerId: from, pc, dc: null, open: false, overSince: null, negotiation: newNegotiation() };
     this.childMap.set(from, c);
+    const current = () => this.childMap.get(from) === c;
     pc.onicecandidate = (ev) => {
-      if (this.childMap.get(from) !== c) return;
-      this.localCandidate(c.localGate, from, ev.candidate);
+      if (current()) this.onLocalCandidate(c.negotiation, from, ev.candidate);
     };
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "failed" || pc.connectionState === "closed") this.closeChild(c, `pc ${pc.connectionState}`, true);
@@ -1165,7 +1196,7 @@ var MeshPeer = class {
       dc.binaryType = "arraybuffer";
       c.dc = dc;
       const opened = () => {
-        if (this.childMap.get(from) !== c || c.open) return;
+        if (!current() || c.open) return;
         c.open = true;
         this.log(`child ${from} DataChannel open`);
         this.cfg.onChildOpen?.(from);
@@ -1175,15 +1206,11 @@ var MeshPeer = class {
       if (dc.readyState === "open") opened();
     };
     try {
-      await pc.setRemoteDescription({ type: "offer", sdp });
-      c.remoteSet = true;
-      for (const cand of c.pendingCandidates) await pc.addIceCandidate(cand).catch(() => void 0);
-      c.pendingCandidates = [];
+      await this.setRemote(pc, c.negotiation, { type: "offer", sdp });
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
-      if (this.childMap.get(from) !== c) return;
-      this.send({ type: "Answer", from: this.peerId, to: from, sdp: answer.sdp ?? "" });
-      this.openGate(c.localGate);
+      if (!current()) return;
+      this.sendDescription(c.negotiation, { type: "Answer", from: this.peerId, to: from, sdp: answer.sdp ?? "" });
     } catch (e) {
       this.closeChild(c, `answer failed: ${String(e)}`, true);
     }
@@ -1193,14 +1220,8 @@ var MeshPeer = class {
     this.childMap.delete(c.peerId);
     const wasOpen = c.open;
     c.open = false;
-    try {
-      c.dc?.close();
-    } catch {
-    }
-    try {
-      c.pc.close();
-    } catch {
-    }
+    closeQuietly(c.dc);
+    closeQuietly(c.pc);
     this.log(`child ${c.peerId} closed (${reason})`);
     if (wasOpen || notify) this.cfg.onChildClose?.(c.peerId, reason);
   }

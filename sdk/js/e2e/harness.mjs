@@ -1,12 +1,12 @@
 // Shared pieces of the end-to-end tests: the real `meshrelay serve`, a static
-// server for the test pages,
-// Debian's chromium through playwright-core, and a publisher. Everything
-// listens on and talks to 127.0.0.1 only.
+// server for the test pages, Debian's chromium through playwright-core, and a
+// publisher. Everything listens on and talks to 127.0.0.1 only.
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { dirname, join } from "node:path";
+import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 import WebSocket from "ws";
@@ -148,10 +148,58 @@ export async function launchBrowser() {
 }
 
 /**
- * Opens one peer: a fresh context (media permission, so Chromium offers
+ * Registers before/after hooks that start Chromium and the static server
+ * once for the calling test file. The returned object's `browser` and
+ * `statics` are set once the before hook has run.
+ */
+export function sharedBrowser() {
+  const shared = { browser: null, statics: null };
+  before(async () => {
+    shared.browser = await launchBrowser();
+    shared.statics = await startStatic();
+  });
+  after(async () => {
+    await shared.browser?.close();
+    await shared.statics?.stop();
+  });
+  return shared;
+}
+
+/**
+ * Runs `fn(server, peers)` with a fresh server; afterwards closes the peers
+ * `fn` pushed onto `peers` and stops the server, dumping its log tail when
+ * `fn` failed.
+ */
+export async function withServer(opts, fn) {
+  const server = await startServer(opts);
+  const peers = [];
+  try {
+    await fn(server, peers);
+  } catch (e) {
+    log(`server log tail:\n${server.logs().slice(-6000)}`);
+    throw e;
+  } finally {
+    for (const p of peers) if (!p.closed) await p.close().catch(() => {});
+    await server.stop();
+  }
+}
+
+/** Waits until every non-root peer's DataChannel to its parent is open. */
+export async function waitParentsOpen(peers) {
+  await waitFor(
+    async () => {
+      const snaps = await Promise.all(peers.map((p) => p.snapshot()));
+      return snaps.every((s) => s.role === "Root" || s.parentConnected);
+    },
+    { timeoutMs: 20_000, message: `the parent DataChannels of ${peers.map((p) => p.peerId).join(", ")} to open` },
+  );
+}
+
+/**
+ * Opens one peer (`shared` from sharedBrowser()): a fresh context (media permission, so Chromium offers
  * 127.0.0.1 host candidates), the test page, and a MeshPeer in it.
  */
-export async function openPeer(browser, staticUrl, server, { peerId, track, capacity, ...rest }) {
+export async function openPeer({ browser, statics }, server, { peerId, track, capacity, ...rest }) {
   const context = await browser.newContext({ permissions: ["camera", "microphone"] });
   const page = await context.newPage();
   const consoleLines = [];
@@ -160,7 +208,7 @@ export async function openPeer(browser, staticUrl, server, { peerId, track, capa
     if (DEBUG) log(`[${peerId} console] ${m.text()}`);
   });
   page.on("pageerror", (e) => log(`[${peerId} pageerror] ${e.message}`));
-  await page.goto(`${staticUrl}/page.html`);
+  await page.goto(`${statics.url}/page.html`);
   await page.waitForFunction(() => window.ready === true);
   const cfg = { signalUrl: `${server.ws}/signal`, track, peerId, ...rest };
   if (capacity !== undefined) cfg.capacity = capacity;

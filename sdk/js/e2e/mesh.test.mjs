@@ -4,58 +4,22 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import {
   expectExact,
   getMesh,
-  launchBrowser,
   log,
   openPeer,
   publish,
+  sharedBrowser,
   sdkRoot,
-  startServer,
-  startStatic,
   waitAllDelivered,
   waitFor,
+  waitParentsOpen,
+  withServer,
 } from "./harness.mjs";
 
-let browser;
-let statics;
-
-before(async () => {
-  browser = await launchBrowser();
-  statics = await startStatic();
-});
-
-after(async () => {
-  await browser?.close();
-  await statics?.stop();
-});
-
-/** Runs `fn` with a fresh server; stops it (and dumps its log on failure). */
-async function withServer(opts, fn) {
-  const server = await startServer(opts);
-  const peers = [];
-  try {
-    await fn(server, peers);
-  } catch (e) {
-    log(`server log tail:\n${server.logs().slice(-6000)}`);
-    throw e;
-  } finally {
-    for (const p of peers) if (!p.closed) await p.close().catch(() => {});
-    await server.stop();
-  }
-}
-
-async function waitParentsOpen(peers) {
-  await waitFor(
-    async () => {
-      const snaps = await Promise.all(peers.map((p) => p.snapshot()));
-      return snaps.every((s) => s.role === "Root" || s.parentConnected);
-    },
-    { timeoutMs: 20_000, message: "every relay's parent DataChannel to open" },
-  );
-}
+const shared = sharedBrowser();
 
 describe("meshrelay SDK in Chromium", () => {
   test("the server serves the committed bundle at /sdk/meshrelay.js", async () => {
@@ -72,10 +36,10 @@ describe("meshrelay SDK in Chromium", () => {
   test("two peers: root + relay, every object byte-exact at the relay", async () => {
     await withServer({ rootPeerCount: 1, maxPeers: 1 }, async (server, peers) => {
       const track = "e2e/two";
-      const root = await openPeer(browser, statics.url, server, { peerId: "root", track });
+      const root = await openPeer(shared, server, { peerId: "root", track });
       peers.push(root);
       assert.equal(root.assignment.role, "Root");
-      const relay = await openPeer(browser, statics.url, server, { peerId: "relay", track });
+      const relay = await openPeer(shared, server, { peerId: "relay", track });
       peers.push(relay);
       assert.equal(relay.assignment.parentId, "root");
       assert.equal(relay.assignment.next, "0");
@@ -97,7 +61,7 @@ describe("meshrelay SDK in Chromium", () => {
   test("three peers in a chain: forwarded_frames on /api/v1/mesh matches the middle peer", async () => {
     await withServer({ rootPeerCount: 1, maxPeers: 1 }, async (server, peers) => {
       const track = "e2e/chain";
-      for (const id of ["a", "b", "c"]) peers.push(await openPeer(browser, statics.url, server, { peerId: id, track }));
+      for (const id of ["a", "b", "c"]) peers.push(await openPeer(shared, server, { peerId: id, track }));
       const [a, b, c] = peers;
       assert.equal(a.assignment.role, "Root");
       assert.equal(b.assignment.parentId, "a");
@@ -130,7 +94,7 @@ describe("meshrelay SDK in Chromium", () => {
     await withServer({ rootPeerCount: 2, maxPeers: 2 }, async (server, peers) => {
       const track = "e2e/tree";
       for (let i = 0; i < 12; i++) {
-        peers.push(await openPeer(browser, statics.url, server, { peerId: `v${String(i).padStart(2, "0")}`, track }));
+        peers.push(await openPeer(shared, server, { peerId: `v${String(i).padStart(2, "0")}`, track }));
       }
       await waitParentsOpen(peers);
       const before = await getMesh(server);

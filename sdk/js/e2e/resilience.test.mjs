@@ -4,55 +4,28 @@
 // replaced by a promoted peer. Every object still reaches every viewer once,
 // in order, byte-exact.
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import WebSocket from "ws";
 import {
   expectExact,
   getMesh,
-  launchBrowser,
   log,
   openPeer,
   publish,
-  startServer,
-  startStatic,
+  sharedBrowser,
   waitAllDelivered,
   waitFor,
+  waitParentsOpen,
+  withServer,
 } from "./harness.mjs";
 
-let browser;
-let statics;
-
-before(async () => {
-  browser = await launchBrowser();
-  statics = await startStatic();
-});
-
-after(async () => {
-  await browser?.close();
-  await statics?.stop();
-});
-
-async function withServer(opts, fn) {
-  const server = await startServer(opts);
-  const peers = [];
-  try {
-    await fn(server, peers);
-  } catch (e) {
-    log(`server log tail:\n${server.logs().slice(-6000)}`);
-    throw e;
-  } finally {
-    for (const p of peers) if (!p.closed) await p.close().catch(() => {});
-    await server.stop();
-  }
-}
-
-const parentOpen = (p) => waitFor(async () => (await p.snapshot()).parentConnected, { message: `${p.peerId}'s parent link` });
+const shared = sharedBrowser();
 
 describe("meshrelay SDK resilience in Chromium", () => {
   test("late joiner starts at next_object_id; a dead parent link is bridged from the origin", async () => {
     await withServer({ rootPeerCount: 1, maxPeers: 1 }, async (server, peers) => {
       const track = "e2e/late";
-      const a = await openPeer(browser, statics.url, server, { peerId: "a", track });
+      const a = await openPeer(shared, server, { peerId: "a", track });
       peers.push(a);
       const N = 300;
       let b = null;
@@ -63,9 +36,9 @@ describe("meshrelay SDK resilience in Chromium", () => {
         intervalMs: 10,
         onSent: async (i) => {
           if (i === 60) {
-            b = await openPeer(browser, statics.url, server, { peerId: "b", track });
+            b = await openPeer(shared, server, { peerId: "b", track });
             peers.push(b);
-            c = await openPeer(browser, statics.url, server, { peerId: "c", track });
+            c = await openPeer(shared, server, { peerId: "c", track });
             peers.push(c);
             joinedAt = Number(b.assignment.next);
             log(`b joined at next_object_id ${b.assignment.next}, c at ${c.assignment.next}`);
@@ -84,7 +57,7 @@ describe("meshrelay SDK resilience in Chromium", () => {
       log(`b: fromParent=${sb.stats.fromParent} fromOrigin=${sb.stats.fromOrigin}; c: fromParent=${sc.stats.fromParent} fromOrigin=${sc.stats.fromOrigin} gapsRepaired=${sc.stats.gapsRepaired}`);
       assert.ok(Number(sc.stats.fromOrigin) > 0, "c bridged the dead link from the origin");
       assert.ok(Number(sc.stats.gapsRepaired) >= 1);
-      await parentOpen(c);
+      await waitParentsOpen([c]);
       const after = await c.snapshot();
       assert.equal(after.readingOrigin, false, "c stopped reading the origin once its parent delivered again");
     });
@@ -104,8 +77,8 @@ describe("meshrelay SDK resilience in Chromium", () => {
         ws.on("error", () => {});
       });
       assert.equal(status, 401, "no token: 401 before the upgrade");
-      for (const id of ["a", "b"]) peers.push(await openPeer(browser, statics.url, server, { peerId: id, track, token: "sub-tok" }));
-      await parentOpen(peers[1]);
+      for (const id of ["a", "b"]) peers.push(await openPeer(shared, server, { peerId: id, track, token: "sub-tok" }));
+      await waitParentsOpen([peers[1]]);
       const N = 40;
       await publish(server, track, N, { intervalMs: 5, token: "pub-tok" });
       await waitAllDelivered(peers, N);
@@ -117,10 +90,10 @@ describe("meshrelay SDK resilience in Chromium", () => {
     const extraArgs = ["--message-rate", "20", "--message-burst", "40"];
     await withServer({ rootPeerCount: 1, maxPeers: 1, extraArgs }, async (server, peers) => {
       const track = "e2e/reconnect";
-      for (const id of ["a", "b", "c"]) peers.push(await openPeer(browser, statics.url, server, { peerId: id, track }));
+      for (const id of ["a", "b", "c"]) peers.push(await openPeer(shared, server, { peerId: id, track }));
       const [, b, c] = peers;
-      await parentOpen(b);
-      await parentOpen(c);
+      await waitParentsOpen([b]);
+      await waitParentsOpen([c]);
       const N = 300;
       await publish(server, track, N, {
         intervalMs: 10,
@@ -152,9 +125,9 @@ describe("meshrelay SDK resilience in Chromium", () => {
   test("the root leaves mid-stream: its child is promoted, nothing is lost downstream", async () => {
     await withServer({ rootPeerCount: 1, maxPeers: 1 }, async (server, peers) => {
       const track = "e2e/rootleave";
-      for (const id of ["a", "b", "c", "d"]) peers.push(await openPeer(browser, statics.url, server, { peerId: id, track }));
+      for (const id of ["a", "b", "c", "d"]) peers.push(await openPeer(shared, server, { peerId: id, track }));
       const [a, b, c, d] = peers;
-      for (const p of [b, c, d]) await parentOpen(p);
+      await waitParentsOpen([b, c, d]);
       assert.equal(a.assignment.role, "Root");
       const N = 300;
       let closing = null;

@@ -1,7 +1,4 @@
-/**
- * Exponential backoff with jitter for reconnects. Pure: the caller owns the
- * timers; randomness is injectable for tests.
- */
+/** Options of a Backoff. */
 export interface BackoffOptions {
   /** First delay, in ms. */
   initialMs?: number;
@@ -11,9 +8,14 @@ export interface BackoffOptions {
   factor?: number;
   /** Fraction of the delay randomised, 0..1: the delay is d * (1 - jitter * r), r in [0, 1). */
   jitter?: number;
+  /** Source of r in [0, 1); injectable for tests. Default Math.random. */
   random?: () => number;
 }
 
+/**
+ * Exponential backoff with jitter for reconnects. Pure: the caller owns the
+ * timers.
+ */
 export class Backoff {
   private attemptCount = 0;
   private readonly initialMs: number;

@@ -22,6 +22,7 @@ export const CHUNK_FLAG = 1n << 63n;
 /** Object ids must stay below 2^63. */
 export const MAX_OBJECT_ID = CHUNK_FLAG - 1n;
 
+/** A message or object that cannot be framed or parsed. */
 export class FramingError extends Error {
   constructor(message: string) {
     super(message);
@@ -46,6 +47,7 @@ export function encodeObject(objectId: bigint | number, payload: Uint8Array): Ui
   return out;
 }
 
+/** An object message taken apart; `payload` is a view into the message. */
 export interface DecodedObject {
   objectId: bigint;
   payload: Uint8Array;
@@ -98,6 +100,7 @@ export function frameForDataChannel(
   return out;
 }
 
+/** One DataChannel message: a whole object or one chunk of a larger one. */
 export type DataChannelMessage =
   | { kind: "object"; objectId: bigint; payload: Uint8Array }
   | { kind: "chunk"; objectId: bigint; total: number; offset: number; bytes: Uint8Array };
@@ -124,6 +127,7 @@ export function parseDataChannelMessage(message: Uint8Array): DataChannelMessage
   };
 }
 
+/** What a ChunkAssembler reports: a complete object, or a partial one it gave up. */
 export type AssemblyEvent =
   | { type: "object"; objectId: bigint; payload: Uint8Array }
   | { type: "discarded"; objectId: bigint; received: number; total: number; reason: string };
@@ -147,6 +151,7 @@ export class ChunkAssembler {
     return this.current !== null;
   }
 
+  /** Takes the next message of the channel; throws FramingError for one too short to parse. */
   push(message: Uint8Array): AssemblyEvent[] {
     const events: AssemblyEvent[] = [];
     const msg = parseDataChannelMessage(message);

@@ -12,34 +12,40 @@
  *   hole in the ids is filled from the origin egress with `?from=`.
  */
 import { Backoff } from "./backoff.js";
-import { ChunkAssembler, decodeObject, frameForDataChannel } from "./framing.js";
-import { Sequencer, type Delivery, type Gap } from "./sequencer.js";
+import { ChunkAssembler, MAX_DATACHANNEL_MESSAGE, decodeObject, frameForDataChannel } from "./framing.js";
+import { Sequencer, type Delivery, type Gap, type OfferResult } from "./sequencer.js";
 import {
   type AssignParentMessage,
   type ClientMessage,
   type RTCIceServerLike,
   type Role,
   type ServerMessage,
+  bearerProtocols,
   deriveOriginUrl,
   egressUrl,
-  isSubprotocolSafe,
   isValidPeerId,
   isValidTrack,
   nextObjectIdOf,
+  parseResumeGap,
   parseServerMessage,
+  signalUrlWithToken,
 } from "./signal.js";
 
+/** Where the delivered copy of an object came from. */
 export type ObjectSource = "parent" | "origin" | "pushed";
 
+/** This peer's place in the tree, from the last AssignParent. */
 export interface Assignment {
   peerId: string;
   role: Role;
   parentId: string | null;
   depth: number;
   iceServers: RTCIceServerLike[];
+  /** The origin's next object id when the assignment was made (extension), or null. */
   nextObjectId: bigint | null;
 }
 
+/** Counters since the MeshPeer was created (see `MeshPeer.stats`). */
 export interface MeshPeerStats {
   /** Objects delivered whose first copy came from a parent DataChannel. */
   fromParent: number;
@@ -73,6 +79,7 @@ export interface MeshPeerStats {
   lastObjectId: bigint | null;
 }
 
+/** Options of a MeshPeer; only `signalUrl` and `track` are required. */
 export interface MeshPeerConfig {
   /** `ws(s)://host:port/signal`. */
   signalUrl: string;
@@ -92,10 +99,15 @@ export interface MeshPeerConfig {
   iceCandidateFilter?: (candidate: string) => boolean;
   /** Every object, once, in id order. */
   onFrame?: (objectId: bigint, bytes: Uint8Array) => void;
+  /** A child's DataChannel opened: objects are forwarded to it from now on. */
   onChildOpen?: (childId: string) => void;
+  /** A child was dropped or closed its link. */
   onChildClose?: (childId: string, reason: string) => void;
+  /** Every AssignParent (the first one also resolves connect()). */
   onAssign?: (assignment: Assignment) => void;
+  /** The DataChannel to the parent opened. */
   onParentOpen?: (parentId: string) => void;
+  /** Every `Error` frame from the signal server. */
   onError?: (code: string, reason: string) => void;
   /** Ids that could not be had from anywhere (origin no longer keeps them). */
   onLost?: (firstLost: bigint, count: number) => void;
@@ -109,27 +121,46 @@ export interface MeshPeerConfig {
   forwardReportIntervalMs?: number;
   /** How long a newly assigned parent may take to deliver before the origin is read. Default 1,500 ms. */
   parentGraceMs?: number;
-  /** A child whose bufferedAmount stays above this ... Default 4 MiB. */
+  /**
+   * A parent DataChannel not open after this long is given up and retried
+   * with backoff (an Answer that never comes, e.g. the parent refused the
+   * Offer). Default 15,000 ms.
+   */
+  parentConnectTimeoutMs?: number;
+  /** A child whose bufferedAmount stays above this for `slowChildMs` is dropped. Default 4 MiB. */
   slowChildBytes?: number;
-  /** ... for this long is dropped. Default 3,000 ms. */
+  /** See `slowChildBytes`. Default 3,000 ms. */
   slowChildMs?: number;
   /** A child whose bufferedAmount exceeds this is dropped at once. Default 12 MiB. */
   maxChildBufferedBytes?: number;
-  /** Signal reconnect backoff. */
+  /** First signal reconnect delay. Default 500 ms. */
   reconnectInitialMs?: number;
+  /** Longest signal reconnect delay. Default 15,000 ms. */
   reconnectMaxMs?: number;
   /** `origin` (default): a root reads /ws/{track}. `external`: the integrator calls pushFrame(). */
   rootSource?: "origin" | "external";
-  /** Reorder buffer bounds. */
+  /** Most objects the reorder buffer holds while waiting for a hole to be filled. Default 4,096. */
   maxBufferedObjects?: number;
+  /** Most payload bytes the reorder buffer holds. Default 128 MiB. */
   maxBufferedBytes?: number;
 }
 
 type State = "idle" | "connecting" | "open" | "closed";
 
+/** What the reorder buffer holds per object. */
+interface Received {
+  kind: ObjectSource;
+  /**
+   * The unchunked `[id][payload]` message the object arrived in, when it did:
+   * forwarded to children as is instead of framing the payload again.
+   */
+  message: Uint8Array | null;
+}
+
+/** A source of objects: the parent's DataChannel or an origin egress reader. */
 interface Upstream {
   kind: "parent" | "origin";
-  seq: number;
+  /** The parent's peer id; null for the origin. */
   peerId: string | null;
   startedAt: number;
   /** First id of the current contiguous run this source delivered. */
@@ -143,12 +174,7 @@ interface Upstream {
   dc?: RTCDataChannel;
   ws?: WebSocket;
   assembler?: ChunkAssembler;
-  pendingCandidates?: RTCIceCandidateInit[];
-  remoteSet?: boolean;
-  /** Local candidates wait here until our Offer has been sent. */
-  localGate?: CandidateGate;
-  /** Origin: id requested with ?from=. */
-  requested?: bigint | null;
+  negotiation?: Negotiation;
   /** Origin: this reader filled a hole (counted once). */
   repairCounted?: boolean;
 }
@@ -158,21 +184,53 @@ interface Child {
   pc: RTCPeerConnection;
   dc: RTCDataChannel | null;
   open: boolean;
+  /** Since when its bufferedAmount has been above slowChildBytes, or null. */
   overSince: number | null;
-  pendingCandidates: RTCIceCandidateInit[];
-  remoteSet: boolean;
-  /** Local candidates wait here until our Answer has been sent. */
-  localGate: CandidateGate;
+  negotiation: Negotiation;
 }
 
-/** Holds local ICE candidates until the description they belong to is sent. */
-interface CandidateGate {
-  open: boolean;
-  queue: ClientMessage[];
+/**
+ * ICE candidates of one RTCPeerConnection that must wait: remote ones until
+ * the remote description is set, local ones until our Offer or Answer has
+ * gone out (the peer cannot use them before it).
+ */
+interface Negotiation {
+  remoteSet: boolean;
+  pendingRemote: RTCIceCandidateInit[];
+  localSent: boolean;
+  pendingLocal: ClientMessage[];
 }
+
+/**
+ * Most candidates held per connection while waiting. A description takes a
+ * handful; past this the peer is misbehaving and the rest are dropped.
+ */
+const MAX_PENDING_CANDIDATES = 64;
+
+/** Errors before registration that no retry can fix: connect() rejects and the peer closes. */
+const FATAL_REGISTER_ERRORS = new Set(["invalid_peer_id", "invalid_track", "unauthorized"]);
+/** Errors before registration that another Register, later, may get past. */
+const RETRY_REGISTER_ERRORS = new Set(["duplicate_peer_id", "mesh_full"]);
 
 function now(): number {
   return typeof performance !== "undefined" ? performance.now() : Date.now();
+}
+
+function newNegotiation(): Negotiation {
+  return { remoteSet: false, pendingRemote: [], localSent: false, pendingLocal: [] };
+}
+
+function pushBounded<T>(queue: T[], item: T): void {
+  if (queue.length < MAX_PENDING_CANDIDATES) queue.push(item);
+}
+
+/** Closes a connection object, ignoring the errors of one already closed. */
+function closeQuietly(target: { close(): void } | null | undefined): void {
+  try {
+    target?.close();
+  } catch {
+    /* already closed */
+  }
 }
 
 function generatePeerId(): string {
@@ -185,15 +243,26 @@ function generatePeerId(): string {
   return "p-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/**
+ * A viewer in the meshrelay tree: registers on `/signal`, receives the
+ * track from its parent (or the origin egress), delivers every object once
+ * in id order to `onFrame`, and relays it to its children.
+ */
 export class MeshPeer {
+  /** This peer's id (from the config or generated). */
   readonly peerId: string;
   private readonly cfg: MeshPeerConfig;
   private readonly originBase: string;
+  private readonly slowChildBytes: number;
+  private readonly slowChildMs: number;
+  private readonly maxChildBufferedBytes: number;
+  private readonly parentGraceMs: number;
+  private readonly parentConnectTimeoutMs: number;
   private state: State = "idle";
 
   private signal: WebSocket | null = null;
   private readonly signalBackoff: Backoff;
-  private signalTimer: ReturnType<typeof setTimeout> | null = null;
+  private signalReconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
   private reportTimer: ReturnType<typeof setInterval> | null = null;
   private maintenanceTimer: ReturnType<typeof setInterval> | null = null;
@@ -201,17 +270,17 @@ export class MeshPeer {
   private registered = false;
 
   private assignment: Assignment | null = null;
-  private readonly seq: Sequencer<ObjectSource>;
-  private parentUp: Upstream | null = null;
+  private readonly sequencer: Sequencer<Received>;
+  private parentLink: Upstream | null = null;
+  /** Previous parents kept delivering until the new path covers the stream. */
   private oldParents: Upstream[] = [];
-  private origin: Upstream | null = null;
+  private originReader: Upstream | null = null;
   private originRetryAt = 0;
   private readonly originBackoff = new Backoff({ initialMs: 250, maxMs: 5_000 });
   private readonly parentBackoff = new Backoff({ initialMs: 500, maxMs: 8_000 });
   private parentRetryTimer: ReturnType<typeof setTimeout> | null = null;
-  private upstreamSeq = 0;
   private readonly childMap = new Map<string, Child>();
-  private readonly st: MeshPeerStats = {
+  private readonly counters: MeshPeerStats = {
     fromParent: 0,
     fromOrigin: 0,
     pushed: 0,
@@ -237,11 +306,16 @@ export class MeshPeer {
     this.peerId = id;
     this.cfg = config;
     this.originBase = config.originUrl ?? deriveOriginUrl(config.signalUrl);
+    this.slowChildBytes = config.slowChildBytes ?? 4 * 1024 * 1024;
+    this.slowChildMs = config.slowChildMs ?? 3_000;
+    this.maxChildBufferedBytes = config.maxChildBufferedBytes ?? 12 * 1024 * 1024;
+    this.parentGraceMs = config.parentGraceMs ?? 1_500;
+    this.parentConnectTimeoutMs = config.parentConnectTimeoutMs ?? 15_000;
     this.signalBackoff = new Backoff({
       initialMs: config.reconnectInitialMs ?? 500,
       maxMs: config.reconnectMaxMs ?? 15_000,
     });
-    this.seq = new Sequencer<ObjectSource>(null, {
+    this.sequencer = new Sequencer<Received>(null, {
       maxBufferedObjects: config.maxBufferedObjects,
       maxBufferedBytes: config.maxBufferedBytes,
     });
@@ -259,42 +333,41 @@ export class MeshPeer {
     return this.assignment?.parentId ?? null;
   }
 
+  /** Depth in the tree from the last AssignParent (0 for a root), or null before the first. */
   get depth(): number | null {
     return this.assignment?.depth ?? null;
   }
 
   /** Ids of children whose DataChannel is open. */
   get children(): string[] {
-    return this.childIds();
+    const out: string[] = [];
+    for (const c of this.childMap.values()) if (c.open) out.push(c.peerId);
+    return out;
   }
 
-  /** Whether the last delivered object came through a parent DataChannel that is open now. */
+  /** Whether the DataChannel to the assigned parent is open now. */
   get parentConnected(): boolean {
-    return this.parentUp !== null && this.parentUp.open;
+    return this.parentLink !== null && this.parentLink.open;
   }
 
   /** Whether the origin egress is being read now. */
   get readingOrigin(): boolean {
-    return this.origin !== null && !this.origin.closed;
+    return this.originReader !== null && !this.originReader.closed;
   }
 
   /** The next object id expected (null before it is known). */
   get nextObjectId(): bigint | null {
-    return this.seq.next;
+    return this.sequencer.next;
   }
 
+  /** A copy of the counters. */
   get stats(): MeshPeerStats {
-    return { ...this.st };
+    return { ...this.counters };
   }
 
+  /** Whether the signal socket is open and registered. */
   get connected(): boolean {
     return this.state === "open" && this.registered;
-  }
-
-  private childIds(): string[] {
-    const out: string[] = [];
-    for (const c of this.childMap.values()) if (c.open) out.push(c.peerId);
-    return out;
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -317,31 +390,25 @@ export class MeshPeer {
     return p;
   }
 
-  /** Leaves the tree and closes every connection. */
+  /** Leaves the tree and closes every connection and timer. */
   close(): void {
     if (this.state === "closed") return;
     this.reportForwarded();
     this.send({ type: "Leave" });
     this.state = "closed";
     for (const t of [this.heartbeatTimer, this.reportTimer, this.maintenanceTimer]) if (t) clearInterval(t);
-    if (this.signalTimer) clearTimeout(this.signalTimer);
-    if (this.parentRetryTimer) clearTimeout(this.parentRetryTimer);
-    if (this.signal) {
-      const s = this.signal;
-      this.signal = null;
-      try {
-        s.close(1000, "leave");
-      } catch {
-        /* ignore */
-      }
-    }
-    if (this.parentUp) this.closeUpstream(this.parentUp, "closed");
+    for (const t of [this.signalReconnectTimer, this.parentRetryTimer]) if (t) clearTimeout(t);
+    this.heartbeatTimer = this.reportTimer = this.maintenanceTimer = null;
+    this.signalReconnectTimer = this.parentRetryTimer = null;
+    this.dropSignal(1000, "leave");
+    if (this.parentLink) this.closeUpstream(this.parentLink, "closed");
+    this.parentLink = null;
     for (const u of this.oldParents) this.closeUpstream(u, "closed");
     this.oldParents = [];
-    if (this.origin) this.closeUpstream(this.origin, "closed");
-    for (const c of [...this.childMap.values()]) this.closeChild(c, "closed", false);
-    for (const r of this.connectResolvers) r.reject(new Error("closed"));
-    this.connectResolvers = [];
+    if (this.originReader) this.closeUpstream(this.originReader, "closed");
+    this.originReader = null;
+    for (const c of this.childMap.values()) this.closeChild(c, "closed", false);
+    this.rejectConnect(new Error("closed"));
   }
 
   /**
@@ -351,10 +418,7 @@ export class MeshPeer {
   pushFrame(objectId: bigint | number, bytes: Uint8Array): void {
     if (this.state === "closed") return;
     const id = typeof objectId === "bigint" ? objectId : BigInt(objectId);
-    const r = this.seq.offer(id, bytes, "pushed");
-    if (r.duplicate) this.st.duplicates++;
-    this.handleLost(r.lost);
-    for (const d of r.delivered) this.deliver(d);
+    this.accept(this.sequencer.offer(id, bytes, { kind: "pushed", message: null }));
     this.reconcile();
   }
 
@@ -371,18 +435,17 @@ export class MeshPeer {
     }
   }
 
+  private rejectConnect(err: Error): void {
+    for (const r of this.connectResolvers) r.reject(err);
+    this.connectResolvers = [];
+  }
+
   private openSignal(): void {
     if (this.state === "closed") return;
     const token = this.cfg.token;
-    let url = this.cfg.signalUrl;
-    let protocols: string[] | undefined;
-    if (token !== undefined) {
-      if (isSubprotocolSafe(token)) protocols = [`lvqr.bearer.${token}`];
-      else url += (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
-    }
     let ws: WebSocket;
     try {
-      ws = new WebSocket(url, protocols);
+      ws = new WebSocket(signalUrlWithToken(this.cfg.signalUrl, token), bearerProtocols(token));
     } catch (e) {
       this.log(`signal open failed: ${String(e)}`);
       this.scheduleSignalReconnect();
@@ -392,7 +455,7 @@ export class MeshPeer {
     this.registered = false;
     ws.onopen = () => {
       if (this.signal !== ws) return;
-      this.st.signalConnects++;
+      this.counters.signalConnects++;
       this.state = "open";
       this.sendRegister();
     };
@@ -409,6 +472,11 @@ export class MeshPeer {
       if (this.signal !== ws) return;
       this.signal = null;
       this.registered = false;
+      // Every server close code (1001 shutdown, 1008 after rate_limited or
+      // expected_register, 1009 too_large, 1013 slow_consumer) and a dropped
+      // connection heal the same way: a new session after a backoff. No
+      // longer wait after rate_limited: the server's bucket is per
+      // connection, so a new session starts with a full burst.
       this.log(`signal closed (${ev.code})`);
       if (this.state !== "closed") {
         this.state = "connecting";
@@ -420,20 +488,30 @@ export class MeshPeer {
     };
   }
 
-  private sendRegister(): void {
+  /** Forgets the signal socket (its onclose is then ignored) and closes it. */
+  private dropSignal(code: number, reason: string): void {
     const s = this.signal;
-    if (!s || s.readyState !== WebSocket.OPEN) return;
+    this.signal = null;
+    this.registered = false;
+    try {
+      s?.close(code, reason);
+    } catch {
+      /* already closed */
+    }
+  }
+
+  private sendRegister(): void {
     const msg: ClientMessage = { type: "Register", peer_id: this.peerId, track: this.cfg.track };
     if (this.cfg.capacity !== undefined) msg.capacity = this.cfg.capacity;
-    s.send(JSON.stringify(msg));
+    this.send(msg);
   }
 
   private scheduleSignalReconnect(): void {
-    if (this.state === "closed" || this.signalTimer) return;
+    if (this.state === "closed" || this.signalReconnectTimer) return;
     const delay = this.signalBackoff.next();
     this.log(`signal reconnect in ${delay} ms`);
-    this.signalTimer = setTimeout(() => {
-      this.signalTimer = null;
+    this.signalReconnectTimer = setTimeout(() => {
+      this.signalReconnectTimer = null;
       this.openSignal();
     }, delay);
   }
@@ -468,36 +546,24 @@ export class MeshPeer {
   private onSignalError(code: string, reason: string): void {
     this.log(`signal error ${code}: ${reason}`);
     this.cfg.onError?.(code, reason);
-    if (!this.registered) {
-      if (code === "invalid_peer_id" || code === "invalid_track" || code === "unauthorized") {
-        const err = new Error(`${code}: ${reason}`);
-        for (const r of this.connectResolvers) r.reject(err);
-        this.connectResolvers = [];
-        if (code !== "unauthorized") {
-          this.close();
-          return;
-        }
-      }
-      if (code === "duplicate_peer_id" || code === "mesh_full") {
-        // The server may still hold our previous session, or have no room
-        // yet: retry the Register later on a fresh socket.
-        const s = this.signal;
-        this.signal = null;
-        try {
-          s?.close(1000, "retry");
-        } catch {
-          /* ignore */
-        }
-        this.state = "connecting";
-        this.scheduleSignalReconnect();
-      }
+    if (this.registered) return;
+    if (FATAL_REGISTER_ERRORS.has(code)) {
+      this.rejectConnect(new Error(`${code}: ${reason}`));
+      this.close();
+    } else if (RETRY_REGISTER_ERRORS.has(code)) {
+      // The server may still hold our previous session, or have no room
+      // yet: Register again later on a fresh socket (a fresh registration
+      // deadline too).
+      this.dropSignal(1000, "retry");
+      this.state = "connecting";
+      this.scheduleSignalReconnect();
     }
   }
 
   private reportForwarded(): void {
-    if (this.st.forwarded !== this.lastReported && this.registered) {
-      this.send({ type: "ForwardReport", forwarded_frames: this.st.forwarded });
-      this.lastReported = this.st.forwarded;
+    if (this.counters.forwarded !== this.lastReported && this.registered) {
+      this.send({ type: "ForwardReport", forwarded_frames: this.counters.forwarded });
+      this.lastReported = this.counters.forwarded;
     }
   }
 
@@ -517,10 +583,15 @@ export class MeshPeer {
       nextObjectId: nextObjectIdOf(m),
     };
     this.assignment = a;
-    if (a.nextObjectId !== null) this.seq.start(a.nextObjectId);
+    if (a.nextObjectId !== null) this.sequencer.start(a.nextObjectId);
     this.log(`assigned role=${a.role} parent=${a.parentId} depth=${a.depth} next=${a.nextObjectId}`);
 
-    const cur = this.parentUp;
+    if (a.parentId !== null) {
+      // Our new parent is no longer our child (the tree has no cycles).
+      const formerChild = this.childMap.get(a.parentId);
+      if (formerChild) this.closeChild(formerChild, "became our parent", true);
+    }
+    const cur = this.parentLink;
     if (a.parentId === null) {
       if (cur) this.retireParent(cur);
     } else if (!(cur && cur.peerId === a.parentId && !cur.closed)) {
@@ -529,7 +600,7 @@ export class MeshPeer {
       const again = this.oldParents.find((u) => u.peerId === a.parentId && !u.closed);
       if (again) {
         this.oldParents = this.oldParents.filter((u) => u !== again);
-        this.parentUp = again;
+        this.parentLink = again;
       } else {
         this.parentBackoff.reset();
         this.connectParent(a.parentId);
@@ -548,10 +619,10 @@ export class MeshPeer {
     this.log(`PeerLeft ${peerId}`);
     const child = this.childMap.get(peerId);
     if (child) this.closeChild(child, "peer left", false);
-    if (this.parentUp && this.parentUp.peerId === peerId) {
+    if (this.parentLink && this.parentLink.peerId === peerId) {
       // The parent is gone: read the origin until the server names a new one.
-      this.closeUpstream(this.parentUp, "peer left");
-      this.parentUp = null;
+      this.closeUpstream(this.parentLink, "peer left");
+      this.parentLink = null;
     }
     for (const u of this.oldParents) if (u.peerId === peerId) this.closeUpstream(u, "peer left");
     this.oldParents = this.oldParents.filter((u) => !u.closed);
@@ -560,11 +631,8 @@ export class MeshPeer {
 
   /** Keeps the current parent path as an "old" source until the new path delivers. */
   private retireParent(u: Upstream): void {
-    if (this.parentRetryTimer) {
-      clearTimeout(this.parentRetryTimer);
-      this.parentRetryTimer = null;
-    }
-    this.parentUp = null;
+    this.cancelParentRetry();
+    this.parentLink = null;
     if (u.closed) return;
     if (!u.open) {
       this.closeUpstream(u, "re-parented before open");
@@ -574,7 +642,12 @@ export class MeshPeer {
     while (this.oldParents.length > 2) this.closeUpstream(this.oldParents.shift()!, "too many old parents");
   }
 
-  // ---------------------------------------------------------------- upstream: parent
+  private cancelParentRetry(): void {
+    if (this.parentRetryTimer) clearTimeout(this.parentRetryTimer);
+    this.parentRetryTimer = null;
+  }
+
+  // ---------------------------------------------------------------- negotiation (parent and children)
 
   private rtcConfig(): RTCConfiguration {
     const fromAssign = this.assignment?.iceServers ?? [];
@@ -588,8 +661,8 @@ export class MeshPeer {
     return f ? f(candidate) : true;
   }
 
-  /** Sends (or holds until the gate opens) one filtered local candidate. */
-  private localCandidate(gate: CandidateGate, to: string, cand: RTCIceCandidate | null): void {
+  /** Sends (or holds until our description has gone out) one filtered local candidate. */
+  private onLocalCandidate(n: Negotiation, to: string, cand: RTCIceCandidate | null): void {
     if (!cand || !cand.candidate || !this.candidateAllowed(cand.candidate)) return;
     const msg: ClientMessage = {
       type: "IceCandidate",
@@ -599,41 +672,63 @@ export class MeshPeer {
       sdp_mid: cand.sdpMid,
       sdp_mline_index: cand.sdpMLineIndex,
     };
-    if (gate.open) this.send(msg);
-    else gate.queue.push(msg);
+    if (n.localSent) this.send(msg);
+    else pushBounded(n.pendingLocal, msg);
   }
 
-  private openGate(gate: CandidateGate): void {
-    gate.open = true;
-    for (const m of gate.queue) this.send(m);
-    gate.queue = [];
+  /** Sends our Offer or Answer, then the local candidates that waited for it. */
+  private sendDescription(n: Negotiation, msg: ClientMessage): void {
+    this.send(msg);
+    n.localSent = true;
+    for (const m of n.pendingLocal) this.send(m);
+    n.pendingLocal = [];
+  }
+
+  /** Sets the remote description, then adds the remote candidates that waited for it. */
+  private async setRemote(pc: RTCPeerConnection, n: Negotiation, desc: RTCSessionDescriptionInit): Promise<void> {
+    await pc.setRemoteDescription(desc);
+    n.remoteSet = true;
+    for (const c of n.pendingRemote) await pc.addIceCandidate(c).catch(() => undefined);
+    n.pendingRemote = [];
+  }
+
+  private addRemoteCandidate(pc: RTCPeerConnection, n: Negotiation, c: RTCIceCandidateInit): void {
+    if (n.remoteSet) void pc.addIceCandidate(c).catch(() => undefined);
+    else pushBounded(n.pendingRemote, c);
+  }
+
+  private onRemoteCandidate(from: string, c: RTCIceCandidateInit): void {
+    if (!this.candidateAllowed(c.candidate ?? "")) return;
+    const u = this.parentLink;
+    if (u && u.peerId === from && u.pc && u.negotiation && !u.closed) {
+      this.addRemoteCandidate(u.pc, u.negotiation, c);
+      return;
+    }
+    const child = this.childMap.get(from);
+    if (child) this.addRemoteCandidate(child.pc, child.negotiation, c);
+  }
+
+  // ---------------------------------------------------------------- upstream: parent
+
+  private newUpstream(kind: Upstream["kind"], peerId: string | null): Upstream {
+    return { kind, peerId, startedAt: now(), firstId: null, lastId: null, open: false, closed: false, received: 0 };
   }
 
   private connectParent(parentId: string): void {
-    const u: Upstream = {
-      kind: "parent",
-      seq: ++this.upstreamSeq,
-      peerId: parentId,
-      startedAt: now(),
-      firstId: null,
-      lastId: null,
-      open: false,
-      closed: false,
-      received: 0,
-      assembler: new ChunkAssembler(),
-      pendingCandidates: [],
-      remoteSet: false,
-      localGate: { open: false, queue: [] },
-    };
-    this.parentUp = u;
+    this.cancelParentRetry();
+    const u = this.newUpstream("parent", parentId);
+    const negotiation = newNegotiation();
+    const assembler = new ChunkAssembler();
+    u.negotiation = negotiation;
+    u.assembler = assembler;
+    this.parentLink = u;
     const pc = new RTCPeerConnection(this.rtcConfig());
     u.pc = pc;
     const dc = pc.createDataChannel("meshrelay", { ordered: true });
     dc.binaryType = "arraybuffer";
     u.dc = dc;
     pc.onicecandidate = (ev) => {
-      if (u.closed) return;
-      this.localCandidate(u.localGate!, parentId, ev.candidate);
+      if (!u.closed) this.onLocalCandidate(negotiation, parentId, ev.candidate);
     };
     pc.onconnectionstatechange = () => {
       if (u.closed) return;
@@ -651,17 +746,21 @@ export class MeshPeer {
     };
     dc.onmessage = (ev: MessageEvent) => {
       if (u.closed || !(ev.data instanceof ArrayBuffer)) return;
+      const message = new Uint8Array(ev.data);
       let events;
       try {
-        events = u.assembler!.push(new Uint8Array(ev.data));
+        events = assembler.push(message);
       } catch (e) {
         this.log(`bad message from parent ${parentId}: ${String(e)}`);
         return;
       }
       for (const e of events) {
-        if (e.type === "object") this.onUpstreamObject(u, e.objectId, e.payload);
-        else {
-          this.st.chunksDiscarded++;
+        if (e.type === "object") {
+          // An object that came whole is exactly `message`; an assembled one is not.
+          const whole = e.payload.buffer === message.buffer ? message : null;
+          this.onUpstreamObject(u, e.objectId, e.payload, whole);
+        } else {
+          this.counters.chunksDiscarded++;
           this.log(`discarded partial object ${e.objectId} (${e.reason})`);
         }
       }
@@ -672,8 +771,7 @@ export class MeshPeer {
         const offer = await pc.createOffer();
         await pc.setLocalDescription(offer);
         if (u.closed) return;
-        this.send({ type: "Offer", from: this.peerId, to: parentId, sdp: offer.sdp ?? "" });
-        this.openGate(u.localGate!);
+        this.sendDescription(negotiation, { type: "Offer", from: this.peerId, to: parentId, sdp: offer.sdp ?? "" });
       } catch (e) {
         this.upstreamFailed(u, `offer failed: ${String(e)}`);
       }
@@ -682,32 +780,15 @@ export class MeshPeer {
   }
 
   private async onParentAnswer(from: string, sdp: string): Promise<void> {
-    const u = this.parentUp && this.parentUp.peerId === from && !this.parentUp.remoteSet ? this.parentUp : null;
-    if (!u || !u.pc) {
+    const u = this.parentLink;
+    if (!u || u.peerId !== from || !u.pc || !u.negotiation || u.negotiation.remoteSet) {
       this.log(`unexpected Answer from ${from}`);
       return;
     }
     try {
-      await u.pc.setRemoteDescription({ type: "answer", sdp });
-      u.remoteSet = true;
-      for (const c of u.pendingCandidates ?? []) await u.pc.addIceCandidate(c).catch(() => undefined);
-      u.pendingCandidates = [];
+      await this.setRemote(u.pc, u.negotiation, { type: "answer", sdp });
     } catch (e) {
       this.upstreamFailed(u, `answer failed: ${String(e)}`);
-    }
-  }
-
-  private onRemoteCandidate(from: string, c: RTCIceCandidateInit): void {
-    if (!this.candidateAllowed(c.candidate ?? "")) return;
-    const u = this.parentUp;
-    if (u && u.peerId === from && u.pc && !u.closed) {
-      if (u.remoteSet) void u.pc.addIceCandidate(c).catch(() => undefined);
-      else u.pendingCandidates!.push(c);
-    }
-    const child = this.childMap.get(from);
-    if (child) {
-      if (child.remoteSet) void child.pc.addIceCandidate(c).catch(() => undefined);
-      else child.pendingCandidates.push(c);
     }
   }
 
@@ -715,21 +796,20 @@ export class MeshPeer {
     if (u.closed) return;
     this.log(`${u.kind} ${u.peerId ?? ""} failed: ${reason}`);
     this.closeUpstream(u, reason);
-    if (u === this.parentUp) {
-      this.parentUp = null;
+    if (u === this.parentLink) {
+      this.parentLink = null;
       // Still our assigned parent: retry it after a backoff; the origin
       // covers meanwhile (reconcile).
       const parentId = u.peerId!;
-      if (this.parentRetryTimer) clearTimeout(this.parentRetryTimer);
-      const delay = this.parentBackoff.next();
+      this.cancelParentRetry();
       this.parentRetryTimer = setTimeout(() => {
         this.parentRetryTimer = null;
         if (this.state === "closed") return;
-        if (this.registered && this.assignment?.parentId === parentId && !this.parentUp) this.connectParent(parentId);
-      }, delay);
+        if (this.registered && this.assignment?.parentId === parentId && !this.parentLink) this.connectParent(parentId);
+      }, this.parentBackoff.next());
     }
-    if (u === this.origin) {
-      this.origin = null;
+    if (u === this.originReader) {
+      this.originReader = null;
       this.originRetryAt = now() + (u.received > 0 ? 0 : this.originBackoff.next());
     }
     this.oldParents = this.oldParents.filter((x) => !x.closed);
@@ -741,54 +821,28 @@ export class MeshPeer {
     u.closed = true;
     u.open = false;
     this.log(`closing ${u.kind} ${u.peerId ?? ""} (${reason})`);
-    try {
-      u.dc?.close();
-    } catch {
-      /* ignore */
-    }
-    try {
-      u.pc?.close();
-    } catch {
-      /* ignore */
-    }
+    closeQuietly(u.dc);
+    closeQuietly(u.pc);
     if (u.ws) {
-      const ws = u.ws;
-      ws.onmessage = null;
-      ws.onclose = null;
-      try {
-        ws.close(1000);
-      } catch {
-        /* ignore */
-      }
+      u.ws.onmessage = null;
+      u.ws.onclose = null;
+      closeQuietly(u.ws);
     }
     if (u.assembler) {
-      for (const e of u.assembler.reset()) if (e.type === "discarded") this.st.chunksDiscarded++;
+      for (const e of u.assembler.reset()) if (e.type === "discarded") this.counters.chunksDiscarded++;
     }
   }
 
   // ---------------------------------------------------------------- upstream: origin
 
   private openOrigin(): void {
-    const from = this.seq.next;
+    const from = this.sequencer.next;
     const url = egressUrl(this.originBase, this.cfg.track, from, this.cfg.token);
-    const token = this.cfg.token;
-    const protocols = token !== undefined && isSubprotocolSafe(token) ? [`lvqr.bearer.${token}`] : undefined;
-    const u: Upstream = {
-      kind: "origin",
-      seq: ++this.upstreamSeq,
-      peerId: null,
-      startedAt: now(),
-      firstId: null,
-      lastId: null,
-      open: false,
-      closed: false,
-      received: 0,
-      requested: from,
-    };
-    this.origin = u;
+    const u = this.newUpstream("origin", null);
+    this.originReader = u;
     let ws: WebSocket;
     try {
-      ws = new WebSocket(url, protocols);
+      ws = new WebSocket(url, bearerProtocols(this.cfg.token));
     } catch (e) {
       this.upstreamFailed(u, String(e));
       return;
@@ -797,27 +851,28 @@ export class MeshPeer {
     ws.binaryType = "arraybuffer";
     this.log(`reading origin ${url}`);
     ws.onopen = () => {
-      if (u.closed) return;
-      u.open = true;
+      if (!u.closed) u.open = true;
     };
     ws.onmessage = (ev: MessageEvent) => {
       if (u.closed) return;
       if (typeof ev.data === "string") {
-        this.onOriginText(u, ev.data);
+        this.onOriginText(ev.data);
         return;
       }
+      const message = new Uint8Array(ev.data as ArrayBuffer);
       let obj;
       try {
-        obj = decodeObject(new Uint8Array(ev.data as ArrayBuffer));
+        obj = decodeObject(message);
       } catch (e) {
         this.log(`bad origin message: ${String(e)}`);
         return;
       }
       this.originBackoff.reset();
-      this.onUpstreamObject(u, obj.objectId, obj.payload);
+      this.onUpstreamObject(u, obj.objectId, obj.payload, message);
       this.reconcile();
     };
     ws.onclose = (ev: CloseEvent) => {
+      // 1013 slow_consumer and 1001 shutdown alike: resume with ?from=<next id>.
       if (!u.closed) this.upstreamFailed(u, `origin socket closed (${ev.code})`);
     };
     ws.onerror = () => {
@@ -825,39 +880,35 @@ export class MeshPeer {
     };
   }
 
-  private onOriginText(_u: Upstream, text: string): void {
-    let m: { type?: string; requested?: unknown; first?: unknown };
-    try {
-      m = JSON.parse(text) as typeof m;
-    } catch {
+  /**
+   * The origin no longer keeps the ids below `first`: no source will
+   * deliver them (a repair reader is only open when no parent covers them),
+   * so they are given up and delivery goes on from `first`.
+   */
+  private onOriginText(text: string): void {
+    const first = parseResumeGap(text);
+    if (first === null) {
+      this.log(`origin text frame: ${text.slice(0, 200)}`);
       return;
     }
-    if (m.type === "ResumeGap" && (typeof m.first === "number" || typeof m.first === "string")) {
-      let first: bigint;
-      try {
-        first = BigInt(m.first);
-      } catch {
-        return;
-      }
-      this.log(`origin ResumeGap requested=${String(m.requested)} first=${first}`);
-      const r = this.seq.skipTo(first);
-      this.handleLost(r.lost);
-      for (const d of r.delivered) this.deliver(d);
-      this.reconcile();
-    } else if (m.type === "Error") {
-      this.log(`origin error: ${text}`);
-    }
+    this.log(`origin ResumeGap first=${first}`);
+    this.accept(this.sequencer.skipTo(first));
+    this.reconcile();
   }
 
   // ---------------------------------------------------------------- data path
 
-  private onUpstreamObject(u: Upstream, id: bigint, payload: Uint8Array): void {
+  private onUpstreamObject(u: Upstream, id: bigint, payload: Uint8Array, message: Uint8Array | null): void {
     u.received++;
     if (u.lastId === null || id !== u.lastId + 1n) u.firstId = id; // a new contiguous run
     u.lastId = id;
-    const source: ObjectSource = u.kind === "parent" ? "parent" : "origin";
-    const r = this.seq.offer(id, payload, source);
-    if (r.duplicate) this.st.duplicates++;
+    const kind: ObjectSource = u.kind === "parent" ? "parent" : "origin";
+    this.accept(this.sequencer.offer(id, payload, { kind, message }));
+  }
+
+  /** Counts and delivers what one offer or skip to the reorder buffer released. */
+  private accept(r: OfferResult<Received>): void {
+    if (r.duplicate) this.counters.duplicates++;
     this.handleLost(r.lost);
     for (const d of r.delivered) this.deliver(d);
   }
@@ -865,30 +916,32 @@ export class MeshPeer {
   private handleLost(lost: Gap[]): void {
     for (const g of lost) {
       const count = Number(g.to - g.from);
-      this.st.lost += count;
+      this.counters.lost += count;
       this.log(`lost objects [${g.from}, ${g.to})`);
       this.cfg.onLost?.(g.from, count);
     }
   }
 
-  private deliver(d: Delivery<ObjectSource>): void {
-    this.st.delivered++;
-    this.st.bytesReceived += d.payload.byteLength;
-    this.st.lastObjectId = d.objectId;
-    if (d.source === "parent") this.st.fromParent++;
-    else if (d.source === "pushed") this.st.pushed++;
+  private deliver(d: Delivery<Received>): void {
+    const st = this.counters;
+    st.delivered++;
+    st.bytesReceived += d.payload.byteLength;
+    st.lastObjectId = d.objectId;
+    const kind = d.source.kind;
+    if (kind === "parent") st.fromParent++;
+    else if (kind === "pushed") st.pushed++;
     else {
-      this.st.fromOrigin++;
+      st.fromOrigin++;
       if (!this.isRootLike()) {
-        this.st.repairedFromOrigin++;
-        const o = this.origin;
+        st.repairedFromOrigin++;
+        const o = this.originReader;
         if (o && !o.repairCounted) {
           o.repairCounted = true;
-          this.st.gapsRepaired++;
+          st.gapsRepaired++;
         }
       }
     }
-    this.forward(d.objectId, d.payload);
+    this.forward(d.objectId, d.payload, d.source.message);
     try {
       this.cfg.onFrame?.(d.objectId, d.payload);
     } catch (e) {
@@ -900,26 +953,21 @@ export class MeshPeer {
     return this.assignment === null || this.assignment.role === "Root";
   }
 
-  private forward(id: bigint, payload: Uint8Array): void {
+  /**
+   * Sends one object to every open child. The DataChannel messages are built
+   * once per object (or the message it arrived in is reused) and the same
+   * buffers go to every child.
+   */
+  private forward(id: bigint, payload: Uint8Array, received: Uint8Array | null): void {
     if (this.childMap.size === 0) return;
     let messages: Uint8Array[] | null = null;
     const t = now();
-    const slowBytes = this.cfg.slowChildBytes ?? 4 * 1024 * 1024;
-    const slowMs = this.cfg.slowChildMs ?? 3_000;
-    const hardBytes = this.cfg.maxChildBufferedBytes ?? 12 * 1024 * 1024;
-    for (const c of [...this.childMap.values()]) {
+    // Deleting the current entry while iterating a Map is safe.
+    for (const c of this.childMap.values()) {
       if (!c.open || !c.dc || c.dc.readyState !== "open") continue;
-      const buffered = c.dc.bufferedAmount;
-      if (buffered > slowBytes) {
-        c.overSince ??= t;
-        if (t - c.overSince >= slowMs || buffered + payload.byteLength > hardBytes) {
-          this.dropSlowChild(c, buffered);
-          continue;
-        }
-      } else {
-        c.overSince = null;
-      }
-      messages ??= frameForDataChannel(id, payload);
+      if (this.dropIfSlow(c, t, payload.byteLength)) continue;
+      messages ??=
+        received !== null && received.byteLength <= MAX_DATACHANNEL_MESSAGE ? [received] : frameForDataChannel(id, payload);
       try {
         for (const m of messages) c.dc.send(m as Uint8Array<ArrayBuffer>);
       } catch (e) {
@@ -927,39 +975,55 @@ export class MeshPeer {
         this.closeChild(c, "send failed", true);
         continue;
       }
-      this.st.forwarded++;
-      this.st.bytesForwarded += payload.byteLength;
+      this.counters.forwarded++;
+      this.counters.bytesForwarded += payload.byteLength;
     }
   }
 
-  private dropSlowChild(c: Child, buffered: number): void {
-    this.st.childrenDropped++;
+  /**
+   * Drops a child whose DataChannel buffer has stayed above slowChildBytes
+   * for slowChildMs, or, while above it, would pass maxChildBufferedBytes
+   * with `adding` more bytes. True when it was dropped.
+   */
+  private dropIfSlow(c: Child, t: number, adding: number): boolean {
+    const buffered = c.dc!.bufferedAmount;
+    if (buffered <= this.slowChildBytes) {
+      c.overSince = null;
+      return false;
+    }
+    c.overSince ??= t;
+    if (t - c.overSince < this.slowChildMs && buffered + adding <= this.maxChildBufferedBytes) return false;
+    this.counters.childrenDropped++;
     this.log(`dropping slow child ${c.peerId} (bufferedAmount ${buffered})`);
     this.closeChild(c, `slow consumer: bufferedAmount ${buffered}`, true);
+    return true;
   }
 
-  /** Periodic: slow-child check when no objects flow, grace-timer expiry. */
+  /** Periodic: slow children while no objects flow, parent connect timeout, grace-period expiry. */
   private maintain(): void {
     if (this.state === "closed") return;
     const t = now();
-    const slowBytes = this.cfg.slowChildBytes ?? 4 * 1024 * 1024;
-    const slowMs = this.cfg.slowChildMs ?? 3_000;
-    for (const c of [...this.childMap.values()]) {
-      if (!c.open || !c.dc) continue;
-      const buffered = c.dc.bufferedAmount;
-      if (buffered > slowBytes) {
-        c.overSince ??= t;
-        if (t - c.overSince >= slowMs) this.dropSlowChild(c, buffered);
-      } else c.overSince = null;
+    for (const c of this.childMap.values()) if (c.open && c.dc) this.dropIfSlow(c, t, 0);
+    const p = this.parentLink;
+    if (p && !p.open && !p.closed && t - p.startedAt >= this.parentConnectTimeoutMs) {
+      this.upstreamFailed(p, `DataChannel not open after ${this.parentConnectTimeoutMs} ms`);
     }
     this.reconcile();
   }
 
   /**
+   * Whether `u` delivers everything from the next id on, in order: it is
+   * open and its current contiguous run started at or before the next id.
+   */
+  private covers(u: Upstream | null): boolean {
+    if (u === null || !u.open || u.closed || u.firstId === null) return false;
+    const next = this.sequencer.next;
+    return next === null || u.firstId <= next;
+  }
+
+  /**
    * Decides which upstream sources are needed now, from the state of the
-   * sources and the next id to deliver. A source "covers" the stream when it
-   * is open and its current contiguous run started at or before the next id
-   * (so everything from there on comes through it, in order).
+   * sources and the next id to deliver:
    * - a root (or a peer the planner could not place) reads the origin; an
    *   old parent is kept until the origin covers;
    * - a peer whose parent covers needs nothing else: old parents and a
@@ -974,34 +1038,31 @@ export class MeshPeer {
    */
   private reconcile(): void {
     if (this.state === "closed" || this.assignment === null) return;
-    const next = this.seq.next;
-    const covers = (u: Upstream | null): boolean =>
-      u !== null && u.open && !u.closed && u.firstId !== null && (next === null || u.firstId <= next);
     const a = this.assignment;
     const rootLike = a.role === "Root" || a.parentId === null;
-    const parent = this.parentUp;
+    const parent = this.parentLink;
     let open: boolean; // start reading the origin if not reading it
     let keep: boolean; // keep reading it if reading it
     if (rootLike) {
       open = keep = a.role !== "Root" || (this.cfg.rootSource ?? "origin") === "origin";
       // Keep an old parent until the root's own source delivers.
-      if (open ? covers(this.origin) : this.st.pushed > 0) this.closeOldParents();
-    } else if (covers(parent)) {
+      if (open ? this.covers(this.originReader) : this.counters.pushed > 0) this.closeOldParents();
+    } else if (this.covers(parent)) {
       open = keep = false;
       this.closeOldParents();
-    } else if (this.oldParents.some(covers)) {
+    } else if (this.oldParents.some((u) => this.covers(u))) {
       open = keep = false;
     } else if (parent !== null && !parent.closed && parent.firstId === null) {
-      open = !parent.open && now() - parent.startedAt >= (this.cfg.parentGraceMs ?? 1_500);
+      open = !parent.open && now() - parent.startedAt >= this.parentGraceMs;
       keep = true;
     } else {
       open = keep = true;
     }
-    if (open && this.origin === null && now() >= this.originRetryAt) {
+    if (open && this.originReader === null && now() >= this.originRetryAt) {
       this.openOrigin();
-    } else if (!keep && this.origin !== null) {
-      this.closeUpstream(this.origin, "a parent path covers the stream");
-      this.origin = null;
+    } else if (!keep && this.originReader !== null) {
+      this.closeUpstream(this.originReader, "a parent path covers the stream");
+      this.originReader = null;
       this.originBackoff.reset();
     }
   }
@@ -1014,24 +1075,35 @@ export class MeshPeer {
 
   // ---------------------------------------------------------------- children
 
+  /**
+   * Why an Offer from `from` is not from a child of ours, or null when it may
+   * be. The server relays Offers between tree neighbours only, so the one
+   * neighbour to refuse is our parent (per the last AssignParent): children
+   * offer, parents answer. A Leaf has no room for children at all.
+   */
+  private offerRefusal(from: string): string | null {
+    const a = this.assignment;
+    if (!this.registered || a === null) return "not registered";
+    if (from === this.peerId) return "from ourselves";
+    if (from === a.parentId) return "from our parent";
+    if (a.role === "Leaf") return "we are a leaf";
+    return null;
+  }
+
   private async onChildOffer(from: string, sdp: string): Promise<void> {
+    const refusal = this.offerRefusal(from);
+    if (refusal !== null) {
+      this.log(`refused Offer from ${from}: ${refusal}`);
+      return;
+    }
     const old = this.childMap.get(from);
     if (old) this.closeChild(old, "renegotiated", false);
     const pc = new RTCPeerConnection(this.rtcConfig());
-    const c: Child = {
-      peerId: from,
-      pc,
-      dc: null,
-      open: false,
-      overSince: null,
-      pendingCandidates: [],
-      remoteSet: false,
-      localGate: { open: false, queue: [] },
-    };
+    const c: Child = { peerId: from, pc, dc: null, open: false, overSince: null, negotiation: newNegotiation() };
     this.childMap.set(from, c);
+    const current = () => this.childMap.get(from) === c;
     pc.onicecandidate = (ev) => {
-      if (this.childMap.get(from) !== c) return;
-      this.localCandidate(c.localGate, from, ev.candidate);
+      if (current()) this.onLocalCandidate(c.negotiation, from, ev.candidate);
     };
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === "failed" || pc.connectionState === "closed") this.closeChild(c, `pc ${pc.connectionState}`, true);
@@ -1041,7 +1113,7 @@ export class MeshPeer {
       dc.binaryType = "arraybuffer";
       c.dc = dc;
       const opened = () => {
-        if (this.childMap.get(from) !== c || c.open) return;
+        if (!current() || c.open) return;
         c.open = true;
         this.log(`child ${from} DataChannel open`);
         this.cfg.onChildOpen?.(from);
@@ -1051,15 +1123,11 @@ export class MeshPeer {
       if (dc.readyState === "open") opened();
     };
     try {
-      await pc.setRemoteDescription({ type: "offer", sdp });
-      c.remoteSet = true;
-      for (const cand of c.pendingCandidates) await pc.addIceCandidate(cand).catch(() => undefined);
-      c.pendingCandidates = [];
+      await this.setRemote(pc, c.negotiation, { type: "offer", sdp });
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
-      if (this.childMap.get(from) !== c) return;
-      this.send({ type: "Answer", from: this.peerId, to: from, sdp: answer.sdp ?? "" });
-      this.openGate(c.localGate);
+      if (!current()) return;
+      this.sendDescription(c.negotiation, { type: "Answer", from: this.peerId, to: from, sdp: answer.sdp ?? "" });
     } catch (e) {
       this.closeChild(c, `answer failed: ${String(e)}`, true);
     }
@@ -1070,16 +1138,8 @@ export class MeshPeer {
     this.childMap.delete(c.peerId);
     const wasOpen = c.open;
     c.open = false;
-    try {
-      c.dc?.close();
-    } catch {
-      /* ignore */
-    }
-    try {
-      c.pc.close();
-    } catch {
-      /* ignore */
-    }
+    closeQuietly(c.dc);
+    closeQuietly(c.pc);
     this.log(`child ${c.peerId} closed (${reason})`);
     if (wasOpen || notify) this.cfg.onChildClose?.(c.peerId, reason);
   }

@@ -6,12 +6,14 @@
  * Pure: no DOM, no WebRTC, no clock.
  */
 
+/** One object released in order, with the source of the copy that was kept. */
 export interface Delivery<S> {
   objectId: bigint;
   payload: Uint8Array;
   source: S;
 }
 
+/** What one offer() or skipTo() released and gave up. */
 export interface OfferResult<S> {
   /** Objects now deliverable, in order (possibly empty). */
   delivered: Delivery<S>[];
@@ -21,6 +23,7 @@ export interface OfferResult<S> {
   lost: Gap[];
 }
 
+/** Bounds of the reorder buffer: past either, the oldest hole is given up. */
 export interface SequencerOptions {
   /** Most objects held while waiting for a gap to be filled. */
   maxBufferedObjects?: number;
@@ -36,6 +39,10 @@ export interface Gap {
   to: bigint;
 }
 
+/**
+ * The reorder buffer. `S` is whatever the caller keeps per object (e.g. its
+ * source); the first copy offered of an id is the one delivered.
+ */
 export class Sequencer<S> {
   private nextId: bigint | null;
   private readonly buffered = new Map<bigint, { payload: Uint8Array; source: S }>();
@@ -54,14 +61,17 @@ export class Sequencer<S> {
     return this.nextId;
   }
 
+  /** Whether the first id to deliver is known. */
   get started(): boolean {
     return this.nextId !== null;
   }
 
+  /** Objects held waiting for a hole to be filled. */
   get bufferedCount(): number {
     return this.buffered.size;
   }
 
+  /** Payload bytes held waiting for a hole to be filled. */
   get bufferedByteCount(): number {
     return this.bufferedBytes;
   }

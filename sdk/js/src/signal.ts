@@ -2,8 +2,10 @@
  * Signal messages (docs/protocol.md, "Signaling"). Pure types and a parser.
  */
 
+/** A peer's place in the tree: `Root` reads the origin egress, `Leaf` has no room for children. */
 export type Role = "Root" | "Relay" | "Leaf";
 
+/** The server's placement of this peer; sent on registration and on every change. */
 export interface AssignParentMessage {
   type: "AssignParent";
   peer_id: string;
@@ -15,44 +17,42 @@ export interface AssignParentMessage {
   next_object_id?: number | string | null;
 }
 
+/** An RTCIceServer as the server sends it (`--mesh-ice-servers`), without the DOM type. */
 export interface RTCIceServerLike {
   urls: string | string[];
   username?: string;
   credential?: string;
 }
 
+/** WebRTC negotiation between tree neighbours; the server relays these unchanged both ways. */
+export type NegotiationMessage =
+  | { type: "Offer"; from: string; to: string; sdp: string }
+  | { type: "Answer"; from: string; to: string; sdp: string }
+  | {
+      type: "IceCandidate";
+      from: string;
+      to: string;
+      candidate: string;
+      sdp_mid?: string | null;
+      sdp_mline_index?: number | null;
+    };
+
+/** A `/signal` text frame from the server. */
 export type ServerMessage =
   | AssignParentMessage
   | { type: "PeerLeft"; peer_id: string }
-  | { type: "Offer"; from: string; to: string; sdp: string }
-  | { type: "Answer"; from: string; to: string; sdp: string }
-  | {
-      type: "IceCandidate";
-      from: string;
-      to: string;
-      candidate: string;
-      sdp_mid?: string | null;
-      sdp_mline_index?: number | null;
-    }
+  | NegotiationMessage
   | { type: "Error"; code: string; reason: string };
 
+/** A `/signal` text frame to the server. */
 export type ClientMessage =
   | { type: "Register"; peer_id: string; track: string; capacity?: number }
-  | { type: "Offer"; from: string; to: string; sdp: string }
-  | { type: "Answer"; from: string; to: string; sdp: string }
-  | {
-      type: "IceCandidate";
-      from: string;
-      to: string;
-      candidate: string;
-      sdp_mid?: string | null;
-      sdp_mline_index?: number | null;
-    }
+  | NegotiationMessage
   | { type: "ForwardReport"; forwarded_frames: number }
   | { type: "Heartbeat" }
   | { type: "Leave" };
 
-const KNOWN = new Set(["AssignParent", "PeerLeft", "Offer", "Answer", "IceCandidate", "Error"]);
+const SERVER_MESSAGE_TYPES = new Set(["AssignParent", "PeerLeft", "Offer", "Answer", "IceCandidate", "Error"]);
 
 /** Parses a server text frame; null for anything malformed or unknown. */
 export function parseServerMessage(text: string): ServerMessage | null {
@@ -64,7 +64,7 @@ export function parseServerMessage(text: string): ServerMessage | null {
   }
   if (typeof v !== "object" || v === null) return null;
   const m = v as Record<string, unknown>;
-  if (typeof m.type !== "string" || !KNOWN.has(m.type)) return null;
+  if (typeof m.type !== "string" || !SERVER_MESSAGE_TYPES.has(m.type)) return null;
   switch (m.type) {
     case "AssignParent":
       if (typeof m.peer_id !== "string" || typeof m.role !== "string") return null;
@@ -140,6 +140,21 @@ export function egressUrl(originUrl: string, track: string, from: bigint | null,
   return `${base}/ws/${path}${params.length ? "?" + params.join("&") : ""}`;
 }
 
+/**
+ * The WebSocket subprotocols that carry `token` (`lvqr.bearer.<token>`), or
+ * undefined when there is no token or it cannot be a subprotocol (it then
+ * travels as `?token=`, see egressUrl and signalUrlWithToken).
+ */
+export function bearerProtocols(token: string | undefined): string[] | undefined {
+  return token !== undefined && isSubprotocolSafe(token) ? [`lvqr.bearer.${token}`] : undefined;
+}
+
+/** The signal URL, with `?token=` added when the token cannot travel as a subprotocol. */
+export function signalUrlWithToken(signalUrl: string, token: string | undefined): string {
+  if (token === undefined || isSubprotocolSafe(token)) return signalUrl;
+  return signalUrl + (signalUrl.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+}
+
 /** Whether `lvqr.bearer.<token>` is a valid WebSocket subprotocol token. */
 export function isSubprotocolSafe(token: string): boolean {
   return /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(token);
@@ -152,9 +167,19 @@ export function loopbackOnly(candidate: string): boolean {
   return parts.length > 5 && parts[4] === "127.0.0.1";
 }
 
-/** Random peer id: `p-` + 16 hex digits. */
-export function randomPeerId(random: () => number = Math.random): string {
-  let s = "p-";
-  for (let i = 0; i < 16; i++) s += Math.floor(random() * 16).toString(16);
-  return s;
+/**
+ * The `first` id of an origin egress `ResumeGap` text frame, or null for any
+ * other frame. Read from the text rather than JSON.parse, which rounds ids
+ * above 2^53.
+ */
+export function parseResumeGap(text: string): bigint | null {
+  let m: { type?: unknown };
+  try {
+    m = JSON.parse(text) as typeof m;
+  } catch {
+    return null;
+  }
+  if (typeof m !== "object" || m === null || m.type !== "ResumeGap") return null;
+  const digits = /"first"\s*:\s*"?(\d+)/.exec(text);
+  return digits ? BigInt(digits[1]!) : null;
 }

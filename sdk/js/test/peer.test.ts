@@ -6,7 +6,7 @@ import { FakePeerConnection, FakeWebSocket, installFakes } from "./fakes.js";
 const obj = (id: number, size = 10) => encodeObject(BigInt(id), new Uint8Array(size).fill(id & 0xff));
 const flush = () => vi.advanceTimersByTimeAsync(0);
 
-function make(extra: Partial<MeshPeerConfig> = {}) {
+function makePeer(extra: Partial<MeshPeerConfig> = {}) {
   const frames: [bigint, number][] = [];
   const events: string[] = [];
   const peer = new MeshPeer({
@@ -24,6 +24,7 @@ function make(extra: Partial<MeshPeerConfig> = {}) {
   return { peer, frames, events };
 }
 
+/** Connects `peer` and answers its Register with an AssignParent carrying `assign`. */
 async function joined(peer: MeshPeer, assign: Record<string, unknown>) {
   const p = peer.connect();
   const sig = FakeWebSocket.all[0]!;
@@ -32,6 +33,25 @@ async function joined(peer: MeshPeer, assign: Record<string, unknown>) {
   await p;
   await flush();
   return sig;
+}
+
+const ROOT = { role: "Root", parent_id: null, depth: 0 };
+const UNDER_P = { role: "Relay", parent_id: "P", depth: 1 };
+
+/** A root peer reading the origin from `next`. */
+async function rootPeer(next: number, extra: Partial<MeshPeerConfig> = {}) {
+  const made = makePeer(extra);
+  const sig = await joined(made.peer, { ...ROOT, next_object_id: next });
+  return { ...made, sig };
+}
+
+/** A relay under parent "P" from `next`, its DataChannel to P open. */
+async function relayUnderP(next = 0, extra: Partial<MeshPeerConfig> = {}) {
+  const made = makePeer(extra);
+  const sig = await joined(made.peer, { ...UNDER_P, next_object_id: next });
+  const p = await parentLink(sig, "P");
+  p.dc.open();
+  return { ...made, sig, p };
 }
 
 const ids = (frames: [bigint, number][]) => frames.map(([id]) => Number(id));
@@ -47,8 +67,7 @@ afterEach(() => {
 
 describe("MeshPeer signalling", () => {
   it("registers, resolves connect() on AssignParent, heartbeats and reconnects with backoff", async () => {
-    const { peer } = make();
-    const sig = await joined(peer, { role: "Root", parent_id: null, depth: 0, next_object_id: 5 });
+    const { peer, sig } = await rootPeer(5);
     expect(sig.json()[0]).toEqual({ type: "Register", peer_id: "me", track: "live/t", capacity: 2 });
     expect(peer.role).toBe("Root");
     expect(peer.nextObjectId).toBe(5n);
@@ -65,19 +84,15 @@ describe("MeshPeer signalling", () => {
   });
 
   it("sends the token as the lvqr.bearer subprotocol", async () => {
-    const { peer } = make({ token: "s3cret" });
-    await joined(peer, { role: "Root", parent_id: null, depth: 0, next_object_id: 0 });
+    const { peer } = await rootPeer(0, { token: "s3cret" });
     expect(FakeWebSocket.all[0]!.protocols).toEqual(["lvqr.bearer.s3cret"]);
     expect(originSockets()[0]!.protocols).toEqual(["lvqr.bearer.s3cret"]);
     peer.close();
   });
 
   it("reports forwarded_frames every second only when the count changed, and Leave on close", async () => {
-    const { peer } = make();
-    const sig = await joined(peer, { role: "Root", parent_id: null, depth: 0, next_object_id: 0 });
-    const pc = await childJoins(sig, "kid");
-    const dc = pc.remoteChannel();
-    dc.open();
+    const { peer, sig } = await rootPeer(0);
+    const dc = await openChild(sig, "kid");
     const origin = originSockets()[0]!;
     origin.open();
     origin.serverBinary(obj(0));
@@ -91,6 +106,7 @@ describe("MeshPeer signalling", () => {
   });
 });
 
+/** `kid` offers to us; returns our RTCPeerConnection towards it once we answered. */
 async function childJoins(sig: FakeWebSocket, kid: string): Promise<FakePeerConnection> {
   sig.serverText({ type: "Offer", from: kid, to: "me", sdp: "v=0 offer" });
   await flush();
@@ -99,10 +115,16 @@ async function childJoins(sig: FakeWebSocket, kid: string): Promise<FakePeerConn
   return pc;
 }
 
+/** `kid` joins as a child and its DataChannel opens. */
+async function openChild(sig: FakeWebSocket, kid: string) {
+  const dc = (await childJoins(sig, kid)).remoteChannel();
+  dc.open();
+  return dc;
+}
+
 describe("MeshPeer as a root", () => {
   it("reads the origin from next_object_id and delivers in order once", async () => {
-    const { peer, frames } = make();
-    await joined(peer, { role: "Root", parent_id: null, depth: 0, next_object_id: 7 });
+    const { peer, frames } = await rootPeer(7);
     const origin = originSockets()[0]!;
     expect(origin.url).toBe("ws://h:1/ws/live/t?from=7");
     origin.open();
@@ -113,8 +135,7 @@ describe("MeshPeer as a root", () => {
   });
 
   it("skips ids the origin no longer keeps (ResumeGap) and reports them lost", async () => {
-    const { peer, frames, events } = make();
-    await joined(peer, { role: "Root", parent_id: null, depth: 0, next_object_id: 10 });
+    const { peer, frames, events } = await rootPeer(10);
     const origin = originSockets()[0]!;
     origin.open();
     origin.serverText({ type: "ResumeGap", requested: 10, first: 15 });
@@ -126,14 +147,9 @@ describe("MeshPeer as a root", () => {
   });
 
   it("forwards to children, chunked above 64 KiB, and drops a child that stays slow", async () => {
-    const { peer, events } = make({ slowChildBytes: 1000, slowChildMs: 2000 });
-    const sig = await joined(peer, { role: "Root", parent_id: null, depth: 0, next_object_id: 0 });
-    const pcA = await childJoins(sig, "a");
-    const dcA = pcA.remoteChannel();
-    dcA.open();
-    const pcB = await childJoins(sig, "b");
-    const dcB = pcB.remoteChannel();
-    dcB.open();
+    const { peer, events, sig } = await rootPeer(0, { slowChildBytes: 1000, slowChildMs: 2000 });
+    const dcA = await openChild(sig, "a");
+    const dcB = await openChild(sig, "b");
     expect(events).toEqual(["open a", "open b"]);
     expect(peer.children.sort()).toEqual(["a", "b"]);
     const origin = originSockets()[0]!;
@@ -156,6 +172,7 @@ describe("MeshPeer as a root", () => {
   });
 });
 
+/** Our Offer to `parent` went out; the parent answers. */
 async function parentLink(sig: FakeWebSocket, parent: string) {
   const pc = FakePeerConnection.all.at(-1)!;
   expect(sig.json().filter((m) => m.type === "Offer" && m.to === parent).length).toBeGreaterThan(0);
@@ -167,7 +184,7 @@ async function parentLink(sig: FakeWebSocket, parent: string) {
 
 describe("MeshPeer as a relay", () => {
   it("offers to its parent, filters ICE candidates, fills a join gap from the origin, then stops reading it", async () => {
-    const { peer, frames } = make({ iceCandidateFilter: (c) => c.includes(" 127.0.0.1 ") });
+    const { peer, frames } = makePeer({ iceCandidateFilter: (c) => c.includes(" 127.0.0.1 ") });
     const sig = await joined(peer, { role: "Relay", parent_id: "P", depth: 1, next_object_id: 10 });
     const { pc, dc } = await parentLink(sig, "P");
     sig.serverText({ type: "IceCandidate", from: "P", to: "me", candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host" });
@@ -198,7 +215,7 @@ describe("MeshPeer as a relay", () => {
   });
 
   it("holds local ICE candidates until its Offer has gone out", async () => {
-    const { peer } = make();
+    const { peer } = makePeer();
     const p = peer.connect();
     const sig = FakeWebSocket.all[0]!;
     sig.open();
@@ -213,7 +230,7 @@ describe("MeshPeer as a relay", () => {
   });
 
   it("reads the origin when the parent does not come up within the grace period", async () => {
-    const { peer } = make({ parentGraceMs: 1000 });
+    const { peer } = makePeer({ parentGraceMs: 1000 });
     await joined(peer, { role: "Relay", parent_id: "P", depth: 1, next_object_id: 3 });
     await vi.advanceTimersByTimeAsync(500);
     expect(originSockets().length).toBe(0);
@@ -223,10 +240,7 @@ describe("MeshPeer as a relay", () => {
   });
 
   it("reassembles chunked objects from the parent", async () => {
-    const { peer, frames } = make();
-    const sig = await joined(peer, { role: "Relay", parent_id: "P", depth: 1, next_object_id: 0 });
-    const { dc } = await parentLink(sig, "P");
-    dc.open();
+    const { peer, frames, p: { dc } } = await relayUnderP();
     for (const m of frameForDataChannel(0n, new Uint8Array(200_000).fill(7))) dc.recv(m);
     dc.recv(obj(1));
     expect(frames).toEqual([
@@ -237,10 +251,7 @@ describe("MeshPeer as a relay", () => {
   });
 
   it("repairs an object whose chunk run broke from the origin", async () => {
-    const { peer, frames } = make();
-    const sig = await joined(peer, { role: "Relay", parent_id: "P", depth: 1, next_object_id: 0 });
-    const { dc } = await parentLink(sig, "P");
-    dc.open();
+    const { peer, frames, p: { dc } } = await relayUnderP();
     dc.recv(obj(0));
     const chunks = frameForDataChannel(1n, new Uint8Array(150_000).fill(1));
     dc.recv(chunks[0]!);
@@ -262,10 +273,7 @@ describe("MeshPeer as a relay", () => {
   });
 
   it("re-parents without a gap: keeps the old parent until the new one covers the next id", async () => {
-    const { peer, frames } = make();
-    const sig = await joined(peer, { role: "Relay", parent_id: "P", depth: 1, next_object_id: 0 });
-    const p = await parentLink(sig, "P");
-    p.dc.open();
+    const { peer, frames, sig, p } = await relayUnderP();
     for (const i of [0, 1, 2]) p.dc.recv(obj(i));
     sig.serverText({ type: "AssignParent", peer_id: "me", role: "Relay", parent_id: "Q", depth: 2, ice_servers: [] });
     await flush();
@@ -286,10 +294,7 @@ describe("MeshPeer as a relay", () => {
   });
 
   it("bridges a dead parent link from the origin and reconnects to the same parent", async () => {
-    const { peer, frames } = make();
-    const sig = await joined(peer, { role: "Relay", parent_id: "P", depth: 1, next_object_id: 0 });
-    const p = await parentLink(sig, "P");
-    p.dc.open();
+    const { peer, frames, sig, p } = await relayUnderP();
     p.dc.recv(obj(0));
     p.dc.recv(obj(1));
     p.dc.close(); // no PeerLeft, no new assignment
@@ -312,10 +317,7 @@ describe("MeshPeer as a relay", () => {
   });
 
   it("reads the origin at once when its parent leaves, and a promoted peer keeps it", async () => {
-    const { peer, frames } = make();
-    const sig = await joined(peer, { role: "Relay", parent_id: "P", depth: 1, next_object_id: 0 });
-    const p = await parentLink(sig, "P");
-    p.dc.open();
+    const { peer, frames, sig, p } = await relayUnderP();
     p.dc.recv(obj(0));
     sig.serverText({ type: "PeerLeft", peer_id: "P" });
     expect(p.pc.closed).toBe(true);
@@ -332,10 +334,7 @@ describe("MeshPeer as a relay", () => {
   });
 
   it("keeps a repair reader open while the new parent comes up, then hands over without a gap", async () => {
-    const { peer, frames } = make();
-    const sig = await joined(peer, { role: "Relay", parent_id: "P", depth: 1, next_object_id: 0 });
-    const p = await parentLink(sig, "P");
-    p.dc.open();
+    const { peer, frames, sig, p } = await relayUnderP();
     p.dc.recv(obj(0));
     sig.serverText({ type: "PeerLeft", peer_id: "P" });
     const origin = originSockets()[0]!;
@@ -361,10 +360,7 @@ describe("MeshPeer as a relay", () => {
   });
 
   it("does not read the origin while an open parent has nothing to deliver yet (idle stream)", async () => {
-    const { peer, frames } = make();
-    const sig = await joined(peer, { role: "Relay", parent_id: "P", depth: 1, next_object_id: 0 });
-    const p = await parentLink(sig, "P");
-    p.dc.open();
+    const { peer, frames, sig, p } = await relayUnderP();
     await vi.advanceTimersByTimeAsync(10_000);
     expect(originSockets().length).toBe(0);
     p.dc.recv(obj(0));
@@ -373,7 +369,7 @@ describe("MeshPeer as a relay", () => {
   });
 
   it("an unplaced peer (parent_id null, not a root) reads the origin", async () => {
-    const { peer } = make();
+    const { peer } = makePeer();
     await joined(peer, { role: "Relay", parent_id: null, depth: 0, next_object_id: 4 });
     expect(originSockets()[0]!.url).toBe("ws://h:1/ws/live/t?from=4");
     peer.close();
@@ -382,17 +378,148 @@ describe("MeshPeer as a relay", () => {
 
 describe("MeshPeer with an external root source", () => {
   it("pushFrame delivers in order and forwards", async () => {
-    const { peer, frames } = make({ rootSource: "external" });
-    const sig = await joined(peer, { role: "Root", parent_id: null, depth: 0, next_object_id: 0 });
+    const { peer, frames, sig } = await rootPeer(0, { rootSource: "external" });
     expect(originSockets().length).toBe(0);
-    const pc = await childJoins(sig, "k");
-    const dc = pc.remoteChannel();
-    dc.open();
+    const dc = await openChild(sig, "k");
     peer.pushFrame(1, new Uint8Array(3));
     peer.pushFrame(0n, new Uint8Array(2));
     expect(ids(frames)).toEqual([0, 1]);
     expect(dc.sent.length).toBe(2);
     expect(peer.stats.pushed).toBe(2);
+    peer.close();
+  });
+});
+
+describe("MeshPeer hot path", () => {
+  it("sends the same message buffers to every child: the received one when it fits, else chunks built once", async () => {
+    const { peer, sig } = await rootPeer(0);
+    const dcA = await openChild(sig, "a");
+    const dcB = await openChild(sig, "b");
+    const origin = originSockets()[0]!;
+    origin.open();
+    origin.serverBinary(obj(0, 100));
+    origin.serverBinary(obj(1, 100_000));
+    expect(dcA.sent.length).toBe(3);
+    dcA.sent.forEach((m, i) => expect(m).toBe(dcB.sent[i]));
+    expect(dcA.sent[0]).toEqual(obj(0, 100));
+    peer.close();
+  });
+
+  it("bounds the ICE candidates held before the remote description is set", async () => {
+    const { peer, sig } = await rootPeer(0);
+    sig.serverText({ type: "Offer", from: "kid", to: "me", sdp: "v=0 offer" });
+    // Candidates arriving before setRemoteDescription resolves are held.
+    for (let i = 0; i < 1000; i++) {
+      sig.serverText({ type: "IceCandidate", from: "kid", to: "me", candidate: `candidate:${i} 1 udp 1 127.0.0.1 ${i} typ host` });
+    }
+    await flush();
+    expect(FakePeerConnection.all.at(-1)!.candidates.length).toBe(64);
+    peer.close();
+  });
+
+  it("close() leaves no timer behind, also with a reconnect and a parent retry pending", async () => {
+    const { peer, sig, p } = await relayUnderP();
+    p.dc.close(); // parent retry scheduled
+    sig.serverClose(1006); // signal reconnect scheduled
+    expect(vi.getTimerCount()).toBeGreaterThan(0);
+    peer.close();
+    expect(vi.getTimerCount()).toBe(0);
+    expect(originSockets().every((w) => w.readyState === 3)).toBe(true);
+  });
+});
+
+describe("MeshPeer children", () => {
+  it("refuses an Offer from its own parent, and as a leaf", async () => {
+    const { peer, sig } = await relayUnderP();
+    const pcs = FakePeerConnection.all.length;
+    sig.serverText({ type: "Offer", from: "P", to: "me", sdp: "v=0 offer" });
+    await flush();
+    expect(FakePeerConnection.all.length).toBe(pcs);
+    sig.serverText({ type: "AssignParent", peer_id: "me", role: "Leaf", parent_id: "P", depth: 1, ice_servers: [] });
+    sig.serverText({ type: "Offer", from: "kid", to: "me", sdp: "v=0 offer" });
+    await flush();
+    expect(FakePeerConnection.all.length).toBe(pcs);
+    expect(sig.json().filter((m) => m.type === "Answer")).toEqual([]);
+    peer.close();
+  });
+
+  it("closes the link to a child that the planner makes its parent", async () => {
+    const { peer, sig, events } = await rootPeer(0);
+    await openChild(sig, "kid");
+    sig.serverText({ type: "AssignParent", peer_id: "me", role: "Relay", parent_id: "kid", depth: 1, ice_servers: [] });
+    expect(events).toContain("close kid became our parent");
+    expect(peer.children).toEqual([]);
+    peer.close();
+  });
+});
+
+describe("MeshPeer parent link", () => {
+  it("gives up a parent whose DataChannel does not open in time and offers again", async () => {
+    const { peer } = makePeer({ parentConnectTimeoutMs: 5_000 });
+    const sig = await joined(peer, { ...UNDER_P, next_object_id: 0 });
+    const offers = () => sig.json().filter((m) => m.type === "Offer" && m.to === "P").length;
+    expect(offers()).toBe(1);
+    await vi.advanceTimersByTimeAsync(5_300);
+    expect(FakePeerConnection.all[0]!.closed).toBe(true);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(offers()).toBe(2);
+    peer.close();
+  });
+
+  it("takes ResumeGap ids exactly, past 2^53", async () => {
+    const { peer, frames, events } = makePeer();
+    await joined(peer, { ...ROOT, next_object_id: "9007199254740993" });
+    const origin = originSockets()[0]!;
+    origin.open();
+    origin.onmessage?.({ data: '{"type":"ResumeGap","requested":9007199254740993,"first":9007199254740995}' });
+    origin.serverBinary(encodeObject(9007199254740995n, new Uint8Array(1)));
+    expect(frames.map(([id]) => id)).toEqual([9007199254740995n]);
+    expect(events).toContain("lost 9007199254740993 2");
+    peer.close();
+  });
+});
+
+describe("MeshPeer signal errors", () => {
+  const signals = () => FakeWebSocket.all.filter((w) => w.url.endsWith("/signal"));
+
+  it("invalid_track before registration rejects connect() and closes", async () => {
+    const { peer } = makePeer();
+    const p = peer.connect();
+    signals()[0]!.open();
+    signals()[0]!.serverText({ type: "Error", code: "invalid_track", reason: "no" });
+    await expect(p).rejects.toThrow("invalid_track");
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(signals().length).toBe(1);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("mesh_full and duplicate_peer_id: Register again on a fresh socket, with growing delays", async () => {
+    const { peer } = makePeer({ reconnectInitialMs: 1000 });
+    const p = peer.connect();
+    for (const [i, code] of ["mesh_full", "duplicate_peer_id"].entries()) {
+      signals()[i]!.open();
+      signals()[i]!.serverText({ type: "Error", code, reason: "" });
+      expect(signals()[i]!.readyState).toBe(3);
+      await vi.advanceTimersByTimeAsync(500 * 2 ** i);
+      expect(signals().length).toBe(i + 1);
+      await vi.advanceTimersByTimeAsync(500 * 2 ** i + 10);
+      expect(signals().length).toBe(i + 2);
+    }
+    signals()[2]!.open();
+    signals()[2]!.serverText({ type: "AssignParent", peer_id: "me", ...ROOT, ice_servers: [] });
+    await expect(p).resolves.toMatchObject({ role: "Root" });
+    peer.close();
+  });
+
+  it("rate_limited and its close 1008: a new session after the reconnect backoff", async () => {
+    const { peer, sig } = await rootPeer(0);
+    sig.serverText({ type: "Error", code: "rate_limited", reason: "slow down" });
+    sig.serverClose(1008);
+    expect(peer.connected).toBe(false);
+    await vi.advanceTimersByTimeAsync(510);
+    expect(signals().length).toBe(2);
+    signals()[1]!.open();
+    expect(signals()[1]!.json()[0]).toMatchObject({ type: "Register", peer_id: "me" });
     peer.close();
   });
 });
