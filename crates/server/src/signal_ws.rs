@@ -247,7 +247,10 @@ async fn session(
                         peer_id = reg.as_ref().map(|r| r.peer_id.as_str()),
                         "heartbeat timeout"
                     );
-                    return (LeaveReason::Timeout, None);
+                    // Best effort: a peer that is merely stalled learns why
+                    // it was dropped; a vanished one costs the send limit.
+                    let bye = Farewell::close(ws_util::CLOSE_GOING_AWAY, "heartbeat timeout");
+                    return (LeaveReason::Timeout, Some(bye));
                 }
                 if !ws_util::send(ws, Message::Ping(Default::default()), send_limit).await {
                     return (LeaveReason::Disconnect, None);

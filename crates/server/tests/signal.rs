@@ -250,7 +250,7 @@ async fn peer_that_stops_answering_pings_is_evicted() {
     })
     .await;
     // A client that registers and then never reads (so never pongs).
-    let (_mute, _) = register(&srv, "mute", "t", None).await;
+    let (mut mute, _) = register(&srv, "mute", "t", None).await;
     let (mut child, cv) = register(&srv, "child", "t", None).await;
     assert_eq!(cv, assign("child", "Relay", Some("mute"), 1, 0));
     let started = tokio::time::Instant::now();
@@ -267,6 +267,9 @@ async fn peer_that_stops_answering_pings_is_evicted() {
         "evicted too early"
     );
     assert_eq!(mesh_json(&srv).await["peer_count"], 1);
+    // Its socket, read at last, holds the server's pings and then a Close
+    // saying why.
+    assert_eq!(expect_closed(&mut mute).await, Some(1001));
     srv.stop().await;
 }
 
