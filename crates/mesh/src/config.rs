@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 pub struct MeshConfig {
     /// Most children any peer relays to; a peer's own claimed capacity is clamped to it.
     pub max_children: usize,
-    /// Most peers fed directly by the origin (depth 0).
+    /// Most peers fed directly by the origin (depth 0). With 0 every join
+    /// is refused: the tree needs at least one root.
     pub root_peer_count: usize,
     /// Deepest depth a peer may sit at (roots are depth 0).
     pub max_depth: u32,

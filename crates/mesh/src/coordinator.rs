@@ -3,7 +3,7 @@
 pub use crate::config::MeshConfig;
 use crate::error::MeshError;
 use crate::planner::Planner;
-use crate::tree::{PeerAssignment, PeerId, PeerInfo};
+use crate::tree::{PeerAssignment, PeerId, PeerInfo, PeerRole};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -63,7 +63,12 @@ impl MeshCoordinator {
 
     /// Removes a peer and returns its children, detached (no parent) and
     /// keeping their subtrees, for the caller to [`reassign_peer`](Self::reassign_peer).
-    /// An unknown id returns nothing.
+    /// An unknown id returns nothing. As in the seed, nothing else moves: a
+    /// freed root slot is taken by the next join or by a reassigned orphan
+    /// that finds no child slot. (The planner's own [`Planner::leave`]
+    /// re-plans and refills in one step.)
+    ///
+    /// [`Planner::leave`]: crate::Planner::leave
     pub fn remove_peer(&self, id: &str) -> Vec<PeerId> {
         let mut state = self.lock();
         match state.planner.remove_detaching(id) {
@@ -75,16 +80,22 @@ impl MeshCoordinator {
         }
     }
 
-    /// Places a detached peer, or moves a live one to a different parent
-    /// when one is eligible (never into its own subtree). Returns its new
-    /// position.
+    /// Places a detached peer with its whole subtree, or moves a live one
+    /// to a different parent when one is eligible (never into its own
+    /// subtree). Returns its new position. A detached peer whose subtree
+    /// fits nowhere stays detached and gets `NoAvailableParent`; a live peer
+    /// with nowhere better to go stays where it is.
     pub fn reassign_peer(&self, id: &str) -> Result<PeerAssignment, MeshError> {
         let mut state = self.lock();
-        state.planner.reassign(id)?;
-        state
+        state.planner.reassign_whole(id)?;
+        let assignment = state
             .planner
             .assignment(id)
-            .ok_or_else(|| MeshError::PeerNotFound(id.to_string()))
+            .ok_or_else(|| MeshError::PeerNotFound(id.to_string()))?;
+        if assignment.parent.is_none() && assignment.role != PeerRole::Root {
+            return Err(MeshError::NoAvailableParent);
+        }
+        Ok(assignment)
     }
 
     /// Records that the peer is alive now. Unknown ids are ignored.
@@ -123,6 +134,10 @@ impl MeshCoordinator {
     }
 
     /// Percentage of peers fed by another peer rather than by the origin.
+    /// A detached peer waiting for [`reassign_peer`](Self::reassign_peer)
+    /// counts as fed by the origin (that is where a client reads while it
+    /// has no parent), so after `remove_peer` this is below the seed's
+    /// `(n - roots) / n`.
     pub fn offload_percentage(&self) -> f64 {
         self.lock().planner.offload_percentage()
     }
@@ -142,5 +157,26 @@ impl MeshCoordinator {
     /// Checks every tree invariant (see [`Planner::check_invariants`]).
     pub fn check_invariants(&self) -> Result<(), String> {
         self.lock().planner.check_invariants()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // Code written inside the seed's `coordinator` module imports its
+    // siblings this way; every name it uses must resolve.
+    use super::*;
+
+    #[test]
+    fn the_seed_module_names_are_in_scope() {
+        let c = MeshCoordinator::new(MeshConfig::default());
+        let a: PeerAssignment = c.add_peer("p".into(), "t".into(), None).unwrap();
+        assert_eq!(a.role, PeerRole::Root);
+        let info: Option<PeerInfo> = c.get_peer("p");
+        let id: Option<PeerId> = info.map(|i| i.id);
+        assert_eq!(id.as_deref(), Some("p"));
+        assert!(matches!(
+            c.reassign_peer("q"),
+            Err(MeshError::PeerNotFound(_))
+        ));
     }
 }

@@ -4,7 +4,8 @@
 //! no clock of its own (every time-dependent call takes `now`). Every
 //! operation keeps the tree invariants listed on [`Planner::check_invariants`].
 //! Join, leave, heartbeat and sweep cost O(1) expected plus the size of what
-//! moves; only queries that copy the tree (`snapshot`, `dead_peers`) and a
+//! moves (and, while peers wait for a place, a pass over the waiting ones
+//! when a leave frees room); only queries that copy the tree (`snapshot`, `dead_peers`) and a
 //! live `reassign` (which may walk the free slots to skip its own subtree)
 //! are linear.
 //!

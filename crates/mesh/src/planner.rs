@@ -102,6 +102,9 @@ pub struct Planner {
     /// refreshed lazily when it reaches the top.
     liveness: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     roots: usize,
+    /// Placed peers with a free child slot at the depth limit: when they are
+    /// the only free slots, a join fails with `TreeDepthExceeded`.
+    deep_free: usize,
     len: usize,
 }
 
@@ -134,6 +137,7 @@ impl Planner {
             detached: BTreeSet::new(),
             liveness: BinaryHeap::new(),
             roots: 0,
+            deep_free: 0,
             len: 0,
         }
     }
@@ -226,9 +230,19 @@ impl Planner {
             .then_some((Reverse(n.capacity), Reverse(n.depth)))
     }
 
+    /// A placed peer with a free slot that the depth limit keeps empty.
+    fn is_deep_free(&self, i: u32) -> bool {
+        let n = self.node(i);
+        let placed = matches!(n.state, State::Root | State::Attached);
+        placed && n.child_count < n.capacity && n.depth >= self.config.max_depth
+    }
+
     fn unindex(&mut self, i: u32) {
         if let Some(k) = self.open_key(i) {
             self.open.remove(k, i);
+        }
+        if self.is_deep_free(i) {
+            self.deep_free -= 1;
         }
         if let Some(k) = self.leaf_key(i) {
             self.leaves.remove(k, i);
@@ -238,6 +252,9 @@ impl Planner {
     fn index(&mut self, i: u32) {
         if let Some(k) = self.open_key(i) {
             self.open.insert(k, i);
+        }
+        if self.is_deep_free(i) {
+            self.deep_free += 1;
         }
         if let Some(k) = self.leaf_key(i) {
             self.leaves.insert(k, i);
@@ -374,10 +391,10 @@ impl Planner {
 
     /// Places the detached subtree topped by `i`: as a root when a root slot
     /// is free (first choice with `Prefer::Root`, last with `Prefer::Parent`),
-    /// else whole under the best slot its height fits, else split (`i` alone
-    /// placed, its children detached and placed in turn). Whatever finds no
-    /// slot stays detached. `avoid` is never chosen as a parent.
-    fn place(&mut self, i: u32, avoid: u32, prefer: Prefer, touched: &mut Touched) {
+    /// else whole under the best slot its height fits, else, when `split`,
+    /// split (`i` alone placed, its children detached and placed in turn).
+    /// Whatever finds no slot stays detached. `avoid` is never chosen as a parent.
+    fn place(&mut self, i: u32, avoid: u32, prefer: Prefer, split: bool, touched: &mut Touched) {
         let mut work = vec![i];
         while let Some(i) = work.pop() {
             let root_free = self.roots < self.config.root_peer_count;
@@ -388,7 +405,7 @@ impl Planner {
                 self.rebase_subtree(i, 0, State::Root, touched);
             } else if let Some(p) = slot {
                 self.attach_detached(i, p, touched);
-            } else if height > 0 {
+            } else if split && height > 0 {
                 if let Some(p) = self.best_slot(0, avoid) {
                     for c in self.children_of(i) {
                         self.detach(c, touched);
@@ -409,10 +426,11 @@ impl Planner {
 
     /// The peer that takes over a vacated place and hosts as many of the
     /// orphaned `children` as it can at their old depth. Candidates: a
-    /// childless orphan (it hosts its siblings), the first entry of the leaf
-    /// index (it hosts them all, one extra peer moves), an orphan with free
-    /// slots (its subtree moves up a level). Most hosted wins, then least
-    /// moved. When none can host anyone, the orphan with the largest subtree
+    /// childless orphan (it moves up and hosts its siblings), the first entry
+    /// of the leaf index (it hosts them all, one extra peer moves), an orphan
+    /// with free slots (its subtree moves up a level). Fewest orphans left
+    /// to re-home wins, then fewest peers moved (the order above). When no
+    /// candidate can stand in usefully, the orphan with the largest subtree
     /// moves up, so the tallest part of the tree gets shorter.
     /// `avoid` (the vacated place's parent, possibly childless now) is never
     /// chosen: it would become its own child.
@@ -427,32 +445,36 @@ impl Planner {
                 .max_by_key(|&c| (free(c), Reverse(c)))
         };
         let own_leaf = best_child(true);
-        let own_inner = best_child(false);
+        let own_inner = best_child(false).filter(|&c| free(c) > 0);
         let other = self
             .leaves
             .iter()
             .map(|(_, i)| i)
-            .find(|&i| i != avoid && !children.contains(&i));
+            .find(|&i| i != avoid && !children.contains(&i))
+            .filter(|&l| free(l) > 0);
+        // An orphan standing in is itself re-homed; an outside leaf is not.
         let candidates = [
-            own_leaf.map(|c| (free(c).min(k - 1), c)),
-            other.map(|l| (free(l).min(k), l)),
-            own_inner.map(|c| (free(c).min(k - 1), c)),
+            own_leaf.map(|c| (k - 1 - free(c).min(k - 1), c)),
+            other.map(|l| (k - free(l).min(k), l)),
+            own_inner.map(|c| (k - 1 - free(c).min(k - 1), c)),
         ];
-        // max_by_key keeps the last maximum; reverse so earlier candidates win ties.
+        // min_by_key keeps the first minimum: earlier candidates move fewer peers.
         let best = candidates
             .into_iter()
             .flatten()
-            .rev()
-            .max_by_key(|&(hosts, _)| hosts);
-        match best {
-            Some((hosts, s)) if hosts > 0 => Some(s),
-            _ => own_leaf.or_else(|| {
-                children
-                    .iter()
-                    .copied()
-                    .max_by_key(|&c| (self.subtree(c).0.len(), Reverse(c)))
-            }),
-        }
+            .min_by_key(|&(left, _)| left);
+        best.map(|(_, s)| s).or_else(|| {
+            children
+                .iter()
+                .copied()
+                .max_by_key(|&c| (self.subtree(c).0.len(), Reverse(c)))
+        })
+    }
+
+    /// Whether any peer could be placed at all: a free root slot, or a free
+    /// child slot above the depth limit.
+    fn has_room(&self) -> bool {
+        !self.open.is_empty() || self.roots < self.config.root_peer_count
     }
 
     fn free_slots(&self, i: u32) -> u32 {
@@ -474,13 +496,16 @@ impl Planner {
     }
 
     fn place_all_detached(&mut self, touched: &mut Touched) {
+        if self.detached.is_empty() || !self.has_room() {
+            return;
+        }
         let waiting: Vec<u32> = self.detached.iter().copied().collect();
         for i in waiting {
-            if self.open.is_empty() && self.roots >= self.config.root_peer_count {
+            if !self.has_room() {
                 break;
             }
             if self.detached.contains(&i) {
-                self.place(i, NONE, Prefer::Root, touched);
+                self.place(i, NONE, Prefer::Root, true, touched);
             }
         }
     }
@@ -505,7 +530,7 @@ impl Planner {
         } else {
             match self.open.first() {
                 Some(p) => p,
-                None if self.config.max_depth == 0 => {
+                None if self.deep_free > 0 || self.config.max_depth == 0 => {
                     return Err(MeshError::TreeDepthExceeded {
                         max: self.config.max_depth as usize,
                     })
@@ -642,7 +667,7 @@ impl Planner {
         }
         for c in orphans {
             self.detach(c, touched);
-            self.place(c, NONE, Prefer::Root, touched);
+            self.place(c, NONE, Prefer::Root, true, touched);
         }
     }
 
@@ -702,12 +727,23 @@ impl Planner {
     /// free slots (skipping those in its own subtree): O(n) at worst, meant
     /// for rebalancing, not for every join.
     pub fn reassign(&mut self, id: &str) -> Result<Vec<PeerAssignment>, MeshError> {
+        self.reassign_with(id, true)
+    }
+
+    /// As [`Planner::reassign`], but a waiting peer is placed with its whole
+    /// subtree or not at all (never split), so the only peers that move are
+    /// the peer and its descendants, whose parents stay the same.
+    pub fn reassign_whole(&mut self, id: &str) -> Result<Vec<PeerAssignment>, MeshError> {
+        self.reassign_with(id, false)
+    }
+
+    fn reassign_with(&mut self, id: &str, split: bool) -> Result<Vec<PeerAssignment>, MeshError> {
         let i = self.require(id)?;
         let mut touched = Touched::default();
         match self.node(i).state {
             State::Root => {}
             State::Detached if self.detached.contains(&i) => {
-                self.place(i, NONE, Prefer::Parent, &mut touched)
+                self.place(i, NONE, Prefer::Parent, split, &mut touched)
             }
             // Inside a waiting subtree: it moves when its top is placed.
             State::Detached => {}
@@ -724,7 +760,7 @@ impl Planner {
                 };
                 if elsewhere {
                     self.detach(i, &mut touched);
-                    self.place(i, old_parent, Prefer::Parent, &mut touched);
+                    self.place(i, old_parent, Prefer::Parent, split, &mut touched);
                     if self.detached.contains(&i) {
                         self.attach_detached(i, old_parent, &mut touched);
                     }
@@ -883,7 +919,8 @@ impl Planner {
             .collect()
     }
 
-    /// Checks every invariant, O(n · log n):
+    /// Checks every invariant, for tests: O(n · b), where b is the largest
+    /// index bucket (up to n, so quadratic at worst):
     /// parent links form a forest (no cycles); each peer's depth is its
     /// parent's + 1 (roots and waiting peers 0); children <= effective
     /// capacity; roots <= `root_peer_count`; placed depth <= `max_depth`;
@@ -894,6 +931,7 @@ impl Planner {
         let mut roots = 0;
         let mut open = 0;
         let mut leaves = 0;
+        let mut deep_free = 0;
         let mut detached = 0;
         for (i, slot) in self.nodes.iter().enumerate() {
             let Some(n) = slot else { continue };
@@ -973,6 +1011,9 @@ impl Planner {
                     return Err(format!("{name}: missing from the open-slot index"));
                 }
             }
+            if self.is_deep_free(i) {
+                deep_free += 1;
+            }
             if let Some(k) = self.leaf_key(i) {
                 leaves += 1;
                 if !self.leaves.contains(k, i) {
@@ -1000,7 +1041,10 @@ impl Planner {
                 self.len
             ));
         }
-        if open != self.open.len() || leaves != self.leaves.len() || detached != self.detached.len()
+        if open != self.open.len()
+            || leaves != self.leaves.len()
+            || detached != self.detached.len()
+            || deep_free != self.deep_free
         {
             return Err("an index holds stale entries".to_string());
         }

@@ -32,7 +32,10 @@ pub struct PeerAssignment {
 }
 
 /// A copy of everything the planner knows about one peer.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serialises like the seed's: the two instants are process-local and are
+/// skipped (restored as "now" and "never" when read back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerInfo {
     /// The peer's id.
     pub id: PeerId,
@@ -47,14 +50,17 @@ pub struct PeerInfo {
     /// Hops from the origin (roots are 0).
     pub depth: u32,
     /// Upload bandwidth the peer reported, in kbit/s (0 when unknown).
-    pub upload_kbps: u64,
+    pub upload_kbps: u32,
     /// The cumulative forwarded-object count the peer last reported.
+    #[serde(default)]
     pub forwarded_frames: u64,
     /// The capacity the peer claimed at join, unclamped; `None` means "as many as allowed".
     pub capacity: Option<u32>,
     /// When it joined.
+    #[serde(skip, default = "Instant::now")]
     pub joined_at: Instant,
     /// When it was last heard from.
+    #[serde(skip)]
     pub last_heartbeat: Option<Instant>,
 }
 

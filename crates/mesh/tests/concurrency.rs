@@ -2,7 +2,7 @@
 //! duplicates one another, or breaks an invariant.
 
 use meshrelay_mesh::{MeshConfig, MeshCoordinator, MeshError, PeerRole};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
@@ -60,7 +60,37 @@ fn mixed_concurrent_operations_keep_every_invariant() {
         heartbeat_timeout_secs: 10,
     }));
     let threads = 4;
-    let barrier = Arc::new(Barrier::new(threads));
+    let barrier = Arc::new(Barrier::new(threads + 1));
+    let done = Arc::new(AtomicBool::new(false));
+    // Readers see a consistent tree between any two writes.
+    let reader = {
+        let (coord, barrier, done) = (coord.clone(), barrier.clone(), done.clone());
+        thread::spawn(move || {
+            barrier.wait();
+            let mut rounds = 0u32;
+            while !done.load(Ordering::Acquire) || rounds == 0 {
+                coord.check_invariants().unwrap();
+                let snapshot = coord.tree_snapshot();
+                let ids: std::collections::HashSet<&str> =
+                    snapshot.iter().map(|p| p.id.as_str()).collect();
+                for p in &snapshot {
+                    assert!(p.children.len() <= p.effective_capacity(3));
+                    assert!(p.children.iter().all(|c| ids.contains(c.as_str())));
+                }
+                if let Some(p) = snapshot.first() {
+                    // It may have left since; if not, it is a whole peer.
+                    if let Some(q) = coord.get_peer(&p.id) {
+                        assert_eq!(q.id, p.id);
+                    }
+                }
+                let offload = coord.offload_percentage();
+                assert!((0.0..=100.0).contains(&offload), "{offload}");
+                assert!(coord.find_dead_peers().is_empty());
+                rounds += 1;
+            }
+            rounds
+        })
+    };
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let (coord, barrier) = (coord.clone(), barrier.clone());
@@ -96,6 +126,8 @@ fn mixed_concurrent_operations_keep_every_invariant() {
     for h in handles {
         h.join().unwrap();
     }
+    done.store(true, Ordering::Release);
+    assert!(reader.join().unwrap() > 0);
     coord.check_invariants().unwrap();
     let snapshot = coord.tree_snapshot();
     assert_eq!(snapshot.len(), coord.peer_count());

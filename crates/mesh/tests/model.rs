@@ -3,7 +3,9 @@
 //! public snapshot, and the planner's own exhaustive check) and that each
 //! operation reports exactly the peers whose position changed.
 
-use meshrelay_mesh::{MeshConfig, MeshError, PeerAssignment, PeerInfo, PeerRole, Planner};
+use meshrelay_mesh::{
+    MeshConfig, MeshCoordinator, MeshError, PeerAssignment, PeerInfo, PeerRole, Planner,
+};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -16,6 +18,7 @@ enum Op {
     RemoveDetaching(u16),
     PlaceDetached,
     Heartbeat(u16),
+    HeartbeatAll,
     Advance(u8),
 }
 
@@ -28,12 +31,15 @@ fn op() -> impl Strategy<Value = Op> {
         1 => id.clone().prop_map(Op::RemoveDetaching),
         1 => Just(Op::PlaceDetached),
         2 => id.prop_map(Op::Heartbeat),
+        // Peers outlive many operations, so trees grow to their limits.
+        1 => Just(Op::HeartbeatAll),
         1 => (0u8..8).prop_map(Op::Advance),
     ]
 }
 
 fn config() -> impl Strategy<Value = MeshConfig> {
-    (0usize..5, 1usize..5, 0u32..7).prop_map(|(c, r, d)| MeshConfig {
+    let children = prop_oneof![1 => Just(0usize), 5 => 1usize..5];
+    (children, 1usize..5, 0u32..7).prop_map(|(c, r, d)| MeshConfig {
         max_children: c,
         root_peer_count: r,
         max_depth: d,
@@ -132,6 +138,43 @@ fn check_tree(config: &MeshConfig, snapshot: &[PeerInfo], waiting: usize) {
     }
 }
 
+/// A refused join: no placed peer had a free slot above the depth limit,
+/// and the error says whether one at the limit had.
+fn check_refusal(config: &MeshConfig, snapshot: &[PeerInfo], err: &MeshError) {
+    let by_id: BTreeMap<&str, &PeerInfo> = snapshot.iter().map(|p| (p.id.as_str(), p)).collect();
+    let placed = |p: &PeerInfo| {
+        let mut at = p;
+        while let Some(q) = &at.parent {
+            at = by_id[q.as_str()];
+        }
+        at.role == PeerRole::Root
+    };
+    let free = |p: &PeerInfo| {
+        let cap = p.capacity.map_or(config.max_children, |c| {
+            (c as usize).min(config.max_children)
+        });
+        placed(p) && p.children.len() < cap
+    };
+    for p in snapshot {
+        assert!(
+            !(free(p) && p.depth < config.max_depth),
+            "join refused ({err}) though {} had a free slot",
+            p.id
+        );
+    }
+    let at_limit = snapshot
+        .iter()
+        .any(|p| free(p) && p.depth == config.max_depth);
+    let expected = if at_limit || config.max_depth == 0 {
+        MeshError::TreeDepthExceeded {
+            max: config.max_depth as usize,
+        }
+    } else {
+        MeshError::NoAvailableParent
+    };
+    assert_eq!(err, &expected);
+}
+
 /// Every peer whose position differs is reported, each once, with its new position; no other.
 fn check_reported(before: &Positions, after: &Positions, reported: &[PeerAssignment]) {
     let mut seen = BTreeSet::new();
@@ -184,9 +227,12 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
                         }
                     }
                     Err(MeshError::DuplicatePeer(_)) => assert!(members.contains(&id)),
-                    Err(MeshError::NoAvailableParent | MeshError::TreeDepthExceeded { .. }) => {
+                    Err(
+                        e @ (MeshError::NoAvailableParent | MeshError::TreeDepthExceeded { .. }),
+                    ) => {
                         assert!(!members.contains(&id));
                         assert!(planner.root_count() >= config.root_peer_count);
+                        check_refusal(&config, &before_snapshot, &e);
                     }
                     Err(e) => panic!("unexpected {e}"),
                 }
@@ -238,6 +284,11 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
                 let id = format!("p{i}");
                 assert_eq!(planner.heartbeat(&id, now), members.contains(&id));
             }
+            Op::HeartbeatAll => {
+                for id in &members {
+                    assert!(planner.heartbeat(id, now));
+                }
+            }
             Op::Advance(s) => {
                 now += Duration::from_secs(u64::from(s));
                 let expected_dead: BTreeSet<String> = planner.dead_peers(now).into_iter().collect();
@@ -263,6 +314,87 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
     }
 }
 
+/// The facade as the seed's callers drive it: remove a peer, then reassign
+/// each orphan; a refused orphan waits whole until a later reassign.
+fn run_facade(config: MeshConfig, ops: Vec<Op>) {
+    let c = MeshCoordinator::new(config.clone());
+    let mut members: BTreeSet<String> = BTreeSet::new();
+    let mut waiting: BTreeSet<String> = BTreeSet::new();
+    let reassign = |c: &MeshCoordinator, id: &str, waiting: &mut BTreeSet<String>| {
+        let before = c.get_peer(id).expect("member");
+        match c.reassign_peer(id) {
+            Ok(a) => {
+                let now = c.get_peer(id).unwrap();
+                assert_eq!(
+                    (a.parent, a.depth, a.role),
+                    (now.parent, now.depth, now.role)
+                );
+                waiting.remove(id);
+            }
+            Err(MeshError::NoAvailableParent) => {
+                assert!(waiting.contains(id), "{id} refused but was placed");
+                let now = c.get_peer(id).unwrap();
+                assert_eq!(now.parent, None);
+                assert_eq!(
+                    now.children, before.children,
+                    "a refused subtree stays whole"
+                );
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    };
+    for op in ops {
+        match op {
+            Op::Join(i, cap) => {
+                let id = format!("p{i}");
+                match c.add_peer(id.clone(), "t".into(), cap) {
+                    Ok(_) => assert!(members.insert(id)),
+                    Err(MeshError::DuplicatePeer(_)) => assert!(members.contains(&id)),
+                    Err(MeshError::NoAvailableParent | MeshError::TreeDepthExceeded { .. }) => {
+                        assert!(!members.contains(&id))
+                    }
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+            Op::Leave(i) | Op::RemoveDetaching(i) => {
+                let id = format!("p{i}");
+                let orphans = c.remove_peer(&id);
+                if members.remove(&id) {
+                    waiting.remove(&id);
+                    for o in &orphans {
+                        waiting.insert(o.clone());
+                        reassign(&c, o, &mut waiting);
+                    }
+                } else {
+                    assert!(orphans.is_empty());
+                }
+            }
+            Op::Reassign(i) => {
+                let id = format!("p{i}");
+                if members.contains(&id) {
+                    reassign(&c, &id, &mut waiting);
+                } else {
+                    assert_eq!(c.reassign_peer(&id), Err(MeshError::PeerNotFound(id)));
+                }
+            }
+            Op::PlaceDetached => {
+                for id in waiting.clone() {
+                    reassign(&c, &id, &mut waiting);
+                }
+            }
+            Op::Heartbeat(i) => c.heartbeat(&format!("p{i}")),
+            Op::HeartbeatAll => members.iter().for_each(|id| c.heartbeat(id)),
+            // The facade reads the wall clock; time is not simulated here.
+            Op::Advance(_) => assert!(c.find_dead_peers().is_empty()),
+        }
+        let snapshot = c.tree_snapshot();
+        let ids: BTreeSet<String> = snapshot.iter().map(|p| p.id.clone()).collect();
+        assert_eq!(ids, members, "the facade holds exactly the added peers");
+        assert_eq!(c.peer_count(), members.len());
+        check_tree(&config, &snapshot, waiting.len());
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, max_shrink_iters: 2000, ..ProptestConfig::default() })]
 
@@ -272,6 +404,18 @@ proptest! {
         ops in prop::collection::vec(op(), 10_000),
     ) {
         run(config, ops);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_facade_keeps_the_invariants_over_long_random_sequences(
+        config in config(),
+        ops in prop::collection::vec(op(), 10_000),
+    ) {
+        run_facade(config, ops);
     }
 }
 

@@ -1,6 +1,6 @@
 //! One test per placement and re-planning rule of the planner.
 
-use meshrelay_mesh::{MeshConfig, MeshError, PeerRole, Planner};
+use meshrelay_mesh::{MeshConfig, MeshError, PeerAssignment, PeerRole, Planner};
 use std::time::{Duration, Instant};
 
 fn planner(max_children: usize, roots: usize, max_depth: u32) -> Planner {
@@ -66,14 +66,36 @@ fn capacity_is_clamped_and_zero_never_parents() {
 }
 
 #[test]
-fn a_full_tree_refuses_joins_within_the_depth_limit() {
+fn a_tree_whose_only_free_slots_are_at_the_depth_limit_refuses_joins() {
     let mut p = planner(1, 1, 2);
     join_all(&mut p, &["r", "d1", "d2"]);
+    // d2 could take a child, at depth 3.
+    assert_eq!(
+        p.join("d3", None, Instant::now()),
+        Err(MeshError::TreeDepthExceeded { max: 2 })
+    );
+    assert_eq!(p.peer_count(), 3);
+}
+
+#[test]
+fn a_tree_with_no_free_slot_refuses_joins() {
+    let mut p = planner(1, 1, 2);
+    join_all(&mut p, &["r", "d1"]);
+    p.join("d2", Some(0), Instant::now()).unwrap();
     assert_eq!(
         p.join("d3", None, Instant::now()),
         Err(MeshError::NoAvailableParent)
     );
-    assert_eq!(p.peer_count(), 3);
+    // Freeing a slot above the limit makes room again.
+    p.leave("d2").unwrap();
+    assert_eq!(
+        p.join("d3", None, Instant::now())
+            .unwrap()
+            .parent
+            .as_deref(),
+        Some("d1")
+    );
+    p.check_invariants().unwrap();
 }
 
 #[test]
@@ -112,6 +134,29 @@ fn an_inner_peer_is_replaced_by_a_leaf_child_that_hosts_its_siblings() {
         assert_eq!(a.parent.as_deref(), Some(stand_in.peer_id.as_str()));
         assert_eq!(a.depth, 2);
     }
+    p.check_invariants().unwrap();
+}
+
+#[test]
+fn a_lone_leaf_orphan_moves_up_itself_rather_than_a_leaf_from_elsewhere() {
+    let mut p = planner(2, 1, 4);
+    let now = Instant::now();
+    p.join("r", None, now).unwrap();
+    p.join("a", Some(1), now).unwrap();
+    join_all(&mut p, &["b", "c", "d", "e"]);
+    assert_eq!(p.peer("a", "t").unwrap().children, vec!["c"]);
+    assert_eq!(p.peer("b", "t").unwrap().children, vec!["d", "e"]);
+    let out = p.leave("a").unwrap();
+    // c alone moves; d and e (leaves that could host c) stay put.
+    assert_eq!(
+        out.changed,
+        vec![PeerAssignment {
+            peer_id: "c".into(),
+            role: PeerRole::Relay,
+            parent: Some("r".into()),
+            depth: 1,
+        }]
+    );
     p.check_invariants().unwrap();
 }
 

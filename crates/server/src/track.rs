@@ -539,14 +539,11 @@ mod tests {
         }
         track.leave(&ctx, "a", 1, LeaveReason::Disconnect);
         assert_eq!(ctx.total_peers.load(Ordering::Relaxed), 3);
-        // b, a's only neighbour, hears PeerLeft and its new place; the
-        // planner fills the freed root slot with a childless peer (c) that
-        // hosts b at its old depth, so c hears its new place too.
-        assert_eq!(b.queued(), [left("a"), current_assign(&track, "b")]);
-        assert_eq!(current_assign(&track, "b")["depth"], 1);
-        assert_eq!(c.queued(), [current_assign(&track, "c")]);
-        assert_eq!(current_assign(&track, "c")["role"], "Root");
+        // b, a's only neighbour, hears PeerLeft and its new place: a lone
+        // childless orphan takes the freed root slot itself.
+        assert_eq!(b.queued(), [left("a"), assign("b", "Root", None, 0)]);
         // Nobody else hears anything.
+        assert_eq!(c.queued(), NOTHING);
         assert_eq!(z.queued(), NOTHING);
         assert_eq!(a.queued(), NOTHING);
         // A second leave of the same registration plans nothing.
