@@ -443,11 +443,18 @@ var MeshPeer = class {
   /** Previous parents kept delivering until the new path covers the stream. */
   oldParents = [];
   originReader = null;
+  /**
+   * Since when the reorder buffer has waited at the same next id with later
+   * ids buffered (a hole no source is filling), or null without a hole.
+   */
+  stall = null;
   originRetryAt = 0;
   originBackoff = new Backoff({ initialMs: 250, maxMs: 5e3 });
   parentBackoff = new Backoff({ initialMs: 500, maxMs: 8e3 });
   parentRetryTimer = null;
   childMap = /* @__PURE__ */ new Map();
+  /** ICE server lists (JSON) whose RTCPeerConnection constructor threw. */
+  refusedIceServers = /* @__PURE__ */ new Set();
   counters = {
     fromParent: 0,
     fromOrigin: 0,
@@ -576,7 +583,26 @@ var MeshPeer = class {
   }
   // ---------------------------------------------------------------- signal
   log(msg) {
-    this.cfg.log?.(`[${this.peerId}] ${msg}`);
+    try {
+      this.cfg.log?.(`[${this.peerId}] ${msg}`);
+    } catch {
+    }
+  }
+  /**
+   * Calls an integrator callback. Whatever it throws is logged and
+   * swallowed: callbacks run in the middle of delivery, forwarding and
+   * negotiation, and an exception escaping there would leave the peer
+   * half-updated (e.g. objects taken out of the reorder buffer but never
+   * delivered).
+   */
+  emit(name, ...args) {
+    const f = this.cfg[name];
+    if (f === void 0) return;
+    try {
+      f(...args);
+    } catch (e) {
+      this.log(`${name} threw: ${String(e)}`);
+    }
   }
   send(msg) {
     const s = this.signal;
@@ -681,7 +707,7 @@ var MeshPeer = class {
   }
   onSignalError(code, reason) {
     this.log(`signal error ${code}: ${reason}`);
-    this.cfg.onError?.(code, reason);
+    this.emit("onError", code, reason);
     if (this.registered) return;
     if (FATAL_REGISTER_ERRORS.has(code)) {
       this.rejectConnect(new Error(`${code}: ${reason}`));
@@ -737,7 +763,7 @@ var MeshPeer = class {
       for (const r of this.connectResolvers) r.resolve(a);
       this.connectResolvers = [];
     }
-    this.cfg.onAssign?.(a);
+    this.emit("onAssign", a);
     this.reconcile();
     if (first) this.reportForwarded();
   }
@@ -770,15 +796,39 @@ var MeshPeer = class {
     this.parentRetryTimer = null;
   }
   // ---------------------------------------------------------------- negotiation (parent and children)
-  rtcConfig() {
+  /**
+   * A new RTCPeerConnection with the ICE servers of the last AssignParent,
+   * else the config's, else none. A list the browser refuses (its
+   * constructor throws, e.g. a malformed URL) is reported through onError
+   * (`rtc_config`), remembered, and the next list is tried. Null when even
+   * an empty list is refused.
+   */
+  newPeerConnection() {
     const fromAssign = this.assignment?.iceServers ?? [];
-    const iceServers = fromAssign.length > 0 ? fromAssign : this.cfg.iceServers ?? [];
-    return { iceServers };
+    const lists = [fromAssign, this.cfg.iceServers ?? [], []].filter((l, i) => i === 2 || l.length > 0);
+    for (const iceServers of lists) {
+      const key = JSON.stringify(iceServers);
+      if (this.refusedIceServers.has(key)) continue;
+      try {
+        return new RTCPeerConnection({ iceServers });
+      } catch (e) {
+        if (this.refusedIceServers.size < 16) this.refusedIceServers.add(key);
+        this.log(`RTCPeerConnection refused iceServers ${key}: ${String(e)}`);
+        this.emit("onError", "rtc_config", `RTCPeerConnection refused iceServers ${key}: ${String(e)}`);
+      }
+    }
+    return null;
   }
   candidateAllowed(candidate) {
     if (candidate === "") return true;
     const f = this.cfg.iceCandidateFilter;
-    return f ? f(candidate) : true;
+    if (!f) return true;
+    try {
+      return f(candidate);
+    } catch (e) {
+      this.log(`iceCandidateFilter threw (candidate dropped): ${String(e)}`);
+      return false;
+    }
   }
   /** Sends (or holds until our description has gone out) one filtered local candidate. */
   onLocalCandidate(n, to, cand) {
@@ -834,7 +884,11 @@ var MeshPeer = class {
     u.negotiation = negotiation;
     u.assembler = assembler;
     this.parentLink = u;
-    const pc = new RTCPeerConnection(this.rtcConfig());
+    const pc = this.newPeerConnection();
+    if (pc === null) {
+      this.upstreamFailed(u, "no RTCPeerConnection");
+      return;
+    }
     u.pc = pc;
     const dc = pc.createDataChannel("meshrelay", { ordered: true });
     dc.binaryType = "arraybuffer";
@@ -850,7 +904,7 @@ var MeshPeer = class {
       if (u.closed) return;
       u.open = true;
       this.log(`parent ${parentId} DataChannel open`);
-      this.cfg.onParentOpen?.(parentId);
+      this.emit("onParentOpen", parentId);
       this.reconcile();
     };
     dc.onclose = () => {
@@ -1015,7 +1069,7 @@ var MeshPeer = class {
       const count = Number(g.to - g.from);
       this.counters.lost += count;
       this.log(`lost objects [${g.from}, ${g.to})`);
-      this.cfg.onLost?.(g.from, count);
+      this.emit("onLost", g.from, count);
     }
   }
   deliver(d) {
@@ -1038,11 +1092,7 @@ var MeshPeer = class {
       }
     }
     this.forward(d.objectId, d.payload, d.source.message);
-    try {
-      this.cfg.onFrame?.(d.objectId, d.payload);
-    } catch (e) {
-      this.log(`onFrame threw: ${String(e)}`);
-    }
+    this.emit("onFrame", d.objectId, d.payload);
   }
   isRootLike() {
     return this.assignment === null || this.assignment.role === "Root";
@@ -1116,13 +1166,17 @@ var MeshPeer = class {
    *   old parent is kept until the origin covers;
    * - a peer whose parent covers needs nothing else: old parents and a
    *   repair reader are closed;
-   * - while an old parent covers, the new parent may take its time;
+   * - while an old parent covers, the new parent may take its time (and a
+   *   repair reader already open is kept);
    * - a new parent that is still connecting gets `parentGraceMs` before the
    *   origin is read; once its DataChannel is open, the origin is read only
    *   when it delivers with a hole (its first id is past the next id);
    * - otherwise (parent gone, link dead, hole) the origin is read from the
    *   next id, and kept until a parent covers: a repair reader is never
-   *   closed just because a new parent is coming up.
+   *   closed just because a new parent is coming up;
+   * - whatever the sources claim, a hole that has not moved for
+   *   `parentGraceMs` is read from the origin: a source that covers on
+   *   paper may be open but silent (a stalled old parent).
    */
   reconcile() {
     if (this.state === "closed" || this.assignment === null) return;
@@ -1131,14 +1185,17 @@ var MeshPeer = class {
     const parent = this.parentLink;
     let open;
     let keep;
-    if (rootLike) {
+    if (!rootLike && this.holeStalled()) {
+      open = keep = true;
+    } else if (rootLike) {
       open = keep = a.role !== "Root" || (this.cfg.rootSource ?? "origin") === "origin";
       if (open ? this.covers(this.originReader) : this.counters.pushed > 0) this.closeOldParents();
     } else if (this.covers(parent)) {
       open = keep = false;
       this.closeOldParents();
     } else if (this.oldParents.some((u) => this.covers(u))) {
-      open = keep = false;
+      open = false;
+      keep = true;
     } else if (parent !== null && !parent.closed && parent.firstId === null) {
       open = !parent.open && now() - parent.startedAt >= this.parentGraceMs;
       keep = true;
@@ -1152,6 +1209,17 @@ var MeshPeer = class {
       this.originReader = null;
       this.originBackoff.reset();
     }
+  }
+  /** Whether the reorder buffer has waited at one next id, with later ids buffered, for `parentGraceMs`. */
+  holeStalled() {
+    const gap = this.sequencer.gap();
+    if (gap === null) {
+      this.stall = null;
+      return false;
+    }
+    const t = now();
+    if (this.stall === null || this.stall.next !== gap.from) this.stall = { next: gap.from, since: t };
+    return t - this.stall.since >= this.parentGraceMs;
   }
   closeOldParents() {
     if (this.oldParents.length === 0) return;
@@ -1181,7 +1249,11 @@ var MeshPeer = class {
     }
     const old = this.childMap.get(from);
     if (old) this.closeChild(old, "renegotiated", false);
-    const pc = new RTCPeerConnection(this.rtcConfig());
+    const pc = this.newPeerConnection();
+    if (pc === null) {
+      this.log(`refused Offer from ${from}: no RTCPeerConnection`);
+      return;
+    }
     const c = { peerId: from, pc, dc: null, open: false, overSince: null, negotiation: newNegotiation() };
     this.childMap.set(from, c);
     const current = () => this.childMap.get(from) === c;
@@ -1199,7 +1271,7 @@ var MeshPeer = class {
         if (!current() || c.open) return;
         c.open = true;
         this.log(`child ${from} DataChannel open`);
-        this.cfg.onChildOpen?.(from);
+        this.emit("onChildOpen", from);
       };
       dc.onopen = opened;
       dc.onclose = () => this.closeChild(c, "DataChannel closed", true);
@@ -1223,7 +1295,7 @@ var MeshPeer = class {
     closeQuietly(c.dc);
     closeQuietly(c.pc);
     this.log(`child ${c.peerId} closed (${reason})`);
-    if (wasOpen || notify) this.cfg.onChildClose?.(c.peerId, reason);
+    if (wasOpen || notify) this.emit("onChildClose", c.peerId, reason);
   }
 };
 export {

@@ -79,7 +79,11 @@ export interface MeshPeerStats {
   lastObjectId: bigint | null;
 }
 
-/** Options of a MeshPeer; only `signalUrl` and `track` are required. */
+/**
+ * Options of a MeshPeer; only `signalUrl` and `track` are required. A
+ * callback that throws is logged and otherwise ignored: it never costs an
+ * object or a state change.
+ */
 export interface MeshPeerConfig {
   /** `ws(s)://host:port/signal`. */
   signalUrl: string;
@@ -107,7 +111,11 @@ export interface MeshPeerConfig {
   onAssign?: (assignment: Assignment) => void;
   /** The DataChannel to the parent opened. */
   onParentOpen?: (parentId: string) => void;
-  /** Every `Error` frame from the signal server. */
+  /**
+   * Every `Error` frame from the signal server (its code), and failures of
+   * the SDK's own: `rtc_config` (the browser refused the ICE servers; the
+   * next list is used: config iceServers, then none).
+   */
   onError?: (code: string, reason: string) => void;
   /** Ids that could not be had from anywhere (origin no longer keeps them). */
   onLost?: (firstLost: bigint, count: number) => void;
@@ -146,6 +154,9 @@ export interface MeshPeerConfig {
 }
 
 type State = "idle" | "connecting" | "open" | "closed";
+
+/** The integrator's notification callbacks: each is called through `MeshPeer.emit`. */
+type CallbackName = "onFrame" | "onChildOpen" | "onChildClose" | "onAssign" | "onParentOpen" | "onError" | "onLost";
 
 /** What the reorder buffer holds per object. */
 interface Received {
@@ -275,11 +286,18 @@ export class MeshPeer {
   /** Previous parents kept delivering until the new path covers the stream. */
   private oldParents: Upstream[] = [];
   private originReader: Upstream | null = null;
+  /**
+   * Since when the reorder buffer has waited at the same next id with later
+   * ids buffered (a hole no source is filling), or null without a hole.
+   */
+  private stall: { next: bigint; since: number } | null = null;
   private originRetryAt = 0;
   private readonly originBackoff = new Backoff({ initialMs: 250, maxMs: 5_000 });
   private readonly parentBackoff = new Backoff({ initialMs: 500, maxMs: 8_000 });
   private parentRetryTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly childMap = new Map<string, Child>();
+  /** ICE server lists (JSON) whose RTCPeerConnection constructor threw. */
+  private readonly refusedIceServers = new Set<string>();
   private readonly counters: MeshPeerStats = {
     fromParent: 0,
     fromOrigin: 0,
@@ -425,7 +443,28 @@ export class MeshPeer {
   // ---------------------------------------------------------------- signal
 
   private log(msg: string): void {
-    this.cfg.log?.(`[${this.peerId}] ${msg}`);
+    try {
+      this.cfg.log?.(`[${this.peerId}] ${msg}`);
+    } catch {
+      /* a diagnostic sink that throws has nowhere to report to */
+    }
+  }
+
+  /**
+   * Calls an integrator callback. Whatever it throws is logged and
+   * swallowed: callbacks run in the middle of delivery, forwarding and
+   * negotiation, and an exception escaping there would leave the peer
+   * half-updated (e.g. objects taken out of the reorder buffer but never
+   * delivered).
+   */
+  private emit<K extends CallbackName>(name: K, ...args: Parameters<NonNullable<MeshPeerConfig[K]>>): void {
+    const f = this.cfg[name] as ((...a: typeof args) => void) | undefined;
+    if (f === undefined) return;
+    try {
+      f(...args);
+    } catch (e) {
+      this.log(`${name} threw: ${String(e)}`);
+    }
   }
 
   private send(msg: ClientMessage): void {
@@ -545,7 +584,7 @@ export class MeshPeer {
 
   private onSignalError(code: string, reason: string): void {
     this.log(`signal error ${code}: ${reason}`);
-    this.cfg.onError?.(code, reason);
+    this.emit("onError", code, reason);
     if (this.registered) return;
     if (FATAL_REGISTER_ERRORS.has(code)) {
       this.rejectConnect(new Error(`${code}: ${reason}`));
@@ -610,7 +649,7 @@ export class MeshPeer {
       for (const r of this.connectResolvers) r.resolve(a);
       this.connectResolvers = [];
     }
-    this.cfg.onAssign?.(a);
+    this.emit("onAssign", a);
     this.reconcile();
     if (first) this.reportForwarded();
   }
@@ -649,16 +688,41 @@ export class MeshPeer {
 
   // ---------------------------------------------------------------- negotiation (parent and children)
 
-  private rtcConfig(): RTCConfiguration {
-    const fromAssign = this.assignment?.iceServers ?? [];
-    const iceServers = (fromAssign.length > 0 ? fromAssign : (this.cfg.iceServers ?? [])) as RTCIceServer[];
-    return { iceServers };
+  /**
+   * A new RTCPeerConnection with the ICE servers of the last AssignParent,
+   * else the config's, else none. A list the browser refuses (its
+   * constructor throws, e.g. a malformed URL) is reported through onError
+   * (`rtc_config`), remembered, and the next list is tried. Null when even
+   * an empty list is refused.
+   */
+  private newPeerConnection(): RTCPeerConnection | null {
+    const fromAssign = (this.assignment?.iceServers ?? []) as RTCIceServer[];
+    const lists = [fromAssign, this.cfg.iceServers ?? [], []].filter((l, i) => i === 2 || l.length > 0);
+    for (const iceServers of lists) {
+      const key = JSON.stringify(iceServers);
+      if (this.refusedIceServers.has(key)) continue;
+      try {
+        return new RTCPeerConnection({ iceServers });
+      } catch (e) {
+        // Bounded: a handful of distinct lists come from the server at most.
+        if (this.refusedIceServers.size < 16) this.refusedIceServers.add(key);
+        this.log(`RTCPeerConnection refused iceServers ${key}: ${String(e)}`);
+        this.emit("onError", "rtc_config", `RTCPeerConnection refused iceServers ${key}: ${String(e)}`);
+      }
+    }
+    return null;
   }
 
   private candidateAllowed(candidate: string): boolean {
     if (candidate === "") return true;
     const f = this.cfg.iceCandidateFilter;
-    return f ? f(candidate) : true;
+    if (!f) return true;
+    try {
+      return f(candidate);
+    } catch (e) {
+      this.log(`iceCandidateFilter threw (candidate dropped): ${String(e)}`);
+      return false;
+    }
   }
 
   /** Sends (or holds until our description has gone out) one filtered local candidate. */
@@ -722,7 +786,11 @@ export class MeshPeer {
     u.negotiation = negotiation;
     u.assembler = assembler;
     this.parentLink = u;
-    const pc = new RTCPeerConnection(this.rtcConfig());
+    const pc = this.newPeerConnection();
+    if (pc === null) {
+      this.upstreamFailed(u, "no RTCPeerConnection");
+      return;
+    }
     u.pc = pc;
     const dc = pc.createDataChannel("meshrelay", { ordered: true });
     dc.binaryType = "arraybuffer";
@@ -738,7 +806,7 @@ export class MeshPeer {
       if (u.closed) return;
       u.open = true;
       this.log(`parent ${parentId} DataChannel open`);
-      this.cfg.onParentOpen?.(parentId);
+      this.emit("onParentOpen", parentId);
       this.reconcile();
     };
     dc.onclose = () => {
@@ -918,7 +986,7 @@ export class MeshPeer {
       const count = Number(g.to - g.from);
       this.counters.lost += count;
       this.log(`lost objects [${g.from}, ${g.to})`);
-      this.cfg.onLost?.(g.from, count);
+      this.emit("onLost", g.from, count);
     }
   }
 
@@ -942,11 +1010,7 @@ export class MeshPeer {
       }
     }
     this.forward(d.objectId, d.payload, d.source.message);
-    try {
-      this.cfg.onFrame?.(d.objectId, d.payload);
-    } catch (e) {
-      this.log(`onFrame threw: ${String(e)}`);
-    }
+    this.emit("onFrame", d.objectId, d.payload);
   }
 
   private isRootLike(): boolean {
@@ -1028,13 +1092,17 @@ export class MeshPeer {
    *   old parent is kept until the origin covers;
    * - a peer whose parent covers needs nothing else: old parents and a
    *   repair reader are closed;
-   * - while an old parent covers, the new parent may take its time;
+   * - while an old parent covers, the new parent may take its time (and a
+   *   repair reader already open is kept);
    * - a new parent that is still connecting gets `parentGraceMs` before the
    *   origin is read; once its DataChannel is open, the origin is read only
    *   when it delivers with a hole (its first id is past the next id);
    * - otherwise (parent gone, link dead, hole) the origin is read from the
    *   next id, and kept until a parent covers: a repair reader is never
-   *   closed just because a new parent is coming up.
+   *   closed just because a new parent is coming up;
+   * - whatever the sources claim, a hole that has not moved for
+   *   `parentGraceMs` is read from the origin: a source that covers on
+   *   paper may be open but silent (a stalled old parent).
    */
   private reconcile(): void {
     if (this.state === "closed" || this.assignment === null) return;
@@ -1043,7 +1111,9 @@ export class MeshPeer {
     const parent = this.parentLink;
     let open: boolean; // start reading the origin if not reading it
     let keep: boolean; // keep reading it if reading it
-    if (rootLike) {
+    if (!rootLike && this.holeStalled()) {
+      open = keep = true;
+    } else if (rootLike) {
       open = keep = a.role !== "Root" || (this.cfg.rootSource ?? "origin") === "origin";
       // Keep an old parent until the root's own source delivers.
       if (open ? this.covers(this.originReader) : this.counters.pushed > 0) this.closeOldParents();
@@ -1051,7 +1121,10 @@ export class MeshPeer {
       open = keep = false;
       this.closeOldParents();
     } else if (this.oldParents.some((u) => this.covers(u))) {
-      open = keep = false;
+      // A repair reader open here was opened for a stalled hole: it stays
+      // until the current parent covers.
+      open = false;
+      keep = true;
     } else if (parent !== null && !parent.closed && parent.firstId === null) {
       open = !parent.open && now() - parent.startedAt >= this.parentGraceMs;
       keep = true;
@@ -1065,6 +1138,18 @@ export class MeshPeer {
       this.originReader = null;
       this.originBackoff.reset();
     }
+  }
+
+  /** Whether the reorder buffer has waited at one next id, with later ids buffered, for `parentGraceMs`. */
+  private holeStalled(): boolean {
+    const gap = this.sequencer.gap();
+    if (gap === null) {
+      this.stall = null;
+      return false;
+    }
+    const t = now();
+    if (this.stall === null || this.stall.next !== gap.from) this.stall = { next: gap.from, since: t };
+    return t - this.stall.since >= this.parentGraceMs;
   }
 
   private closeOldParents(): void {
@@ -1098,7 +1183,11 @@ export class MeshPeer {
     }
     const old = this.childMap.get(from);
     if (old) this.closeChild(old, "renegotiated", false);
-    const pc = new RTCPeerConnection(this.rtcConfig());
+    const pc = this.newPeerConnection();
+    if (pc === null) {
+      this.log(`refused Offer from ${from}: no RTCPeerConnection`);
+      return;
+    }
     const c: Child = { peerId: from, pc, dc: null, open: false, overSince: null, negotiation: newNegotiation() };
     this.childMap.set(from, c);
     const current = () => this.childMap.get(from) === c;
@@ -1116,7 +1205,7 @@ export class MeshPeer {
         if (!current() || c.open) return;
         c.open = true;
         this.log(`child ${from} DataChannel open`);
-        this.cfg.onChildOpen?.(from);
+        this.emit("onChildOpen", from);
       };
       dc.onopen = opened;
       dc.onclose = () => this.closeChild(c, "DataChannel closed", true);
@@ -1141,6 +1230,6 @@ export class MeshPeer {
     closeQuietly(c.dc);
     closeQuietly(c.pc);
     this.log(`child ${c.peerId} closed (${reason})`);
-    if (wasOpen || notify) this.cfg.onChildClose?.(c.peerId, reason);
+    if (wasOpen || notify) this.emit("onChildClose", c.peerId, reason);
   }
 }

@@ -85,7 +85,14 @@ export class FakePeerConnection {
   onicecandidate: ((ev: { candidate: unknown }) => void) | null = null;
   onconnectionstatechange: (() => void) | null = null;
   ondatachannel: ((ev: { channel: FakeDataChannel }) => void) | null = null;
-  constructor(readonly config: unknown) {
+  /** Test side: every constructor call throws, as for a browser with WebRTC disabled. */
+  static refuseAll = false;
+  constructor(readonly config: { iceServers?: { urls: string | string[] }[] }) {
+    // As the browser: a URL that is not stun:/turn:/turns: is a SyntaxError.
+    const urls = (config?.iceServers ?? []).flatMap((s) => (Array.isArray(s.urls) ? s.urls : [s.urls]));
+    if (FakePeerConnection.refuseAll || urls.some((u) => !/^(stun|turns?):/.test(u))) {
+      throw new SyntaxError(`Failed to construct 'RTCPeerConnection': bad ICE server URL in ${JSON.stringify(urls)}`);
+    }
     FakePeerConnection.all.push(this);
   }
   createDataChannel(label: string): FakeDataChannel {
@@ -123,6 +130,7 @@ export class FakePeerConnection {
 export function installFakes(): void {
   FakeWebSocket.all = [];
   FakePeerConnection.all = [];
+  FakePeerConnection.refuseAll = false;
   (globalThis as Record<string, unknown>).WebSocket = FakeWebSocket;
   (globalThis as Record<string, unknown>).RTCPeerConnection = FakePeerConnection;
 }

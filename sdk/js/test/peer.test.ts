@@ -523,3 +523,170 @@ describe("MeshPeer signal errors", () => {
     peer.close();
   });
 });
+
+describe("MeshPeer integrator callbacks", () => {
+  /** Callbacks that record what they are told and then throw. */
+  function throwing() {
+    const seen: string[] = [];
+    const boom = (what: string) => {
+      seen.push(what);
+      throw new Error(`integrator bug in ${what}`);
+    };
+    const cfg: Partial<MeshPeerConfig> = {
+      onFrame: (id) => boom(`frame ${id}`),
+      onChildOpen: (id) => boom(`open ${id}`),
+      onChildClose: (id) => boom(`close ${id}`),
+      onAssign: (a) => boom(`assign ${a.role}`),
+      onParentOpen: (id) => boom(`parent ${id}`),
+      onError: (code) => boom(`error ${code}`),
+      onLost: (first, n) => boom(`lost ${first} ${n}`),
+      log: () => {
+        throw new Error("log sink bug");
+      },
+    };
+    return { seen, cfg };
+  }
+  const frameIds = (seen: string[]) => seen.filter((e) => e.startsWith("frame ")).map((e) => Number(e.slice(6)));
+
+  it("a throwing onLost, onFrame or onAssign loses no object and skips no step", async () => {
+    const { seen, cfg } = throwing();
+    const { peer } = await rootPeer(10, cfg);
+    expect(seen).toEqual(["assign Root"]);
+    const origin = originSockets()[0]!; // reconcile ran after onAssign threw
+    origin.open();
+    origin.serverBinary(obj(12));
+    origin.serverBinary(obj(13));
+    origin.serverText({ type: "ResumeGap", requested: 10, first: 12 });
+    origin.serverBinary(obj(14));
+    expect(seen.slice(1)).toEqual(["lost 10 2", "frame 12", "frame 13", "frame 14"]);
+    expect(peer.stats).toMatchObject({ delivered: 3, lost: 2 });
+    peer.close();
+  });
+
+  it("a throwing onChildClose while a slow child is dropped mid-release still delivers and forwards the rest", async () => {
+    const { seen, cfg } = throwing();
+    const { peer, sig } = await rootPeer(0, { ...cfg, slowChildBytes: 1000, maxChildBufferedBytes: 2000 });
+    const slow = await openChild(sig, "slow");
+    const fast = await openChild(sig, "fast");
+    expect(seen).toEqual(["assign Root", "open slow", "open fast"]);
+    slow.bufferedAmount = 1995; // the next object takes it past maxChildBufferedBytes
+    const origin = originSockets()[0]!;
+    origin.open();
+    origin.serverBinary(obj(2));
+    origin.serverBinary(obj(1));
+    origin.serverBinary(obj(0)); // releases 0, 1, 2 at once; forwarding 0 drops `slow`
+    expect(seen.slice(3)).toEqual(["close slow", "frame 0", "frame 1", "frame 2"]);
+    expect(fast.sent.length).toBe(3);
+    expect(peer.children).toEqual(["fast"]);
+    expect(peer.stats).toMatchObject({ delivered: 3, forwarded: 3, childrenDropped: 1 });
+    peer.close();
+  });
+
+  it("a throwing onError still rejects connect() on a fatal error; a throwing onParentOpen still stops the repair reader", async () => {
+    const { seen, cfg } = throwing();
+    const { peer } = makePeer(cfg);
+    const p = peer.connect();
+    const sig = FakeWebSocket.all[0]!;
+    sig.open();
+    sig.serverText({ type: "Error", code: "unauthorized", reason: "bad token" });
+    await expect(p).rejects.toThrow("unauthorized");
+    expect(seen).toEqual(["error unauthorized"]);
+
+    installFakes();
+    const r = makePeer({ ...throwing().cfg, parentGraceMs: 100 });
+    const sig2 = await joined(r.peer, { ...UNDER_P, next_object_id: 0 });
+    const link = await parentLink(sig2, "P");
+    await vi.advanceTimersByTimeAsync(400); // grace over: repair from the origin
+    const origin = originSockets()[0]!;
+    origin.open();
+    origin.serverBinary(obj(0));
+    link.dc.open();
+    link.dc.recv(obj(1));
+    expect(origin.readyState).toBe(3);
+    expect(r.peer.stats).toMatchObject({ delivered: 2, fromOrigin: 1, fromParent: 1 });
+    r.peer.close();
+  });
+});
+
+describe("MeshPeer stalled sources", () => {
+  it("reads the origin when a hole stays open past the grace period although a silent old parent covers", async () => {
+    const { peer, frames, sig, p } = await relayUnderP(0, { parentGraceMs: 1000 });
+    p.dc.recv(obj(0));
+    p.dc.recv(obj(1));
+    sig.serverText({ type: "AssignParent", peer_id: "me", role: "Relay", parent_id: "Q", depth: 2, ice_servers: [] });
+    await flush();
+    const q = await parentLink(sig, "Q");
+    q.dc.open();
+    q.dc.recv(obj(4)); // Q starts ahead; P is still open but sends nothing more
+    q.dc.recv(obj(5));
+    await vi.advanceTimersByTimeAsync(900);
+    expect(originSockets().length).toBe(0); // the old parent may still bridge 2, 3
+    await vi.advanceTimersByTimeAsync(400);
+    const origin = originSockets()[0]!;
+    expect(origin.url).toBe("ws://h:1/ws/live/t?from=2");
+    origin.open();
+    origin.serverBinary(obj(2));
+    origin.serverBinary(obj(3));
+    expect(ids(frames)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(origin.readyState).toBe(3); // Q covers from 6 = next
+    expect(p.pc.closed).toBe(true);
+    q.dc.recv(obj(6));
+    expect(ids(frames)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(peer.stats).toMatchObject({ lost: 0, fromOrigin: 2, fromParent: 5 });
+    peer.close();
+  });
+
+  it("does not read the origin while a slow old parent keeps moving the hole forward", async () => {
+    const { peer, frames, sig, p } = await relayUnderP(0, { parentGraceMs: 1000 });
+    p.dc.recv(obj(0));
+    sig.serverText({ type: "AssignParent", peer_id: "me", role: "Relay", parent_id: "Q", depth: 2, ice_servers: [] });
+    await flush();
+    const q = await parentLink(sig, "Q");
+    q.dc.open();
+    q.dc.recv(obj(6));
+    for (const i of [1, 2, 3, 4, 5]) {
+      await vi.advanceTimersByTimeAsync(700);
+      p.dc.recv(obj(i));
+    }
+    expect(originSockets().length).toBe(0);
+    expect(ids(frames)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    peer.close();
+  });
+});
+
+describe("MeshPeer when the browser refuses the ICE servers", () => {
+  const STUN = [{ urls: "stun:127.0.0.1:3478" }];
+
+  it("falls back to the config's iceServers, reports rtc_config once, and connect() resolves", async () => {
+    const errors: string[] = [];
+    const made = makePeer({ iceServers: STUN, onError: (code) => errors.push(code) });
+    const sig = await joined(made.peer, { ...UNDER_P, ice_servers: [{ urls: "not-a-url" }], next_object_id: 0 });
+    expect(made.peer.role).toBe("Relay");
+    expect(FakePeerConnection.all.length).toBe(1);
+    expect(FakePeerConnection.all[0]!.config).toEqual({ iceServers: STUN });
+    expect(sig.json().filter((m) => m.type === "Offer" && m.to === "P").length).toBe(1);
+    sig.serverText({ type: "Offer", from: "kid", to: "me", sdp: "v=0 offer" });
+    await flush();
+    expect(FakePeerConnection.all.length).toBe(2);
+    expect(FakePeerConnection.all[1]!.config).toEqual({ iceServers: STUN });
+    expect(errors).toEqual(["rtc_config"]);
+    made.peer.close();
+  });
+
+  it("with no RTCPeerConnection at all: connect() resolves, the origin is read, an Offer is refused without an unhandled rejection", async () => {
+    FakePeerConnection.refuseAll = true;
+    const errors: string[] = [];
+    const { peer, frames } = makePeer({ onError: (code) => errors.push(code) });
+    const sig = await joined(peer, { ...UNDER_P, next_object_id: 3 });
+    expect(errors).toEqual(["rtc_config"]);
+    const origin = originSockets()[0]!;
+    expect(origin.url).toBe("ws://h:1/ws/live/t?from=3");
+    origin.open();
+    origin.serverBinary(obj(3));
+    expect(ids(frames)).toEqual([3]);
+    sig.serverText({ type: "Offer", from: "kid", to: "me", sdp: "v=0 offer" });
+    await flush();
+    expect(sig.json().filter((m) => m.type === "Answer")).toEqual([]);
+    peer.close();
+  });
+});
