@@ -409,6 +409,9 @@ function closeQuietly(target) {
   } catch {
   }
 }
+function childOpen(c) {
+  return c.open && c.dc !== null && c.dc.readyState === "open";
+}
 function generatePeerId() {
   const bytes = new Uint8Array(8);
   if (typeof crypto !== "undefined" && typeof crypto.getRandomValues === "function") {
@@ -428,6 +431,7 @@ var MeshPeer = class {
   maxChildBufferedBytes;
   parentGraceMs;
   parentConnectTimeoutMs;
+  childConnectTimeoutMs;
   state = "idle";
   signal = null;
   signalBackoff;
@@ -485,6 +489,7 @@ var MeshPeer = class {
     this.maxChildBufferedBytes = config.maxChildBufferedBytes ?? 12 * 1024 * 1024;
     this.parentGraceMs = config.parentGraceMs ?? 1500;
     this.parentConnectTimeoutMs = config.parentConnectTimeoutMs ?? 15e3;
+    this.childConnectTimeoutMs = config.childConnectTimeoutMs ?? this.parentConnectTimeoutMs;
     this.signalBackoff = new Backoff({
       initialMs: config.reconnectInitialMs ?? 500,
       maxMs: config.reconnectMaxMs ?? 15e3
@@ -510,7 +515,7 @@ var MeshPeer = class {
   /** Ids of children whose DataChannel is open. */
   get children() {
     const out = [];
-    for (const c of this.childMap.values()) if (c.open) out.push(c.peerId);
+    for (const c of this.childMap.values()) if (childOpen(c)) out.push(c.peerId);
     return out;
   }
   /** Whether the DataChannel to the assigned parent is open now. */
@@ -1107,7 +1112,7 @@ var MeshPeer = class {
     let messages = null;
     const t = now();
     for (const c of this.childMap.values()) {
-      if (!c.open || !c.dc || c.dc.readyState !== "open") continue;
+      if (!childOpen(c)) continue;
       if (this.dropIfSlow(c, t, payload.byteLength)) continue;
       messages ??= received !== null && received.byteLength <= MAX_DATACHANNEL_MESSAGE ? [received] : frameForDataChannel(id, payload);
       try {
@@ -1139,11 +1144,22 @@ var MeshPeer = class {
     this.closeChild(c, `slow consumer: bufferedAmount ${buffered}`, true);
     return true;
   }
-  /** Periodic: slow children while no objects flow, parent connect timeout, grace-period expiry. */
+  /**
+   * Periodic: children whose DataChannel closed without an event or never
+   * opened, slow children while no objects flow, parent connect timeout,
+   * grace-period expiry.
+   */
   maintain() {
     if (this.state === "closed") return;
     const t = now();
-    for (const c of this.childMap.values()) if (c.open && c.dc) this.dropIfSlow(c, t, 0);
+    for (const c of this.childMap.values()) {
+      if (c.open) {
+        if (childOpen(c)) this.dropIfSlow(c, t, 0);
+        else this.closeChild(c, `DataChannel ${c.dc?.readyState ?? "gone"}`, true);
+      } else if (t - c.startedAt >= this.childConnectTimeoutMs) {
+        this.closeChild(c, `DataChannel not open after ${this.childConnectTimeoutMs} ms`, true);
+      }
+    }
     const p = this.parentLink;
     if (p && !p.open && !p.closed && t - p.startedAt >= this.parentConnectTimeoutMs) {
       this.upstreamFailed(p, `DataChannel not open after ${this.parentConnectTimeoutMs} ms`);
@@ -1254,7 +1270,15 @@ var MeshPeer = class {
       this.log(`refused Offer from ${from}: no RTCPeerConnection`);
       return;
     }
-    const c = { peerId: from, pc, dc: null, open: false, overSince: null, negotiation: newNegotiation() };
+    const c = {
+      peerId: from,
+      pc,
+      dc: null,
+      open: false,
+      startedAt: now(),
+      overSince: null,
+      negotiation: newNegotiation()
+    };
     this.childMap.set(from, c);
     const current = () => this.childMap.get(from) === c;
     pc.onicecandidate = (ev) => {

@@ -135,6 +135,12 @@ export interface MeshPeerConfig {
    * Offer). Default 15,000 ms.
    */
   parentConnectTimeoutMs?: number;
+  /**
+   * A child whose DataChannel is not open this long after its Offer is
+   * closed (its RTCPeerConnection is not kept for ever). Default
+   * parentConnectTimeoutMs.
+   */
+  childConnectTimeoutMs?: number;
   /** A child whose bufferedAmount stays above this for `slowChildMs` is dropped. Default 4 MiB. */
   slowChildBytes?: number;
   /** See `slowChildBytes`. Default 3,000 ms. */
@@ -195,6 +201,8 @@ interface Child {
   pc: RTCPeerConnection;
   dc: RTCDataChannel | null;
   open: boolean;
+  /** When its Offer was taken (now()). */
+  startedAt: number;
   /** Since when its bufferedAmount has been above slowChildBytes, or null. */
   overSince: number | null;
   negotiation: Negotiation;
@@ -244,6 +252,14 @@ function closeQuietly(target: { close(): void } | null | undefined): void {
   }
 }
 
+/**
+ * Whether objects can be sent to `c`. The DataChannel's state is read too: a
+ * connection closed locally fires no close event in Chromium.
+ */
+function childOpen(c: Child): c is Child & { dc: RTCDataChannel } {
+  return c.open && c.dc !== null && c.dc.readyState === "open";
+}
+
 function generatePeerId(): string {
   const bytes = new Uint8Array(8);
   if (typeof crypto !== "undefined" && typeof crypto.getRandomValues === "function") {
@@ -269,6 +285,7 @@ export class MeshPeer {
   private readonly maxChildBufferedBytes: number;
   private readonly parentGraceMs: number;
   private readonly parentConnectTimeoutMs: number;
+  private readonly childConnectTimeoutMs: number;
   private state: State = "idle";
 
   private signal: WebSocket | null = null;
@@ -329,6 +346,7 @@ export class MeshPeer {
     this.maxChildBufferedBytes = config.maxChildBufferedBytes ?? 12 * 1024 * 1024;
     this.parentGraceMs = config.parentGraceMs ?? 1_500;
     this.parentConnectTimeoutMs = config.parentConnectTimeoutMs ?? 15_000;
+    this.childConnectTimeoutMs = config.childConnectTimeoutMs ?? this.parentConnectTimeoutMs;
     this.signalBackoff = new Backoff({
       initialMs: config.reconnectInitialMs ?? 500,
       maxMs: config.reconnectMaxMs ?? 15_000,
@@ -359,7 +377,7 @@ export class MeshPeer {
   /** Ids of children whose DataChannel is open. */
   get children(): string[] {
     const out: string[] = [];
-    for (const c of this.childMap.values()) if (c.open) out.push(c.peerId);
+    for (const c of this.childMap.values()) if (childOpen(c)) out.push(c.peerId);
     return out;
   }
 
@@ -1028,7 +1046,7 @@ export class MeshPeer {
     const t = now();
     // Deleting the current entry while iterating a Map is safe.
     for (const c of this.childMap.values()) {
-      if (!c.open || !c.dc || c.dc.readyState !== "open") continue;
+      if (!childOpen(c)) continue;
       if (this.dropIfSlow(c, t, payload.byteLength)) continue;
       messages ??=
         received !== null && received.byteLength <= MAX_DATACHANNEL_MESSAGE ? [received] : frameForDataChannel(id, payload);
@@ -1063,11 +1081,22 @@ export class MeshPeer {
     return true;
   }
 
-  /** Periodic: slow children while no objects flow, parent connect timeout, grace-period expiry. */
+  /**
+   * Periodic: children whose DataChannel closed without an event or never
+   * opened, slow children while no objects flow, parent connect timeout,
+   * grace-period expiry.
+   */
   private maintain(): void {
     if (this.state === "closed") return;
     const t = now();
-    for (const c of this.childMap.values()) if (c.open && c.dc) this.dropIfSlow(c, t, 0);
+    for (const c of this.childMap.values()) {
+      if (c.open) {
+        if (childOpen(c)) this.dropIfSlow(c, t, 0);
+        else this.closeChild(c, `DataChannel ${c.dc?.readyState ?? "gone"}`, true);
+      } else if (t - c.startedAt >= this.childConnectTimeoutMs) {
+        this.closeChild(c, `DataChannel not open after ${this.childConnectTimeoutMs} ms`, true);
+      }
+    }
     const p = this.parentLink;
     if (p && !p.open && !p.closed && t - p.startedAt >= this.parentConnectTimeoutMs) {
       this.upstreamFailed(p, `DataChannel not open after ${this.parentConnectTimeoutMs} ms`);
@@ -1188,7 +1217,15 @@ export class MeshPeer {
       this.log(`refused Offer from ${from}: no RTCPeerConnection`);
       return;
     }
-    const c: Child = { peerId: from, pc, dc: null, open: false, overSince: null, negotiation: newNegotiation() };
+    const c: Child = {
+      peerId: from,
+      pc,
+      dc: null,
+      open: false,
+      startedAt: now(),
+      overSince: null,
+      negotiation: newNegotiation(),
+    };
     this.childMap.set(from, c);
     const current = () => this.childMap.get(from) === c;
     pc.onicecandidate = (ev) => {

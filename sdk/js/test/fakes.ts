@@ -113,10 +113,11 @@ export class FakePeerConnection {
   async addIceCandidate(c: unknown) {
     this.candidates.push(c);
   }
+  /** As in Chromium: the local side's channels close, but fire no close event (nor does the connection). */
   close(): void {
     this.closed = true;
     this.connectionState = "closed";
-    for (const c of this.channels) c.close();
+    for (const c of this.channels) c.readyState = "closed";
   }
   // test side: the remote side opened a channel towards us
   remoteChannel(): FakeDataChannel {

@@ -690,3 +690,36 @@ describe("MeshPeer when the browser refuses the ICE servers", () => {
     peer.close();
   });
 });
+
+describe("MeshPeer child links", () => {
+  it("closes a child whose DataChannel never opens within childConnectTimeoutMs", async () => {
+    const { peer, events, sig } = await rootPeer(0, { childConnectTimeoutMs: 4000 });
+    const pc = await childJoins(sig, "kid");
+    await vi.advanceTimersByTimeAsync(3500);
+    expect(pc.closed).toBe(false);
+    await vi.advanceTimersByTimeAsync(800);
+    expect(pc.closed).toBe(true);
+    expect(events).toEqual(["close kid DataChannel not open after 4000 ms"]);
+    // A later Offer from the same child is a fresh attempt.
+    const again = await childJoins(sig, "kid");
+    again.remoteChannel().open();
+    expect(peer.children).toEqual(["kid"]);
+    peer.close();
+  });
+
+  it("a child link closed locally (no close event) leaves children at once and is reported by maintain()", async () => {
+    const { peer, events, sig } = await rootPeer(0);
+    const dc = await openChild(sig, "kid");
+    const pc = FakePeerConnection.all.at(-1)!;
+    pc.close(); // as window.dropChildLinks() in the e2e page
+    expect(dc.readyState).toBe("closed");
+    expect(peer.children).toEqual([]);
+    const origin = originSockets()[0]!;
+    origin.open();
+    origin.serverBinary(obj(0)); // not sent on the closed channel (it would throw)
+    expect(peer.stats.forwarded).toBe(0);
+    await vi.advanceTimersByTimeAsync(300);
+    expect(events).toEqual(["open kid", "close kid DataChannel closed"]);
+    peer.close();
+  });
+});
