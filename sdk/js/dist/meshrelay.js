@@ -392,6 +392,7 @@ function parseResumeGap(text) {
 
 // src/peer.ts
 var MAX_PENDING_CANDIDATES = 64;
+var MAX_COOLDOWN_ENTRIES = 256;
 var FATAL_REGISTER_ERRORS = /* @__PURE__ */ new Set(["invalid_peer_id", "invalid_track", "unauthorized"]);
 var RETRY_REGISTER_ERRORS = /* @__PURE__ */ new Set(["duplicate_peer_id", "mesh_full"]);
 function now() {
@@ -441,6 +442,10 @@ var MeshPeer = class {
   maintenanceTimer = null;
   lastReported = 0;
   registered = false;
+  /** Registered at least once (then signal failures are retried for ever). */
+  everRegistered = false;
+  /** Signal sockets in a row that closed without opening. */
+  signalFailures = 0;
   assignment = null;
   sequencer;
   parentLink = null;
@@ -457,6 +462,8 @@ var MeshPeer = class {
   parentBackoff = new Backoff({ initialMs: 500, maxMs: 8e3 });
   parentRetryTimer = null;
   childMap = /* @__PURE__ */ new Map();
+  /** Children dropped as slow: peer id -> until when (now()) their Offers are refused. */
+  cooldown = /* @__PURE__ */ new Map();
   /** ICE server lists (JSON) whose RTCPeerConnection constructor threw. */
   refusedIceServers = /* @__PURE__ */ new Set();
   counters = {
@@ -627,13 +634,17 @@ var MeshPeer = class {
       ws = new WebSocket(signalUrlWithToken(this.cfg.signalUrl, token), bearerProtocols(token));
     } catch (e) {
       this.log(`signal open failed: ${String(e)}`);
+      this.signalNotOpened(`new WebSocket failed: ${String(e)}`);
       this.scheduleSignalReconnect();
       return;
     }
     this.signal = ws;
     this.registered = false;
+    let opened = false;
     ws.onopen = () => {
       if (this.signal !== ws) return;
+      opened = true;
+      this.signalFailures = 0;
       this.counters.signalConnects++;
       this.state = "open";
       this.sendRegister();
@@ -652,6 +663,7 @@ var MeshPeer = class {
       this.signal = null;
       this.registered = false;
       this.log(`signal closed (${ev.code})`);
+      if (!opened) this.signalNotOpened(`the signal socket closed before opening (code ${ev.code})`);
       if (this.state !== "closed") {
         this.state = "connecting";
         this.scheduleSignalReconnect();
@@ -659,6 +671,24 @@ var MeshPeer = class {
     };
     ws.onerror = () => {
     };
+  }
+  /**
+   * Counts a signal socket that never opened. At `connectAttempts` in a row
+   * it is reported (once per run of failures); before the first
+   * registration connect() then rejects and the peer closes, since nothing
+   * tells a refused token (HTTP 401) from a server that is not there.
+   */
+  signalNotOpened(why) {
+    this.signalFailures++;
+    const limit = this.cfg.connectAttempts ?? 3;
+    if (this.signalFailures !== limit) return;
+    const msg = `${this.cfg.signalUrl}: ${limit} signal connections in a row failed to open (last: ${why}); the server refused the WebSocket upgrade (HTTP 401: missing or wrong token) or is unreachable`;
+    this.log(msg);
+    this.emit("onError", "signal_unreachable", msg);
+    if (!this.everRegistered) {
+      this.rejectConnect(new Error(`signal_unreachable: ${msg}`));
+      this.close();
+    }
   }
   /** Forgets the signal socket (its onclose is then ignored) and closes it. */
   dropSignal(code, reason) {
@@ -733,6 +763,7 @@ var MeshPeer = class {
   onAssign(m) {
     const first = !this.registered;
     this.registered = true;
+    this.everRegistered = true;
     this.signalBackoff.reset();
     if (first) this.lastReported = 0;
     const a = {
@@ -1007,6 +1038,7 @@ var MeshPeer = class {
     try {
       ws = new WebSocket(url, bearerProtocols(this.cfg.token));
     } catch (e) {
+      this.originNotOpened(`new WebSocket failed: ${String(e)}`);
       this.upstreamFailed(u, String(e));
       return;
     }
@@ -1035,10 +1067,22 @@ var MeshPeer = class {
       this.reconcile();
     };
     ws.onclose = (ev) => {
-      if (!u.closed) this.upstreamFailed(u, `origin socket closed (${ev.code})`);
+      if (u.closed) return;
+      if (!u.open) this.originNotOpened(`closed before opening (code ${ev.code})`);
+      this.upstreamFailed(u, `origin socket closed (${ev.code})`);
     };
     ws.onerror = () => {
     };
+  }
+  /**
+   * Reports an origin egress socket that never opened (HTTP 401 for a
+   * wrong token, 503 at the track limit, server gone): the reader is retried
+   * with backoff, and each failure goes to onError `origin_unreachable`.
+   */
+  originNotOpened(why) {
+    const msg = `origin egress ${this.originBase}/ws/${this.cfg.track}: ${why}`;
+    this.log(msg);
+    this.emit("onError", "origin_unreachable", msg);
   }
   /**
    * The origin no longer keeps the ids below `first`: no source will
@@ -1141,6 +1185,9 @@ var MeshPeer = class {
     if (t - c.overSince < this.slowChildMs && buffered + adding <= this.maxChildBufferedBytes) return false;
     this.counters.childrenDropped++;
     this.log(`dropping slow child ${c.peerId} (bufferedAmount ${buffered})`);
+    this.cooldown.delete(c.peerId);
+    this.cooldown.set(c.peerId, t + (this.cfg.slowChildCooldownMs ?? 3e4));
+    if (this.cooldown.size > MAX_COOLDOWN_ENTRIES) this.cooldown.delete(this.cooldown.keys().next().value);
     this.closeChild(c, `slow consumer: bufferedAmount ${buffered}`, true);
     return true;
   }
@@ -1159,6 +1206,10 @@ var MeshPeer = class {
       } else if (t - c.startedAt >= this.childConnectTimeoutMs) {
         this.closeChild(c, `DataChannel not open after ${this.childConnectTimeoutMs} ms`, true);
       }
+    }
+    for (const [id, until] of this.cooldown) {
+      if (until > t) break;
+      this.cooldown.delete(id);
     }
     const p = this.parentLink;
     if (p && !p.open && !p.closed && t - p.startedAt >= this.parentConnectTimeoutMs) {
@@ -1247,7 +1298,8 @@ var MeshPeer = class {
    * Why an Offer from `from` is not from a child of ours, or null when it may
    * be. The server relays Offers between tree neighbours only, so the one
    * neighbour to refuse is our parent (per the last AssignParent): children
-   * offer, parents answer. A Leaf has no room for children at all.
+   * offer, parents answer. A Leaf has no room for children at all. A child
+   * dropped as slow is refused for `slowChildCooldownMs`.
    */
   offerRefusal(from) {
     const a = this.assignment;
@@ -1255,6 +1307,11 @@ var MeshPeer = class {
     if (from === this.peerId) return "from ourselves";
     if (from === a.parentId) return "from our parent";
     if (a.role === "Leaf") return "we are a leaf";
+    const until = this.cooldown.get(from);
+    if (until !== void 0) {
+      if (now() < until) return "dropped as slow a short while ago";
+      this.cooldown.delete(from);
+    }
     return null;
   }
   async onChildOffer(from, sdp) {

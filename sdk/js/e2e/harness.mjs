@@ -212,20 +212,27 @@ export async function waitParentsOpen(peers) {
 }
 
 /**
- * Opens one peer (`shared` from sharedBrowser()): a fresh context (media permission, so Chromium offers
- * 127.0.0.1 host candidates), the test page, and a MeshPeer in it.
+ * Opens the test page in a fresh context (media permission, so Chromium
+ * offers 127.0.0.1 host candidates), not yet running a MeshPeer.
  */
-export async function openPeer({ browser, statics }, server, { peerId, track, capacity, ...rest }) {
+export async function openPage({ browser, statics }, peerId) {
   const context = await browser.newContext({ permissions: ["camera", "microphone"] });
   const page = await context.newPage();
-  const consoleLines = [];
   page.on("console", (m) => {
-    consoleLines.push(m.text());
     if (DEBUG) log(`[${peerId} console] ${m.text()}`);
   });
   page.on("pageerror", (e) => log(`[${peerId} pageerror] ${e.message}`));
   await page.goto(`${statics.url}/page.html`);
   await page.waitForFunction(() => window.ready === true);
+  return { context, page };
+}
+
+/**
+ * Opens one peer (`shared` from sharedBrowser()): a fresh context (media permission, so Chromium offers
+ * 127.0.0.1 host candidates), the test page, and a MeshPeer in it.
+ */
+export async function openPeer(shared, server, { peerId, track, capacity, ...rest }) {
+  const { context, page } = await openPage(shared, peerId);
   const cfg = { signalUrl: `${server.ws}/signal`, track, peerId, ...rest };
   if (capacity !== undefined) cfg.capacity = capacity;
   const assignment = await page.evaluate((c) => window.startPeer(c), cfg);

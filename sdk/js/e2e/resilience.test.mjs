@@ -10,6 +10,7 @@ import {
   expectExact,
   getMesh,
   log,
+  openPage,
   openPeer,
   publish,
   sharedBrowser,
@@ -77,6 +78,18 @@ describe("meshrelay SDK resilience in Chromium", () => {
         ws.on("error", () => {});
       });
       assert.equal(status, 401, "no token: 401 before the upgrade");
+      // The page sees a refused upgrade only as close 1006: after
+      // connectAttempts of them connect() rejects and onError says so.
+      const { context, page } = await openPage(shared, "intruder");
+      try {
+        const cfg = { signalUrl: `${server.ws}/signal`, track, peerId: "intruder", token: "wrong", reconnectInitialMs: 100 };
+        const outcome = await page.evaluate((c) => window.startPeer(c).then(() => "resolved", (e) => String(e)), cfg);
+        assert.match(outcome, /signal_unreachable: .*3 signal connections in a row failed to open.*HTTP 401/);
+        const errors = await page.evaluate(() => window.rec.errors);
+        assert.deepEqual(errors.map(([code]) => code), ["signal_unreachable"]);
+      } finally {
+        await context.close();
+      }
       for (const id of ["a", "b"]) peers.push(await openPeer(shared, server, { peerId: id, track, token: "sub-tok" }));
       await waitParentsOpen([peers[1]]);
       const N = 40;

@@ -114,7 +114,9 @@ export interface MeshPeerConfig {
   /**
    * Every `Error` frame from the signal server (its code), and failures of
    * the SDK's own: `rtc_config` (the browser refused the ICE servers; the
-   * next list is used: config iceServers, then none).
+   * next list is used: config iceServers, then none), `signal_unreachable`
+   * (see `connectAttempts`), `origin_unreachable` (an origin egress socket
+   * closed before opening; it is retried with backoff).
    */
   onError?: (code: string, reason: string) => void;
   /** Ids that could not be had from anywhere (origin no longer keeps them). */
@@ -145,8 +147,22 @@ export interface MeshPeerConfig {
   slowChildBytes?: number;
   /** See `slowChildBytes`. Default 3,000 ms. */
   slowChildMs?: number;
+  /**
+   * Offers from a child dropped as slow are refused this long, so it does
+   * not come straight back to the parent it could not keep up with.
+   * Default 30,000 ms.
+   */
+  slowChildCooldownMs?: number;
   /** A child whose bufferedAmount exceeds this is dropped at once. Default 12 MiB. */
   maxChildBufferedBytes?: number;
+  /**
+   * Signal sockets in a row that may fail to open (an HTTP refusal of the
+   * upgrade, such as 401 for a wrong token, reaches the page only as close
+   * 1006) before it is reported through onError `signal_unreachable`.
+   * Before the first registration that also rejects connect() and closes the
+   * peer. Default 3.
+   */
+  connectAttempts?: number;
   /** First signal reconnect delay. Default 500 ms. */
   reconnectInitialMs?: number;
   /** Longest signal reconnect delay. Default 15,000 ms. */
@@ -226,6 +242,9 @@ interface Negotiation {
  */
 const MAX_PENDING_CANDIDATES = 64;
 
+/** Most children remembered in the slow-child cooldown; past it the oldest is forgotten. */
+const MAX_COOLDOWN_ENTRIES = 256;
+
 /** Errors before registration that no retry can fix: connect() rejects and the peer closes. */
 const FATAL_REGISTER_ERRORS = new Set(["invalid_peer_id", "invalid_track", "unauthorized"]);
 /** Errors before registration that another Register, later, may get past. */
@@ -296,6 +315,10 @@ export class MeshPeer {
   private maintenanceTimer: ReturnType<typeof setInterval> | null = null;
   private lastReported = 0;
   private registered = false;
+  /** Registered at least once (then signal failures are retried for ever). */
+  private everRegistered = false;
+  /** Signal sockets in a row that closed without opening. */
+  private signalFailures = 0;
 
   private assignment: Assignment | null = null;
   private readonly sequencer: Sequencer<Received>;
@@ -313,6 +336,8 @@ export class MeshPeer {
   private readonly parentBackoff = new Backoff({ initialMs: 500, maxMs: 8_000 });
   private parentRetryTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly childMap = new Map<string, Child>();
+  /** Children dropped as slow: peer id -> until when (now()) their Offers are refused. */
+  private readonly cooldown = new Map<string, number>();
   /** ICE server lists (JSON) whose RTCPeerConnection constructor threw. */
   private readonly refusedIceServers = new Set<string>();
   private readonly counters: MeshPeerStats = {
@@ -505,13 +530,17 @@ export class MeshPeer {
       ws = new WebSocket(signalUrlWithToken(this.cfg.signalUrl, token), bearerProtocols(token));
     } catch (e) {
       this.log(`signal open failed: ${String(e)}`);
+      this.signalNotOpened(`new WebSocket failed: ${String(e)}`);
       this.scheduleSignalReconnect();
       return;
     }
     this.signal = ws;
     this.registered = false;
+    let opened = false;
     ws.onopen = () => {
       if (this.signal !== ws) return;
+      opened = true;
+      this.signalFailures = 0;
       this.counters.signalConnects++;
       this.state = "open";
       this.sendRegister();
@@ -535,6 +564,7 @@ export class MeshPeer {
       // longer wait after rate_limited: the server's bucket is per
       // connection, so a new session starts with a full burst.
       this.log(`signal closed (${ev.code})`);
+      if (!opened) this.signalNotOpened(`the signal socket closed before opening (code ${ev.code})`);
       if (this.state !== "closed") {
         this.state = "connecting";
         this.scheduleSignalReconnect();
@@ -543,6 +573,27 @@ export class MeshPeer {
     ws.onerror = () => {
       /* onclose follows */
     };
+  }
+
+  /**
+   * Counts a signal socket that never opened. At `connectAttempts` in a row
+   * it is reported (once per run of failures); before the first
+   * registration connect() then rejects and the peer closes, since nothing
+   * tells a refused token (HTTP 401) from a server that is not there.
+   */
+  private signalNotOpened(why: string): void {
+    this.signalFailures++;
+    const limit = this.cfg.connectAttempts ?? 3;
+    if (this.signalFailures !== limit) return;
+    const msg =
+      `${this.cfg.signalUrl}: ${limit} signal connections in a row failed to open (last: ${why}); ` +
+      "the server refused the WebSocket upgrade (HTTP 401: missing or wrong token) or is unreachable";
+    this.log(msg);
+    this.emit("onError", "signal_unreachable", msg);
+    if (!this.everRegistered) {
+      this.rejectConnect(new Error(`signal_unreachable: ${msg}`));
+      this.close();
+    }
   }
 
   /** Forgets the signal socket (its onclose is then ignored) and closes it. */
@@ -629,6 +680,7 @@ export class MeshPeer {
   private onAssign(m: AssignParentMessage): void {
     const first = !this.registered;
     this.registered = true;
+    this.everRegistered = true;
     this.signalBackoff.reset();
     if (first) this.lastReported = 0; // a new server session starts at 0
     const a: Assignment = {
@@ -930,6 +982,7 @@ export class MeshPeer {
     try {
       ws = new WebSocket(url, bearerProtocols(this.cfg.token));
     } catch (e) {
+      this.originNotOpened(`new WebSocket failed: ${String(e)}`);
       this.upstreamFailed(u, String(e));
       return;
     }
@@ -959,11 +1012,24 @@ export class MeshPeer {
     };
     ws.onclose = (ev: CloseEvent) => {
       // 1013 slow_consumer and 1001 shutdown alike: resume with ?from=<next id>.
-      if (!u.closed) this.upstreamFailed(u, `origin socket closed (${ev.code})`);
+      if (u.closed) return;
+      if (!u.open) this.originNotOpened(`closed before opening (code ${ev.code})`);
+      this.upstreamFailed(u, `origin socket closed (${ev.code})`);
     };
     ws.onerror = () => {
       /* onclose follows */
     };
+  }
+
+  /**
+   * Reports an origin egress socket that never opened (HTTP 401 for a
+   * wrong token, 503 at the track limit, server gone): the reader is retried
+   * with backoff, and each failure goes to onError `origin_unreachable`.
+   */
+  private originNotOpened(why: string): void {
+    const msg = `origin egress ${this.originBase}/ws/${this.cfg.track}: ${why}`;
+    this.log(msg);
+    this.emit("onError", "origin_unreachable", msg);
   }
 
   /**
@@ -1077,6 +1143,9 @@ export class MeshPeer {
     if (t - c.overSince < this.slowChildMs && buffered + adding <= this.maxChildBufferedBytes) return false;
     this.counters.childrenDropped++;
     this.log(`dropping slow child ${c.peerId} (bufferedAmount ${buffered})`);
+    this.cooldown.delete(c.peerId); // re-inserted last: the Map stays in expiry order
+    this.cooldown.set(c.peerId, t + (this.cfg.slowChildCooldownMs ?? 30_000));
+    if (this.cooldown.size > MAX_COOLDOWN_ENTRIES) this.cooldown.delete(this.cooldown.keys().next().value!);
     this.closeChild(c, `slow consumer: bufferedAmount ${buffered}`, true);
     return true;
   }
@@ -1096,6 +1165,10 @@ export class MeshPeer {
       } else if (t - c.startedAt >= this.childConnectTimeoutMs) {
         this.closeChild(c, `DataChannel not open after ${this.childConnectTimeoutMs} ms`, true);
       }
+    }
+    for (const [id, until] of this.cooldown) {
+      if (until > t) break; // in expiry order
+      this.cooldown.delete(id);
     }
     const p = this.parentLink;
     if (p && !p.open && !p.closed && t - p.startedAt >= this.parentConnectTimeoutMs) {
@@ -1193,7 +1266,8 @@ export class MeshPeer {
    * Why an Offer from `from` is not from a child of ours, or null when it may
    * be. The server relays Offers between tree neighbours only, so the one
    * neighbour to refuse is our parent (per the last AssignParent): children
-   * offer, parents answer. A Leaf has no room for children at all.
+   * offer, parents answer. A Leaf has no room for children at all. A child
+   * dropped as slow is refused for `slowChildCooldownMs`.
    */
   private offerRefusal(from: string): string | null {
     const a = this.assignment;
@@ -1201,6 +1275,11 @@ export class MeshPeer {
     if (from === this.peerId) return "from ourselves";
     if (from === a.parentId) return "from our parent";
     if (a.role === "Leaf") return "we are a leaf";
+    const until = this.cooldown.get(from);
+    if (until !== undefined) {
+      if (now() < until) return "dropped as slow a short while ago";
+      this.cooldown.delete(from);
+    }
     return null;
   }
 

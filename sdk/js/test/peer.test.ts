@@ -723,3 +723,93 @@ describe("MeshPeer child links", () => {
     peer.close();
   });
 });
+
+describe("MeshPeer when sockets never open", () => {
+  const signals = () => FakeWebSocket.all.filter((w) => w.url.endsWith("/signal"));
+
+  it("three signal sockets refused before registration (HTTP 401 shows as 1006): connect() rejects, onError, no more retries", async () => {
+    const errors: [string, string][] = [];
+    const { peer } = makePeer({ reconnectInitialMs: 100, onError: (c, r) => errors.push([c, r]) });
+    const p = peer.connect();
+    const rejected = expect(p).rejects.toThrow(/signal_unreachable: .*3 signal connections in a row failed to open.*HTTP 401/);
+    for (let i = 0; i < 3; i++) {
+      await vi.advanceTimersByTimeAsync(i === 0 ? 0 : 1000);
+      expect(signals().length).toBe(i + 1);
+      signals()[i]!.serverClose(1006);
+    }
+    await rejected;
+    expect(errors.map(([c]) => c)).toEqual(["signal_unreachable"]);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(signals().length).toBe(3);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("a socket that opens resets the count; after registration failures are reported and retried for ever", async () => {
+    const errors: string[] = [];
+    const { peer } = makePeer({ reconnectInitialMs: 100, reconnectMaxMs: 100, onError: (c) => errors.push(c) });
+    const p = peer.connect();
+    signals()[0]!.serverClose(1006);
+    await vi.advanceTimersByTimeAsync(200);
+    signals()[1]!.serverClose(1006);
+    await vi.advanceTimersByTimeAsync(200);
+    signals()[2]!.open(); // opened: the run of failures ends
+    signals()[2]!.serverText({ type: "AssignParent", peer_id: "me", ...ROOT, ice_servers: [] });
+    await p;
+    signals()[2]!.serverClose(1006);
+    for (let i = 3; i < 9; i++) {
+      await vi.advanceTimersByTimeAsync(200);
+      signals()[i]!.serverClose(1006);
+      if (i === 4) expect(errors).toEqual([]); // two in a row since the one that opened
+    }
+    expect(errors).toEqual(["signal_unreachable"]); // once per run of failures, at the 3rd
+    await vi.advanceTimersByTimeAsync(200);
+    expect(signals().length).toBe(10);
+    expect(peer.connected).toBe(false);
+    peer.close();
+  });
+
+  it("an origin socket closed before opening is reported as origin_unreachable and retried", async () => {
+    const errors: [string, string][] = [];
+    const { peer } = await rootPeer(4, { onError: (c, r) => errors.push([c, r]) });
+    originSockets()[0]!.serverClose(1006);
+    expect(errors).toEqual([["origin_unreachable", "origin egress ws://h:1/ws/live/t: closed before opening (code 1006)"]]);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(originSockets().length).toBe(2);
+    originSockets()[1]!.open();
+    originSockets()[1]!.serverClose(1001); // opened first: a normal resume, not reported
+    expect(errors.length).toBe(1);
+    peer.close();
+  });
+});
+
+describe("MeshPeer slow-child cooldown", () => {
+  it("refuses Offers from a child dropped as slow until slowChildCooldownMs has passed", async () => {
+    const { peer, sig, events } = await rootPeer(0, { slowChildBytes: 1000, maxChildBufferedBytes: 2000, slowChildCooldownMs: 10_000 });
+    const dc = await openChild(sig, "kid");
+    dc.bufferedAmount = 5000;
+    const origin = originSockets()[0]!;
+    origin.open();
+    origin.serverBinary(obj(0));
+    expect(events.at(-1)).toMatch(/^close kid slow consumer/);
+    const pcs = FakePeerConnection.all.length;
+    const answers = () => sig.json().filter((m) => m.type === "Answer" && m.to === "kid").length;
+    expect(answers()).toBe(1);
+    sig.serverText({ type: "Offer", from: "kid", to: "me", sdp: "v=0 offer" });
+    await flush();
+    expect(FakePeerConnection.all.length).toBe(pcs);
+    expect(answers()).toBe(1);
+    await vi.advanceTimersByTimeAsync(9_000);
+    sig.serverText({ type: "Offer", from: "kid", to: "me", sdp: "v=0 offer" });
+    await flush();
+    expect(answers()).toBe(1);
+    await vi.advanceTimersByTimeAsync(1_100);
+    sig.serverText({ type: "Offer", from: "kid", to: "me", sdp: "v=0 offer" });
+    await flush();
+    expect(answers()).toBe(2);
+    expect(FakePeerConnection.all.length).toBe(pcs + 1);
+    // Other children are not affected by kid's cooldown.
+    await openChild(sig, "other");
+    expect(peer.children.sort()).toEqual(["other"]);
+    peer.close();
+  });
+});
