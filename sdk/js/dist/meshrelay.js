@@ -902,7 +902,7 @@ var MeshPeer = class {
     if (!this.candidateAllowed(c.candidate ?? "")) return;
     const u = this.parentLink;
     if (u && u.peerId === from && u.pc && u.negotiation && !u.closed) {
-      this.addRemoteCandidate(u.pc, u.negotiation, c);
+      if (u.negotiation.localSent) this.addRemoteCandidate(u.pc, u.negotiation, c);
       return;
     }
     const child = this.childMap.get(from);
@@ -979,12 +979,30 @@ var MeshPeer = class {
     })();
     this.log(`connecting to parent ${parentId}`);
   }
+  /**
+   * Applies the parent's Answer to the current attempt. Messages carry no
+   * attempt id, so after a retry to the same parent an Answer to an earlier
+   * Offer may still arrive: one that comes before our current Offer went out
+   * cannot be for it and is dropped; when a second Answer comes for one
+   * attempt, the first was stale (each Offer is answered at most once), so
+   * an attempt whose DataChannel is not open is started over.
+   */
   async onParentAnswer(from, sdp) {
     const u = this.parentLink;
-    if (!u || u.peerId !== from || !u.pc || !u.negotiation || u.negotiation.remoteSet) {
+    if (!u || u.closed || u.peerId !== from || !u.pc || !u.negotiation) {
       this.log(`unexpected Answer from ${from}`);
       return;
     }
+    if (!u.negotiation.localSent) {
+      this.log(`Answer from ${from} before our Offer went out: for a superseded attempt, ignored`);
+      return;
+    }
+    if (u.answered) {
+      if (u.open) this.log(`second Answer from ${from} on an open link, ignored`);
+      else this.upstreamFailed(u, "a second Answer: the one applied was for a superseded Offer");
+      return;
+    }
+    u.answered = true;
     try {
       await this.setRemote(u.pc, u.negotiation, { type: "answer", sdp });
     } catch (e) {
@@ -1322,6 +1340,12 @@ var MeshPeer = class {
     }
     const old = this.childMap.get(from);
     if (old) this.closeChild(old, "renegotiated", false);
+    const formerParent = this.oldParents.find((u) => u.peerId === from);
+    if (formerParent) {
+      this.closeUpstream(formerParent, "it is now our child");
+      this.oldParents = this.oldParents.filter((u) => u !== formerParent);
+      this.reconcile();
+    }
     const pc = this.newPeerConnection();
     if (pc === null) {
       this.log(`refused Offer from ${from}: no RTCPeerConnection`);

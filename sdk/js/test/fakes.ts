@@ -106,8 +106,17 @@ export class FakePeerConnection {
   async createAnswer() {
     return { type: "answer", sdp: "v=0 answer" };
   }
-  async setLocalDescription() {}
+  signalingState: "stable" | "have-local-offer" | "have-remote-offer" | "closed" = "stable";
+  async setLocalDescription(d?: { type: string }) {
+    if (d?.type === "offer") this.signalingState = "have-local-offer";
+    else if (d?.type === "answer") this.signalingState = "stable";
+  }
+  /** As the browser: an answer is only taken in have-local-offer. */
   async setRemoteDescription(d: { type: string; sdp: string }) {
+    if (d.type === "answer" && this.signalingState !== "have-local-offer") {
+      throw new DOMException(`Failed to set remote answer sdp: Called in wrong state: ${this.signalingState}`, "InvalidStateError");
+    }
+    this.signalingState = d.type === "offer" ? "have-remote-offer" : "stable";
     this.remote = d;
   }
   async addIceCandidate(c: unknown) {
@@ -117,6 +126,7 @@ export class FakePeerConnection {
   close(): void {
     this.closed = true;
     this.connectionState = "closed";
+    this.signalingState = "closed";
     for (const c of this.channels) c.readyState = "closed";
   }
   // test side: the remote side opened a channel towards us

@@ -813,3 +813,78 @@ describe("MeshPeer slow-child cooldown", () => {
     peer.close();
   });
 });
+
+describe("MeshPeer Answers of a superseded attempt", () => {
+  /** A relay whose first Offer to P got no Answer in time; P's second attempt is under way. */
+  async function retrying() {
+    const made = makePeer({ parentConnectTimeoutMs: 2_000 });
+    const sig = await joined(made.peer, { ...UNDER_P, next_object_id: 0 });
+    await vi.advanceTimersByTimeAsync(2_300); // attempt 1 given up
+    expect(FakePeerConnection.all[0]!.closed).toBe(true);
+    vi.advanceTimersByTime(600); // the retry timer fires; its Offer is not out yet
+    expect(FakePeerConnection.all.length).toBe(2);
+    return { ...made, sig, pc2: FakePeerConnection.all[1]! };
+  }
+  const offers = (sig: FakeWebSocket) => sig.json().filter((m) => m.type === "Offer" && m.to === "P").length;
+
+  it("drops an Answer and candidates that arrive before the current Offer went out; the real Answer lands", async () => {
+    const { peer, frames, sig, pc2 } = await retrying();
+    expect(offers(sig)).toBe(1);
+    sig.serverText({ type: "Answer", from: "P", to: "me", sdp: "v=0 stale" });
+    sig.serverText({ type: "IceCandidate", from: "P", to: "me", candidate: "candidate:1 1 udp 1 127.0.0.1 1 typ host" });
+    await flush();
+    expect(offers(sig)).toBe(2);
+    expect(pc2.closed).toBe(false);
+    sig.serverText({ type: "Answer", from: "P", to: "me", sdp: "v=0 real" });
+    sig.serverText({ type: "IceCandidate", from: "P", to: "me", candidate: "candidate:2 1 udp 1 127.0.0.1 2 typ host" });
+    await flush();
+    expect(pc2.remote).toEqual({ type: "answer", sdp: "v=0 real" });
+    expect(pc2.candidates.map((c) => (c as RTCIceCandidateInit).candidate)).toEqual(["candidate:2 1 udp 1 127.0.0.1 2 typ host"]);
+    pc2.channels[0]!.open();
+    pc2.channels[0]!.recv(obj(0));
+    expect(ids(frames)).toEqual([0]);
+    peer.close();
+  });
+
+  it("a second Answer for one attempt (the first was stale, crossing our Offer) starts the attempt over", async () => {
+    const { peer, frames, sig, pc2 } = await retrying();
+    await flush();
+    expect(offers(sig)).toBe(2);
+    sig.serverText({ type: "Answer", from: "P", to: "me", sdp: "v=0 stale" }); // crossed Offer 2 in flight
+    await flush();
+    expect(pc2.remote?.sdp).toBe("v=0 stale");
+    sig.serverText({ type: "Answer", from: "P", to: "me", sdp: "v=0 real" });
+    await flush();
+    expect(pc2.closed).toBe(true);
+    await vi.advanceTimersByTimeAsync(1_100); // the second retry's backoff: at most 1 s
+    expect(offers(sig)).toBe(3);
+    const pc3 = FakePeerConnection.all[2]!;
+    sig.serverText({ type: "Answer", from: "P", to: "me", sdp: "v=0 third" });
+    await flush();
+    expect(pc3.remote?.sdp).toBe("v=0 third");
+    pc3.channels[0]!.open();
+    pc3.channels[0]!.recv(obj(0));
+    expect(ids(frames)).toEqual([0]);
+    expect(peer.parentConnected).toBe(true);
+    peer.close();
+  });
+});
+
+describe("MeshPeer former parent as a child", () => {
+  it("closes the old-parent link when its former parent offers as a child", async () => {
+    const { peer, sig, p, events } = await relayUnderP();
+    p.dc.recv(obj(0));
+    sig.serverText({ type: "AssignParent", peer_id: "me", role: "Relay", parent_id: "Q", depth: 1, ice_servers: [] });
+    await flush();
+    await parentLink(sig, "Q");
+    expect(p.pc.closed).toBe(false); // kept as the old path while Q comes up
+    const kid = await childJoins(sig, "P");
+    expect(p.pc.closed).toBe(true);
+    kid.remoteChannel().open();
+    expect(peer.children).toEqual(["P"]);
+    expect(events).toEqual(["open P"]);
+    p.dc.recv(obj(1)); // the closed old link delivers nothing any more
+    expect(peer.stats.delivered).toBe(1);
+    peer.close();
+  });
+});
