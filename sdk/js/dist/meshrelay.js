@@ -42,6 +42,7 @@ var MAX_CHUNK_BYTES = MAX_DATACHANNEL_MESSAGE - CHUNK_HEADER_BYTES;
 var MAX_UNCHUNKED_PAYLOAD = MAX_DATACHANNEL_MESSAGE - OBJECT_HEADER_BYTES;
 var CHUNK_FLAG = 1n << 63n;
 var MAX_OBJECT_ID = CHUNK_FLAG - 1n;
+var DEFAULT_MAX_OBJECT_BYTES = 4 * 1024 * 1024;
 var FramingError = class extends Error {
   constructor(message) {
     super(message);
@@ -119,7 +120,8 @@ function parseDataChannelMessage(message) {
   };
 }
 var ChunkAssembler = class {
-  constructor(maxObjectBytes = 64 * 1024 * 1024) {
+  /** `maxObjectBytes`: chunked objects whose total length is above it are discarded before any allocation. */
+  constructor(maxObjectBytes = DEFAULT_MAX_OBJECT_BYTES) {
     this.maxObjectBytes = maxObjectBytes;
   }
   maxObjectBytes;
@@ -198,6 +200,8 @@ var ChunkAssembler = class {
 var Sequencer = class {
   nextId;
   buffered = /* @__PURE__ */ new Map();
+  /** The ids in `buffered`, as a min-heap: the lowest is found in O(1). */
+  heap = new MinHeap();
   bufferedBytes = 0;
   maxObjects;
   maxBytes;
@@ -241,6 +245,7 @@ var Sequencer = class {
       return result;
     }
     this.buffered.set(objectId, { payload, source });
+    this.heap.push(objectId);
     this.bufferedBytes += payload.byteLength;
     while (this.buffered.size > this.maxObjects || this.bufferedBytes > this.maxBytes && this.buffered.size > 0) {
       const lowest = this.lowestBuffered();
@@ -287,17 +292,51 @@ var Sequencer = class {
       const entry = this.buffered.get(id);
       if (entry === void 0) return;
       this.buffered.delete(id);
+      this.heap.pop();
       this.bufferedBytes -= entry.payload.byteLength;
       out.push({ objectId: id, payload: entry.payload, source: entry.source });
       this.nextId = id + 1n;
     }
   }
   lowestBuffered() {
-    let lowest = null;
-    for (const id of this.buffered.keys()) {
-      if (lowest === null || id < lowest) lowest = id;
+    return this.heap.peek();
+  }
+};
+var MinHeap = class {
+  a = [];
+  peek() {
+    return this.a.length > 0 ? this.a[0] : null;
+  }
+  push(v) {
+    const a = this.a;
+    let i = a.length;
+    a.push(v);
+    while (i > 0) {
+      const parent = i - 1 >> 1;
+      if (a[parent] <= v) break;
+      a[i] = a[parent];
+      i = parent;
     }
-    return lowest;
+    a[i] = v;
+  }
+  pop() {
+    const a = this.a;
+    if (a.length === 0) return null;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length === 0) return top;
+    let i = 0;
+    for (; ; ) {
+      const l = 2 * i + 1;
+      if (l >= a.length) break;
+      const r = l + 1;
+      const c = r < a.length && a[r] < a[l] ? r : l;
+      if (a[c] >= last) break;
+      a[i] = a[c];
+      i = c;
+    }
+    a[i] = last;
+    return top;
   }
 };
 
@@ -916,7 +955,7 @@ var MeshPeer = class {
     this.cancelParentRetry();
     const u = this.newUpstream("parent", parentId);
     const negotiation = newNegotiation();
-    const assembler = new ChunkAssembler();
+    const assembler = new ChunkAssembler(this.cfg.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES);
     u.negotiation = negotiation;
     u.assembler = assembler;
     this.parentLink = u;
@@ -1408,6 +1447,7 @@ export {
   CHUNK_FLAG,
   CHUNK_HEADER_BYTES,
   ChunkAssembler,
+  DEFAULT_MAX_OBJECT_BYTES,
   FramingError,
   MAX_CHUNK_BYTES,
   MAX_DATACHANNEL_MESSAGE,

@@ -12,7 +12,13 @@
  *   hole in the ids is filled from the origin egress with `?from=`.
  */
 import { Backoff } from "./backoff.js";
-import { ChunkAssembler, MAX_DATACHANNEL_MESSAGE, decodeObject, frameForDataChannel } from "./framing.js";
+import {
+  ChunkAssembler,
+  DEFAULT_MAX_OBJECT_BYTES,
+  MAX_DATACHANNEL_MESSAGE,
+  decodeObject,
+  frameForDataChannel,
+} from "./framing.js";
 import { Sequencer, type Delivery, type Gap, type OfferResult } from "./sequencer.js";
 import {
   type AssignParentMessage,
@@ -171,6 +177,12 @@ export interface MeshPeerConfig {
   rootSource?: "origin" | "external";
   /** Most objects the reorder buffer holds while waiting for a hole to be filled. Default 4,096. */
   maxBufferedObjects?: number;
+  /**
+   * Largest chunked object taken from a parent; a larger one is discarded
+   * (and repaired from the origin). Match the server's `--max-object-bytes`.
+   * Default 4 MiB, the server's default.
+   */
+  maxObjectBytes?: number;
   /** Most payload bytes the reorder buffer holds. Default 128 MiB. */
   maxBufferedBytes?: number;
 }
@@ -856,7 +868,7 @@ export class MeshPeer {
     this.cancelParentRetry();
     const u = this.newUpstream("parent", parentId);
     const negotiation = newNegotiation();
-    const assembler = new ChunkAssembler();
+    const assembler = new ChunkAssembler(this.cfg.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES);
     u.negotiation = negotiation;
     u.assembler = assembler;
     this.parentLink = u;

@@ -888,3 +888,16 @@ describe("MeshPeer former parent as a child", () => {
     peer.close();
   });
 });
+
+describe("MeshPeer object size bound", () => {
+  it("discards a chunked object above maxObjectBytes from the parent and repairs it from the origin", async () => {
+    const { peer, frames, p } = await relayUnderP(0, { maxObjectBytes: 100_000 });
+    p.dc.recv(obj(0));
+    for (const m of frameForDataChannel(1n, new Uint8Array(150_000))) p.dc.recv(m);
+    p.dc.recv(obj(2));
+    expect(ids(frames)).toEqual([0]);
+    expect(peer.stats.chunksDiscarded).toBe(3); // refused at its first chunk, the other two stray
+    expect(originSockets()[0]!.url).toBe("ws://h:1/ws/live/t?from=1");
+    peer.close();
+  });
+});
