@@ -172,4 +172,32 @@ describe("meshrelay SDK resilience in Chromium", () => {
       assert.ok(fromPeers > nonRoot.length * (N / 2), "non-root peers got most objects from peers");
     });
   });
+
+  test("a parent drops a slow child: the drop is reported, the child still gets every object once, in order", async () => {
+    await withServer({ rootPeerCount: 1, maxPeers: 1 }, async (server, peers) => {
+      const track = "e2e/slowchild";
+      // Any bytes still buffered towards the child when the next object is
+      // forwarded make it "slow" at once: a burst is bound to.
+      const a = await openPeer(shared, server, { peerId: "a", track, slowChildBytes: 0, slowChildMs: 0, maxChildBufferedBytes: 0 });
+      peers.push(a);
+      const b = await openPeer(shared, server, { peerId: "b", track });
+      peers.push(b);
+      assert.equal(b.assignment.parentId, "a");
+      await waitParentsOpen([b]);
+      const N = 300;
+      await publish(server, track, N, { intervalMs: 0 });
+      await waitAllDelivered(peers, N);
+      await expectExact(assert, a, N);
+      const sb = await expectExact(assert, b, N);
+      const sa = await a.snapshot();
+      log(`a: childrenDropped=${sa.stats.childrenDropped} childClose=${JSON.stringify(sa.childClose)}; b: fromParent=${sb.stats.fromParent} fromOrigin=${sb.stats.fromOrigin} duplicates=${sb.stats.duplicates}`);
+      assert.ok(Number(sa.stats.childrenDropped) >= 1, "a dropped its slow child");
+      assert.ok(
+        sa.childClose.some(([id, reason]) => id === "b" && reason.startsWith("slow consumer")),
+        `a reported dropping b as slow: ${JSON.stringify(sa.childClose)}`,
+      );
+      assert.ok(Number(sb.stats.fromOrigin) > 0, "b took what it missed from the origin");
+      assert.equal(Number(sb.stats.fromParent) + Number(sb.stats.fromOrigin), N, "each object delivered once, from one source");
+    });
+  });
 });
