@@ -888,8 +888,9 @@ var MeshPeer = class {
         return new RTCPeerConnection({ iceServers });
       } catch (e) {
         if (this.refusedIceServers.size < 16) this.refusedIceServers.add(key);
-        this.log(`RTCPeerConnection refused iceServers ${key}: ${String(e)}`);
-        this.emit("onError", "rtc_config", `RTCPeerConnection refused iceServers ${key}: ${String(e)}`);
+        const msg = `RTCPeerConnection refused iceServers ${JSON.stringify(iceServers.map((x) => x.urls))}: ${String(e)}`;
+        this.log(msg);
+        this.emit("onError", "rtc_config", msg);
       }
     }
     return null;

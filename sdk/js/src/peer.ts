@@ -790,8 +790,10 @@ export class MeshPeer {
       } catch (e) {
         // Bounded: a handful of distinct lists come from the server at most.
         if (this.refusedIceServers.size < 16) this.refusedIceServers.add(key);
-        this.log(`RTCPeerConnection refused iceServers ${key}: ${String(e)}`);
-        this.emit("onError", "rtc_config", `RTCPeerConnection refused iceServers ${key}: ${String(e)}`);
+        // URLs only: the list may carry TURN credentials.
+        const msg = `RTCPeerConnection refused iceServers ${JSON.stringify(iceServers.map((x) => x.urls))}: ${String(e)}`;
+        this.log(msg);
+        this.emit("onError", "rtc_config", msg);
       }
     }
     return null;
