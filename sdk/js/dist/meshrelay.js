@@ -42,6 +42,7 @@ var MAX_CHUNK_BYTES = MAX_DATACHANNEL_MESSAGE - CHUNK_HEADER_BYTES;
 var MAX_UNCHUNKED_PAYLOAD = MAX_DATACHANNEL_MESSAGE - OBJECT_HEADER_BYTES;
 var CHUNK_FLAG = 1n << 63n;
 var MAX_OBJECT_ID = CHUNK_FLAG - 1n;
+var DEFAULT_MAX_OBJECT_BYTES = 4 * 1024 * 1024;
 var FramingError = class extends Error {
   constructor(message) {
     super(message);
@@ -119,7 +120,8 @@ function parseDataChannelMessage(message) {
   };
 }
 var ChunkAssembler = class {
-  constructor(maxObjectBytes = 64 * 1024 * 1024) {
+  /** `maxObjectBytes`: chunked objects whose total length is above it are discarded before any allocation. */
+  constructor(maxObjectBytes = DEFAULT_MAX_OBJECT_BYTES) {
     this.maxObjectBytes = maxObjectBytes;
   }
   maxObjectBytes;
@@ -198,6 +200,8 @@ var ChunkAssembler = class {
 var Sequencer = class {
   nextId;
   buffered = /* @__PURE__ */ new Map();
+  /** The ids in `buffered`, as a min-heap: the lowest is found in O(1). */
+  heap = new MinHeap();
   bufferedBytes = 0;
   maxObjects;
   maxBytes;
@@ -241,6 +245,7 @@ var Sequencer = class {
       return result;
     }
     this.buffered.set(objectId, { payload, source });
+    this.heap.push(objectId);
     this.bufferedBytes += payload.byteLength;
     while (this.buffered.size > this.maxObjects || this.bufferedBytes > this.maxBytes && this.buffered.size > 0) {
       const lowest = this.lowestBuffered();
@@ -287,17 +292,51 @@ var Sequencer = class {
       const entry = this.buffered.get(id);
       if (entry === void 0) return;
       this.buffered.delete(id);
+      this.heap.pop();
       this.bufferedBytes -= entry.payload.byteLength;
       out.push({ objectId: id, payload: entry.payload, source: entry.source });
       this.nextId = id + 1n;
     }
   }
   lowestBuffered() {
-    let lowest = null;
-    for (const id of this.buffered.keys()) {
-      if (lowest === null || id < lowest) lowest = id;
+    return this.heap.peek();
+  }
+};
+var MinHeap = class {
+  a = [];
+  peek() {
+    return this.a.length > 0 ? this.a[0] : null;
+  }
+  push(v) {
+    const a = this.a;
+    let i = a.length;
+    a.push(v);
+    while (i > 0) {
+      const parent = i - 1 >> 1;
+      if (a[parent] <= v) break;
+      a[i] = a[parent];
+      i = parent;
     }
-    return lowest;
+    a[i] = v;
+  }
+  pop() {
+    const a = this.a;
+    if (a.length === 0) return null;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length === 0) return top;
+    let i = 0;
+    for (; ; ) {
+      const l = 2 * i + 1;
+      if (l >= a.length) break;
+      const r = l + 1;
+      const c = r < a.length && a[r] < a[l] ? r : l;
+      if (a[c] >= last) break;
+      a[i] = a[c];
+      i = c;
+    }
+    a[i] = last;
+    return top;
   }
 };
 
@@ -392,6 +431,7 @@ function parseResumeGap(text) {
 
 // src/peer.ts
 var MAX_PENDING_CANDIDATES = 64;
+var MAX_COOLDOWN_ENTRIES = 256;
 var FATAL_REGISTER_ERRORS = /* @__PURE__ */ new Set(["invalid_peer_id", "invalid_track", "unauthorized"]);
 var RETRY_REGISTER_ERRORS = /* @__PURE__ */ new Set(["duplicate_peer_id", "mesh_full"]);
 function now() {
@@ -408,6 +448,9 @@ function closeQuietly(target) {
     target?.close();
   } catch {
   }
+}
+function childOpen(c) {
+  return c.open && c.dc !== null && c.dc.readyState === "open";
 }
 function generatePeerId() {
   const bytes = new Uint8Array(8);
@@ -428,6 +471,7 @@ var MeshPeer = class {
   maxChildBufferedBytes;
   parentGraceMs;
   parentConnectTimeoutMs;
+  childConnectTimeoutMs;
   state = "idle";
   signal = null;
   signalBackoff;
@@ -437,17 +481,30 @@ var MeshPeer = class {
   maintenanceTimer = null;
   lastReported = 0;
   registered = false;
+  /** Registered at least once (then signal failures are retried for ever). */
+  everRegistered = false;
+  /** Signal sockets in a row that closed without opening. */
+  signalFailures = 0;
   assignment = null;
   sequencer;
   parentLink = null;
   /** Previous parents kept delivering until the new path covers the stream. */
   oldParents = [];
   originReader = null;
+  /**
+   * Since when the reorder buffer has waited at the same next id with later
+   * ids buffered (a hole no source is filling), or null without a hole.
+   */
+  stall = null;
   originRetryAt = 0;
   originBackoff = new Backoff({ initialMs: 250, maxMs: 5e3 });
   parentBackoff = new Backoff({ initialMs: 500, maxMs: 8e3 });
   parentRetryTimer = null;
   childMap = /* @__PURE__ */ new Map();
+  /** Children dropped as slow: peer id -> until when (now()) their Offers are refused. */
+  cooldown = /* @__PURE__ */ new Map();
+  /** ICE server lists (JSON) whose RTCPeerConnection constructor threw. */
+  refusedIceServers = /* @__PURE__ */ new Set();
   counters = {
     fromParent: 0,
     fromOrigin: 0,
@@ -478,6 +535,7 @@ var MeshPeer = class {
     this.maxChildBufferedBytes = config.maxChildBufferedBytes ?? 12 * 1024 * 1024;
     this.parentGraceMs = config.parentGraceMs ?? 1500;
     this.parentConnectTimeoutMs = config.parentConnectTimeoutMs ?? 15e3;
+    this.childConnectTimeoutMs = config.childConnectTimeoutMs ?? this.parentConnectTimeoutMs;
     this.signalBackoff = new Backoff({
       initialMs: config.reconnectInitialMs ?? 500,
       maxMs: config.reconnectMaxMs ?? 15e3
@@ -503,7 +561,7 @@ var MeshPeer = class {
   /** Ids of children whose DataChannel is open. */
   get children() {
     const out = [];
-    for (const c of this.childMap.values()) if (c.open) out.push(c.peerId);
+    for (const c of this.childMap.values()) if (childOpen(c)) out.push(c.peerId);
     return out;
   }
   /** Whether the DataChannel to the assigned parent is open now. */
@@ -576,7 +634,26 @@ var MeshPeer = class {
   }
   // ---------------------------------------------------------------- signal
   log(msg) {
-    this.cfg.log?.(`[${this.peerId}] ${msg}`);
+    try {
+      this.cfg.log?.(`[${this.peerId}] ${msg}`);
+    } catch {
+    }
+  }
+  /**
+   * Calls an integrator callback. Whatever it throws is logged and
+   * swallowed: callbacks run in the middle of delivery, forwarding and
+   * negotiation, and an exception escaping there would leave the peer
+   * half-updated (e.g. objects taken out of the reorder buffer but never
+   * delivered).
+   */
+  emit(name, ...args) {
+    const f = this.cfg[name];
+    if (f === void 0) return;
+    try {
+      f(...args);
+    } catch (e) {
+      this.log(`${name} threw: ${String(e)}`);
+    }
   }
   send(msg) {
     const s = this.signal;
@@ -596,13 +673,17 @@ var MeshPeer = class {
       ws = new WebSocket(signalUrlWithToken(this.cfg.signalUrl, token), bearerProtocols(token));
     } catch (e) {
       this.log(`signal open failed: ${String(e)}`);
+      this.signalNotOpened(`new WebSocket failed: ${String(e)}`);
       this.scheduleSignalReconnect();
       return;
     }
     this.signal = ws;
     this.registered = false;
+    let opened = false;
     ws.onopen = () => {
       if (this.signal !== ws) return;
+      opened = true;
+      this.signalFailures = 0;
       this.counters.signalConnects++;
       this.state = "open";
       this.sendRegister();
@@ -621,6 +702,7 @@ var MeshPeer = class {
       this.signal = null;
       this.registered = false;
       this.log(`signal closed (${ev.code})`);
+      if (!opened) this.signalNotOpened(`the signal socket closed before opening (code ${ev.code})`);
       if (this.state !== "closed") {
         this.state = "connecting";
         this.scheduleSignalReconnect();
@@ -628,6 +710,24 @@ var MeshPeer = class {
     };
     ws.onerror = () => {
     };
+  }
+  /**
+   * Counts a signal socket that never opened. At `connectAttempts` in a row
+   * it is reported (once per run of failures); before the first
+   * registration connect() then rejects and the peer closes, since nothing
+   * tells a refused token (HTTP 401) from a server that is not there.
+   */
+  signalNotOpened(why) {
+    this.signalFailures++;
+    const limit = this.cfg.connectAttempts ?? 3;
+    if (this.signalFailures !== limit) return;
+    const msg = `${this.cfg.signalUrl}: ${limit} signal connections in a row failed to open (last: ${why}); the server refused the WebSocket upgrade (HTTP 401: missing or wrong token) or is unreachable`;
+    this.log(msg);
+    this.emit("onError", "signal_unreachable", msg);
+    if (!this.everRegistered) {
+      this.rejectConnect(new Error(`signal_unreachable: ${msg}`));
+      this.close();
+    }
   }
   /** Forgets the signal socket (its onclose is then ignored) and closes it. */
   dropSignal(code, reason) {
@@ -681,7 +781,7 @@ var MeshPeer = class {
   }
   onSignalError(code, reason) {
     this.log(`signal error ${code}: ${reason}`);
-    this.cfg.onError?.(code, reason);
+    this.emit("onError", code, reason);
     if (this.registered) return;
     if (FATAL_REGISTER_ERRORS.has(code)) {
       this.rejectConnect(new Error(`${code}: ${reason}`));
@@ -702,6 +802,7 @@ var MeshPeer = class {
   onAssign(m) {
     const first = !this.registered;
     this.registered = true;
+    this.everRegistered = true;
     this.signalBackoff.reset();
     if (first) this.lastReported = 0;
     const a = {
@@ -737,7 +838,7 @@ var MeshPeer = class {
       for (const r of this.connectResolvers) r.resolve(a);
       this.connectResolvers = [];
     }
-    this.cfg.onAssign?.(a);
+    this.emit("onAssign", a);
     this.reconcile();
     if (first) this.reportForwarded();
   }
@@ -770,15 +871,40 @@ var MeshPeer = class {
     this.parentRetryTimer = null;
   }
   // ---------------------------------------------------------------- negotiation (parent and children)
-  rtcConfig() {
+  /**
+   * A new RTCPeerConnection with the ICE servers of the last AssignParent,
+   * else the config's, else none. A list the browser refuses (its
+   * constructor throws, e.g. a malformed URL) is reported through onError
+   * (`rtc_config`), remembered, and the next list is tried. Null when even
+   * an empty list is refused.
+   */
+  newPeerConnection() {
     const fromAssign = this.assignment?.iceServers ?? [];
-    const iceServers = fromAssign.length > 0 ? fromAssign : this.cfg.iceServers ?? [];
-    return { iceServers };
+    const lists = [fromAssign, this.cfg.iceServers ?? [], []].filter((l, i) => i === 2 || l.length > 0);
+    for (const iceServers of lists) {
+      const key = JSON.stringify(iceServers);
+      if (this.refusedIceServers.has(key)) continue;
+      try {
+        return new RTCPeerConnection({ iceServers });
+      } catch (e) {
+        if (this.refusedIceServers.size < 16) this.refusedIceServers.add(key);
+        const msg = `RTCPeerConnection refused iceServers ${JSON.stringify(iceServers.map((x) => x.urls))}: ${String(e)}`;
+        this.log(msg);
+        this.emit("onError", "rtc_config", msg);
+      }
+    }
+    return null;
   }
   candidateAllowed(candidate) {
     if (candidate === "") return true;
     const f = this.cfg.iceCandidateFilter;
-    return f ? f(candidate) : true;
+    if (!f) return true;
+    try {
+      return f(candidate);
+    } catch (e) {
+      this.log(`iceCandidateFilter threw (candidate dropped): ${String(e)}`);
+      return false;
+    }
   }
   /** Sends (or holds until our description has gone out) one filtered local candidate. */
   onLocalCandidate(n, to, cand) {
@@ -816,7 +942,7 @@ var MeshPeer = class {
     if (!this.candidateAllowed(c.candidate ?? "")) return;
     const u = this.parentLink;
     if (u && u.peerId === from && u.pc && u.negotiation && !u.closed) {
-      this.addRemoteCandidate(u.pc, u.negotiation, c);
+      if (u.negotiation.localSent) this.addRemoteCandidate(u.pc, u.negotiation, c);
       return;
     }
     const child = this.childMap.get(from);
@@ -830,11 +956,15 @@ var MeshPeer = class {
     this.cancelParentRetry();
     const u = this.newUpstream("parent", parentId);
     const negotiation = newNegotiation();
-    const assembler = new ChunkAssembler();
+    const assembler = new ChunkAssembler(this.cfg.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES);
     u.negotiation = negotiation;
     u.assembler = assembler;
     this.parentLink = u;
-    const pc = new RTCPeerConnection(this.rtcConfig());
+    const pc = this.newPeerConnection();
+    if (pc === null) {
+      this.upstreamFailed(u, "no RTCPeerConnection");
+      return;
+    }
     u.pc = pc;
     const dc = pc.createDataChannel("meshrelay", { ordered: true });
     dc.binaryType = "arraybuffer";
@@ -850,7 +980,7 @@ var MeshPeer = class {
       if (u.closed) return;
       u.open = true;
       this.log(`parent ${parentId} DataChannel open`);
-      this.cfg.onParentOpen?.(parentId);
+      this.emit("onParentOpen", parentId);
       this.reconcile();
     };
     dc.onclose = () => {
@@ -889,12 +1019,30 @@ var MeshPeer = class {
     })();
     this.log(`connecting to parent ${parentId}`);
   }
+  /**
+   * Applies the parent's Answer to the current attempt. Messages carry no
+   * attempt id, so after a retry to the same parent an Answer to an earlier
+   * Offer may still arrive: one that comes before our current Offer went out
+   * cannot be for it and is dropped; when a second Answer comes for one
+   * attempt, the first was stale (each Offer is answered at most once), so
+   * an attempt whose DataChannel is not open is started over.
+   */
   async onParentAnswer(from, sdp) {
     const u = this.parentLink;
-    if (!u || u.peerId !== from || !u.pc || !u.negotiation || u.negotiation.remoteSet) {
+    if (!u || u.closed || u.peerId !== from || !u.pc || !u.negotiation) {
       this.log(`unexpected Answer from ${from}`);
       return;
     }
+    if (!u.negotiation.localSent) {
+      this.log(`Answer from ${from} before our Offer went out: for a superseded attempt, ignored`);
+      return;
+    }
+    if (u.answered) {
+      if (u.open) this.log(`second Answer from ${from} on an open link, ignored`);
+      else this.upstreamFailed(u, "a second Answer: the one applied was for a superseded Offer");
+      return;
+    }
+    u.answered = true;
     try {
       await this.setRemote(u.pc, u.negotiation, { type: "answer", sdp });
     } catch (e) {
@@ -948,6 +1096,7 @@ var MeshPeer = class {
     try {
       ws = new WebSocket(url, bearerProtocols(this.cfg.token));
     } catch (e) {
+      this.originNotOpened(`new WebSocket failed: ${String(e)}`);
       this.upstreamFailed(u, String(e));
       return;
     }
@@ -976,10 +1125,22 @@ var MeshPeer = class {
       this.reconcile();
     };
     ws.onclose = (ev) => {
-      if (!u.closed) this.upstreamFailed(u, `origin socket closed (${ev.code})`);
+      if (u.closed) return;
+      if (!u.open) this.originNotOpened(`closed before opening (code ${ev.code})`);
+      this.upstreamFailed(u, `origin socket closed (${ev.code})`);
     };
     ws.onerror = () => {
     };
+  }
+  /**
+   * Reports an origin egress socket that never opened (HTTP 401 for a
+   * wrong token, 503 at the track limit, server gone): the reader is retried
+   * with backoff, and each failure goes to onError `origin_unreachable`.
+   */
+  originNotOpened(why) {
+    const msg = `origin egress ${this.originBase}/ws/${this.cfg.track}: ${why}`;
+    this.log(msg);
+    this.emit("onError", "origin_unreachable", msg);
   }
   /**
    * The origin no longer keeps the ids below `first`: no source will
@@ -1015,7 +1176,7 @@ var MeshPeer = class {
       const count = Number(g.to - g.from);
       this.counters.lost += count;
       this.log(`lost objects [${g.from}, ${g.to})`);
-      this.cfg.onLost?.(g.from, count);
+      this.emit("onLost", g.from, count);
     }
   }
   deliver(d) {
@@ -1038,11 +1199,7 @@ var MeshPeer = class {
       }
     }
     this.forward(d.objectId, d.payload, d.source.message);
-    try {
-      this.cfg.onFrame?.(d.objectId, d.payload);
-    } catch (e) {
-      this.log(`onFrame threw: ${String(e)}`);
-    }
+    this.emit("onFrame", d.objectId, d.payload);
   }
   isRootLike() {
     return this.assignment === null || this.assignment.role === "Root";
@@ -1057,7 +1214,7 @@ var MeshPeer = class {
     let messages = null;
     const t = now();
     for (const c of this.childMap.values()) {
-      if (!c.open || !c.dc || c.dc.readyState !== "open") continue;
+      if (!childOpen(c)) continue;
       if (this.dropIfSlow(c, t, payload.byteLength)) continue;
       messages ??= received !== null && received.byteLength <= MAX_DATACHANNEL_MESSAGE ? [received] : frameForDataChannel(id, payload);
       try {
@@ -1086,14 +1243,32 @@ var MeshPeer = class {
     if (t - c.overSince < this.slowChildMs && buffered + adding <= this.maxChildBufferedBytes) return false;
     this.counters.childrenDropped++;
     this.log(`dropping slow child ${c.peerId} (bufferedAmount ${buffered})`);
+    this.cooldown.delete(c.peerId);
+    this.cooldown.set(c.peerId, t + (this.cfg.slowChildCooldownMs ?? 3e4));
+    if (this.cooldown.size > MAX_COOLDOWN_ENTRIES) this.cooldown.delete(this.cooldown.keys().next().value);
     this.closeChild(c, `slow consumer: bufferedAmount ${buffered}`, true);
     return true;
   }
-  /** Periodic: slow children while no objects flow, parent connect timeout, grace-period expiry. */
+  /**
+   * Periodic: children whose DataChannel closed without an event or never
+   * opened, slow children while no objects flow, parent connect timeout,
+   * grace-period expiry.
+   */
   maintain() {
     if (this.state === "closed") return;
     const t = now();
-    for (const c of this.childMap.values()) if (c.open && c.dc) this.dropIfSlow(c, t, 0);
+    for (const c of this.childMap.values()) {
+      if (c.open) {
+        if (childOpen(c)) this.dropIfSlow(c, t, 0);
+        else this.closeChild(c, `DataChannel ${c.dc?.readyState ?? "gone"}`, true);
+      } else if (t - c.startedAt >= this.childConnectTimeoutMs) {
+        this.closeChild(c, `DataChannel not open after ${this.childConnectTimeoutMs} ms`, true);
+      }
+    }
+    for (const [id, until] of this.cooldown) {
+      if (until > t) break;
+      this.cooldown.delete(id);
+    }
     const p = this.parentLink;
     if (p && !p.open && !p.closed && t - p.startedAt >= this.parentConnectTimeoutMs) {
       this.upstreamFailed(p, `DataChannel not open after ${this.parentConnectTimeoutMs} ms`);
@@ -1116,13 +1291,17 @@ var MeshPeer = class {
    *   old parent is kept until the origin covers;
    * - a peer whose parent covers needs nothing else: old parents and a
    *   repair reader are closed;
-   * - while an old parent covers, the new parent may take its time;
+   * - while an old parent covers, the new parent may take its time (and a
+   *   repair reader already open is kept);
    * - a new parent that is still connecting gets `parentGraceMs` before the
    *   origin is read; once its DataChannel is open, the origin is read only
    *   when it delivers with a hole (its first id is past the next id);
    * - otherwise (parent gone, link dead, hole) the origin is read from the
    *   next id, and kept until a parent covers: a repair reader is never
-   *   closed just because a new parent is coming up.
+   *   closed just because a new parent is coming up;
+   * - whatever the sources claim, a hole that has not moved for
+   *   `parentGraceMs` is read from the origin: a source that covers on
+   *   paper may be open but silent (a stalled old parent).
    */
   reconcile() {
     if (this.state === "closed" || this.assignment === null) return;
@@ -1131,14 +1310,17 @@ var MeshPeer = class {
     const parent = this.parentLink;
     let open;
     let keep;
-    if (rootLike) {
+    if (!rootLike && this.holeStalled()) {
+      open = keep = true;
+    } else if (rootLike) {
       open = keep = a.role !== "Root" || (this.cfg.rootSource ?? "origin") === "origin";
       if (open ? this.covers(this.originReader) : this.counters.pushed > 0) this.closeOldParents();
     } else if (this.covers(parent)) {
       open = keep = false;
       this.closeOldParents();
     } else if (this.oldParents.some((u) => this.covers(u))) {
-      open = keep = false;
+      open = false;
+      keep = true;
     } else if (parent !== null && !parent.closed && parent.firstId === null) {
       open = !parent.open && now() - parent.startedAt >= this.parentGraceMs;
       keep = true;
@@ -1153,6 +1335,17 @@ var MeshPeer = class {
       this.originBackoff.reset();
     }
   }
+  /** Whether the reorder buffer has waited at one next id, with later ids buffered, for `parentGraceMs`. */
+  holeStalled() {
+    const gap = this.sequencer.gap();
+    if (gap === null) {
+      this.stall = null;
+      return false;
+    }
+    const t = now();
+    if (this.stall === null || this.stall.next !== gap.from) this.stall = { next: gap.from, since: t };
+    return t - this.stall.since >= this.parentGraceMs;
+  }
   closeOldParents() {
     if (this.oldParents.length === 0) return;
     for (const u of this.oldParents) this.closeUpstream(u, "new path delivers");
@@ -1163,7 +1356,8 @@ var MeshPeer = class {
    * Why an Offer from `from` is not from a child of ours, or null when it may
    * be. The server relays Offers between tree neighbours only, so the one
    * neighbour to refuse is our parent (per the last AssignParent): children
-   * offer, parents answer. A Leaf has no room for children at all.
+   * offer, parents answer. A Leaf has no room for children at all. A child
+   * dropped as slow is refused for `slowChildCooldownMs`.
    */
   offerRefusal(from) {
     const a = this.assignment;
@@ -1171,6 +1365,11 @@ var MeshPeer = class {
     if (from === this.peerId) return "from ourselves";
     if (from === a.parentId) return "from our parent";
     if (a.role === "Leaf") return "we are a leaf";
+    const until = this.cooldown.get(from);
+    if (until !== void 0) {
+      if (now() < until) return "dropped as slow a short while ago";
+      this.cooldown.delete(from);
+    }
     return null;
   }
   async onChildOffer(from, sdp) {
@@ -1181,8 +1380,26 @@ var MeshPeer = class {
     }
     const old = this.childMap.get(from);
     if (old) this.closeChild(old, "renegotiated", false);
-    const pc = new RTCPeerConnection(this.rtcConfig());
-    const c = { peerId: from, pc, dc: null, open: false, overSince: null, negotiation: newNegotiation() };
+    const formerParent = this.oldParents.find((u) => u.peerId === from);
+    if (formerParent) {
+      this.closeUpstream(formerParent, "it is now our child");
+      this.oldParents = this.oldParents.filter((u) => u !== formerParent);
+      this.reconcile();
+    }
+    const pc = this.newPeerConnection();
+    if (pc === null) {
+      this.log(`refused Offer from ${from}: no RTCPeerConnection`);
+      return;
+    }
+    const c = {
+      peerId: from,
+      pc,
+      dc: null,
+      open: false,
+      startedAt: now(),
+      overSince: null,
+      negotiation: newNegotiation()
+    };
     this.childMap.set(from, c);
     const current = () => this.childMap.get(from) === c;
     pc.onicecandidate = (ev) => {
@@ -1199,7 +1416,7 @@ var MeshPeer = class {
         if (!current() || c.open) return;
         c.open = true;
         this.log(`child ${from} DataChannel open`);
-        this.cfg.onChildOpen?.(from);
+        this.emit("onChildOpen", from);
       };
       dc.onopen = opened;
       dc.onclose = () => this.closeChild(c, "DataChannel closed", true);
@@ -1223,7 +1440,7 @@ var MeshPeer = class {
     closeQuietly(c.dc);
     closeQuietly(c.pc);
     this.log(`child ${c.peerId} closed (${reason})`);
-    if (wasOpen || notify) this.cfg.onChildClose?.(c.peerId, reason);
+    if (wasOpen || notify) this.emit("onChildClose", c.peerId, reason);
   }
 };
 export {
@@ -1231,6 +1448,7 @@ export {
   CHUNK_FLAG,
   CHUNK_HEADER_BYTES,
   ChunkAssembler,
+  DEFAULT_MAX_OBJECT_BYTES,
   FramingError,
   MAX_CHUNK_BYTES,
   MAX_DATACHANNEL_MESSAGE,

@@ -184,6 +184,22 @@ export async function withServer(opts, fn) {
   }
 }
 
+/**
+ * Waits until every non-root peer's DataChannel to its parent is open and it
+ * no longer reads the origin: everything it gets next comes from its parent.
+ * Resolves with the snapshots that showed it.
+ */
+export async function waitParentsOnly(peers, timeoutMs = 20_000) {
+  return waitFor(
+    async () => {
+      const snaps = await Promise.all(peers.map((p) => p.snapshot()));
+      const pending = snaps.filter((s) => s.role !== "Root" && (!s.parentConnected || s.readingOrigin));
+      return pending.length === 0 ? snaps : false;
+    },
+    { timeoutMs, message: `the non-root peers among ${peers.map((p) => p.peerId).join(", ")} to receive from their parent only` },
+  );
+}
+
 /** Waits until every non-root peer's DataChannel to its parent is open. */
 export async function waitParentsOpen(peers) {
   await waitFor(
@@ -196,20 +212,27 @@ export async function waitParentsOpen(peers) {
 }
 
 /**
- * Opens one peer (`shared` from sharedBrowser()): a fresh context (media permission, so Chromium offers
- * 127.0.0.1 host candidates), the test page, and a MeshPeer in it.
+ * Opens the test page in a fresh context (media permission, so Chromium
+ * offers 127.0.0.1 host candidates), not yet running a MeshPeer.
  */
-export async function openPeer({ browser, statics }, server, { peerId, track, capacity, ...rest }) {
+export async function openPage({ browser, statics }, peerId) {
   const context = await browser.newContext({ permissions: ["camera", "microphone"] });
   const page = await context.newPage();
-  const consoleLines = [];
   page.on("console", (m) => {
-    consoleLines.push(m.text());
     if (DEBUG) log(`[${peerId} console] ${m.text()}`);
   });
   page.on("pageerror", (e) => log(`[${peerId} pageerror] ${e.message}`));
   await page.goto(`${statics.url}/page.html`);
   await page.waitForFunction(() => window.ready === true);
+  return { context, page };
+}
+
+/**
+ * Opens one peer (`shared` from sharedBrowser()): a fresh context (media permission, so Chromium offers
+ * 127.0.0.1 host candidates), the test page, and a MeshPeer in it.
+ */
+export async function openPeer(shared, server, { peerId, track, capacity, ...rest }) {
+  const { context, page } = await openPage(shared, peerId);
   const cfg = { signalUrl: `${server.ws}/signal`, track, peerId, ...rest };
   if (capacity !== undefined) cfg.capacity = capacity;
   const assignment = await page.evaluate((c) => window.startPeer(c), cfg);
@@ -235,18 +258,20 @@ export async function openPeer({ browser, statics }, server, { peerId, track, ca
 }
 
 /**
- * Publishes objects 0..count-1 (payload(i)) to /ingest/{track}, one every
- * `intervalMs`. `onSent(i)` runs after object i is sent. Resolves after the
- * last one (with the socket drained and closed).
+ * Publishes objects start..start+count-1 (payload(i)) to /ingest/{track},
+ * one every `intervalMs`. The origin numbers a track's objects from 0 and
+ * goes on across publisher connections, so `start` must be the number of
+ * objects the track already had. `onSent(i)` runs after object i is sent.
+ * Resolves after the last one (with the socket drained and closed).
  */
-export async function publish(server, track, count, { intervalMs = 10, onSent, token } = {}) {
+export async function publish(server, track, count, { intervalMs = 10, onSent, token, start = 0 } = {}) {
   const ws = new WebSocket(`${server.ws}/ingest/${track}`, token ? [`lvqr.bearer.${token}`] : undefined);
   await new Promise((resolve, reject) => {
     ws.once("open", resolve);
     ws.once("error", reject);
   });
   ws.on("message", (d) => log(`ingest said: ${d}`));
-  for (let i = 0; i < count; i++) {
+  for (let i = start; i < start + count; i++) {
     await new Promise((resolve, reject) => ws.send(payload(i), { binary: true }, (err) => (err ? reject(err) : resolve())));
     if (onSent) await onSent(i);
     if (intervalMs > 0) await new Promise((r) => setTimeout(r, intervalMs));

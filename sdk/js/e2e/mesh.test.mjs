@@ -15,6 +15,7 @@ import {
   sdkRoot,
   waitAllDelivered,
   waitFor,
+  waitParentsOnly,
   waitParentsOpen,
   withServer,
 } from "./harness.mjs";
@@ -138,6 +139,11 @@ describe("meshrelay SDK in Chromium", () => {
       const relayShare = (100 * relayFromPeers) / relayTotal;
       log(`objects delivered from peers rather than the origin: ${share.toFixed(1)}% of all deliveries (${fromPeers}/${total}); ${relayShare.toFixed(1)}% for non-root peers`);
       console.log(`# peer share: ${share.toFixed(1)}% overall, ${relayShare.toFixed(1)}% for non-roots`);
+      // Only the orphans read the origin, and only for the hole between
+      // their old parent leaving and the new one delivering (at most the
+      // grace period, ~100 objects each at this rate, out of 10 x 400).
+      const RELAY_SHARE_FLOOR = 90;
+      assert.ok(relayShare > RELAY_SHARE_FLOOR, `non-root peer share ${relayShare.toFixed(1)}% above ${RELAY_SHARE_FLOOR}%`);
 
       // The tree on /api/v1/mesh is repaired: 11 peers, consistent links and depths.
       const mesh = await waitFor(
@@ -163,6 +169,28 @@ describe("meshrelay SDK in Chromium", () => {
       for (const p of remaining) {
         const s = await p.snapshot();
         assert.equal(s.parent ?? null, byId[p.peerId].parent ?? null, `${p.peerId} parent agrees with /api/v1/mesh`);
+      }
+
+      // The repaired tree carries the stream on its own: once every non-root
+      // peer (the orphans included) receives from its new parent and has
+      // stopped reading the origin, a second batch reaches each of them
+      // entirely from its parent, and the roots entirely from the origin.
+      const settled = await waitParentsOnly(remaining);
+      const M = 100;
+      await publish(server, track, M, { intervalMs: 10, start: N });
+      await waitAllDelivered(remaining, N + M);
+      for (const p of remaining) {
+        const s = await expectExact(assert, p, N + M);
+        const s0 = settled.find((x) => x.peerId === p.peerId);
+        const grew = (k) => Number(s.stats[k]) - Number(s0.stats[k]);
+        assert.equal(grew("delivered"), M, `${p.peerId} delivered the second batch`);
+        if (s.role === "Root") {
+          assert.equal(grew("fromOrigin"), M, `root ${p.peerId}: second batch from the origin`);
+        } else {
+          assert.equal(s.parent, s0.parent, `${p.peerId} kept its parent during the second batch`);
+          assert.equal(grew("fromParent"), M, `${p.peerId}: second batch from its parent ${s.parent}`);
+          assert.equal(grew("fromOrigin"), 0, `${p.peerId}: nothing of the second batch from the origin`);
+        }
       }
     });
   });

@@ -10,6 +10,7 @@ import {
   expectExact,
   getMesh,
   log,
+  openPage,
   openPeer,
   publish,
   sharedBrowser,
@@ -77,6 +78,18 @@ describe("meshrelay SDK resilience in Chromium", () => {
         ws.on("error", () => {});
       });
       assert.equal(status, 401, "no token: 401 before the upgrade");
+      // The page sees a refused upgrade only as close 1006: after
+      // connectAttempts of them connect() rejects and onError says so.
+      const { context, page } = await openPage(shared, "intruder");
+      try {
+        const cfg = { signalUrl: `${server.ws}/signal`, track, peerId: "intruder", token: "wrong", reconnectInitialMs: 100 };
+        const outcome = await page.evaluate((c) => window.startPeer(c).then(() => "resolved", (e) => String(e)), cfg);
+        assert.match(outcome, /signal_unreachable: .*3 signal connections in a row failed to open.*HTTP 401/);
+        const errors = await page.evaluate(() => window.rec.errors);
+        assert.deepEqual(errors.map(([code]) => code), ["signal_unreachable"]);
+      } finally {
+        await context.close();
+      }
       for (const id of ["a", "b"]) peers.push(await openPeer(shared, server, { peerId: id, track, token: "sub-tok" }));
       await waitParentsOpen([peers[1]]);
       const N = 40;
@@ -157,6 +170,34 @@ describe("meshrelay SDK resilience in Chromium", () => {
       const nonRoot = snaps.filter((s) => s.role !== "Root");
       const fromPeers = nonRoot.reduce((n, s) => n + Number(s.stats.fromParent), 0);
       assert.ok(fromPeers > nonRoot.length * (N / 2), "non-root peers got most objects from peers");
+    });
+  });
+
+  test("a parent drops a slow child: the drop is reported, the child still gets every object once, in order", async () => {
+    await withServer({ rootPeerCount: 1, maxPeers: 1 }, async (server, peers) => {
+      const track = "e2e/slowchild";
+      // Any bytes still buffered towards the child when the next object is
+      // forwarded make it "slow" at once: a burst is bound to.
+      const a = await openPeer(shared, server, { peerId: "a", track, slowChildBytes: 0, slowChildMs: 0, maxChildBufferedBytes: 0 });
+      peers.push(a);
+      const b = await openPeer(shared, server, { peerId: "b", track });
+      peers.push(b);
+      assert.equal(b.assignment.parentId, "a");
+      await waitParentsOpen([b]);
+      const N = 300;
+      await publish(server, track, N, { intervalMs: 0 });
+      await waitAllDelivered(peers, N);
+      await expectExact(assert, a, N);
+      const sb = await expectExact(assert, b, N);
+      const sa = await a.snapshot();
+      log(`a: childrenDropped=${sa.stats.childrenDropped} childClose=${JSON.stringify(sa.childClose)}; b: fromParent=${sb.stats.fromParent} fromOrigin=${sb.stats.fromOrigin} duplicates=${sb.stats.duplicates}`);
+      assert.ok(Number(sa.stats.childrenDropped) >= 1, "a dropped its slow child");
+      assert.ok(
+        sa.childClose.some(([id, reason]) => id === "b" && reason.startsWith("slow consumer")),
+        `a reported dropping b as slow: ${JSON.stringify(sa.childClose)}`,
+      );
+      assert.ok(Number(sb.stats.fromOrigin) > 0, "b took what it missed from the origin");
+      assert.equal(Number(sb.stats.fromParent) + Number(sb.stats.fromOrigin), N, "each object delivered once, from one source");
     });
   });
 });

@@ -21,6 +21,12 @@ export const MAX_UNCHUNKED_PAYLOAD = MAX_DATACHANNEL_MESSAGE - OBJECT_HEADER_BYT
 export const CHUNK_FLAG = 1n << 63n;
 /** Object ids must stay below 2^63. */
 export const MAX_OBJECT_ID = CHUNK_FLAG - 1n;
+/**
+ * Largest object a ChunkAssembler assembles by default: 4 MiB, the server's
+ * default `--max-object-bytes`. The buffer is allocated from the sender's
+ * chunk header, so the bound is what a parent can make us allocate.
+ */
+export const DEFAULT_MAX_OBJECT_BYTES = 4 * 1024 * 1024;
 
 /** A message or object that cannot be framed or parsed. */
 export class FramingError extends Error {
@@ -144,7 +150,8 @@ export class ChunkAssembler {
   private current: { objectId: bigint; total: number; buf: Uint8Array; received: number } | null =
     null;
 
-  constructor(private readonly maxObjectBytes: number = 64 * 1024 * 1024) {}
+  /** `maxObjectBytes`: chunked objects whose total length is above it are discarded before any allocation. */
+  constructor(private readonly maxObjectBytes: number = DEFAULT_MAX_OBJECT_BYTES) {}
 
   /** True while a partial object is being assembled. */
   get assembling(): boolean {

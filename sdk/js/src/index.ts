@@ -4,6 +4,7 @@ export {
   CHUNK_FLAG,
   CHUNK_HEADER_BYTES,
   ChunkAssembler,
+  DEFAULT_MAX_OBJECT_BYTES,
   FramingError,
   MAX_CHUNK_BYTES,
   MAX_DATACHANNEL_MESSAGE,

@@ -12,7 +12,13 @@
  *   hole in the ids is filled from the origin egress with `?from=`.
  */
 import { Backoff } from "./backoff.js";
-import { ChunkAssembler, MAX_DATACHANNEL_MESSAGE, decodeObject, frameForDataChannel } from "./framing.js";
+import {
+  ChunkAssembler,
+  DEFAULT_MAX_OBJECT_BYTES,
+  MAX_DATACHANNEL_MESSAGE,
+  decodeObject,
+  frameForDataChannel,
+} from "./framing.js";
 import { Sequencer, type Delivery, type Gap, type OfferResult } from "./sequencer.js";
 import {
   type AssignParentMessage,
@@ -79,7 +85,11 @@ export interface MeshPeerStats {
   lastObjectId: bigint | null;
 }
 
-/** Options of a MeshPeer; only `signalUrl` and `track` are required. */
+/**
+ * Options of a MeshPeer; only `signalUrl` and `track` are required. A
+ * callback that throws is logged and otherwise ignored: it never costs an
+ * object or a state change.
+ */
 export interface MeshPeerConfig {
   /** `ws(s)://host:port/signal`. */
   signalUrl: string;
@@ -107,7 +117,13 @@ export interface MeshPeerConfig {
   onAssign?: (assignment: Assignment) => void;
   /** The DataChannel to the parent opened. */
   onParentOpen?: (parentId: string) => void;
-  /** Every `Error` frame from the signal server. */
+  /**
+   * Every `Error` frame from the signal server (its code), and failures of
+   * the SDK's own: `rtc_config` (the browser refused the ICE servers; the
+   * next list is used: config iceServers, then none), `signal_unreachable`
+   * (see `connectAttempts`), `origin_unreachable` (an origin egress socket
+   * closed before opening; it is retried with backoff).
+   */
   onError?: (code: string, reason: string) => void;
   /** Ids that could not be had from anywhere (origin no longer keeps them). */
   onLost?: (firstLost: bigint, count: number) => void;
@@ -127,12 +143,32 @@ export interface MeshPeerConfig {
    * Offer). Default 15,000 ms.
    */
   parentConnectTimeoutMs?: number;
+  /**
+   * A child whose DataChannel is not open this long after its Offer is
+   * closed (its RTCPeerConnection is not kept for ever). Default
+   * parentConnectTimeoutMs.
+   */
+  childConnectTimeoutMs?: number;
   /** A child whose bufferedAmount stays above this for `slowChildMs` is dropped. Default 4 MiB. */
   slowChildBytes?: number;
   /** See `slowChildBytes`. Default 3,000 ms. */
   slowChildMs?: number;
+  /**
+   * Offers from a child dropped as slow are refused this long, so it does
+   * not come straight back to the parent it could not keep up with.
+   * Default 30,000 ms.
+   */
+  slowChildCooldownMs?: number;
   /** A child whose bufferedAmount exceeds this is dropped at once. Default 12 MiB. */
   maxChildBufferedBytes?: number;
+  /**
+   * Signal sockets in a row that may fail to open (an HTTP refusal of the
+   * upgrade, such as 401 for a wrong token, reaches the page only as close
+   * 1006) before it is reported through onError `signal_unreachable`.
+   * Before the first registration that also rejects connect() and closes the
+   * peer. Default 3.
+   */
+  connectAttempts?: number;
   /** First signal reconnect delay. Default 500 ms. */
   reconnectInitialMs?: number;
   /** Longest signal reconnect delay. Default 15,000 ms. */
@@ -141,11 +177,20 @@ export interface MeshPeerConfig {
   rootSource?: "origin" | "external";
   /** Most objects the reorder buffer holds while waiting for a hole to be filled. Default 4,096. */
   maxBufferedObjects?: number;
+  /**
+   * Largest chunked object taken from a parent; a larger one is discarded
+   * (and repaired from the origin). Match the server's `--max-object-bytes`.
+   * Default 4 MiB, the server's default.
+   */
+  maxObjectBytes?: number;
   /** Most payload bytes the reorder buffer holds. Default 128 MiB. */
   maxBufferedBytes?: number;
 }
 
 type State = "idle" | "connecting" | "open" | "closed";
+
+/** The integrator's notification callbacks: each is called through `MeshPeer.emit`. */
+type CallbackName = "onFrame" | "onChildOpen" | "onChildClose" | "onAssign" | "onParentOpen" | "onError" | "onLost";
 
 /** What the reorder buffer holds per object. */
 interface Received {
@@ -175,6 +220,8 @@ interface Upstream {
   ws?: WebSocket;
   assembler?: ChunkAssembler;
   negotiation?: Negotiation;
+  /** Parent: an Answer was taken for this attempt. */
+  answered?: boolean;
   /** Origin: this reader filled a hole (counted once). */
   repairCounted?: boolean;
 }
@@ -184,6 +231,8 @@ interface Child {
   pc: RTCPeerConnection;
   dc: RTCDataChannel | null;
   open: boolean;
+  /** When its Offer was taken (now()). */
+  startedAt: number;
   /** Since when its bufferedAmount has been above slowChildBytes, or null. */
   overSince: number | null;
   negotiation: Negotiation;
@@ -206,6 +255,9 @@ interface Negotiation {
  * handful; past this the peer is misbehaving and the rest are dropped.
  */
 const MAX_PENDING_CANDIDATES = 64;
+
+/** Most children remembered in the slow-child cooldown; past it the oldest is forgotten. */
+const MAX_COOLDOWN_ENTRIES = 256;
 
 /** Errors before registration that no retry can fix: connect() rejects and the peer closes. */
 const FATAL_REGISTER_ERRORS = new Set(["invalid_peer_id", "invalid_track", "unauthorized"]);
@@ -233,6 +285,14 @@ function closeQuietly(target: { close(): void } | null | undefined): void {
   }
 }
 
+/**
+ * Whether objects can be sent to `c`. The DataChannel's state is read too: a
+ * connection closed locally fires no close event in Chromium.
+ */
+function childOpen(c: Child): c is Child & { dc: RTCDataChannel } {
+  return c.open && c.dc !== null && c.dc.readyState === "open";
+}
+
 function generatePeerId(): string {
   const bytes = new Uint8Array(8);
   if (typeof crypto !== "undefined" && typeof crypto.getRandomValues === "function") {
@@ -258,6 +318,7 @@ export class MeshPeer {
   private readonly maxChildBufferedBytes: number;
   private readonly parentGraceMs: number;
   private readonly parentConnectTimeoutMs: number;
+  private readonly childConnectTimeoutMs: number;
   private state: State = "idle";
 
   private signal: WebSocket | null = null;
@@ -268,6 +329,10 @@ export class MeshPeer {
   private maintenanceTimer: ReturnType<typeof setInterval> | null = null;
   private lastReported = 0;
   private registered = false;
+  /** Registered at least once (then signal failures are retried for ever). */
+  private everRegistered = false;
+  /** Signal sockets in a row that closed without opening. */
+  private signalFailures = 0;
 
   private assignment: Assignment | null = null;
   private readonly sequencer: Sequencer<Received>;
@@ -275,11 +340,20 @@ export class MeshPeer {
   /** Previous parents kept delivering until the new path covers the stream. */
   private oldParents: Upstream[] = [];
   private originReader: Upstream | null = null;
+  /**
+   * Since when the reorder buffer has waited at the same next id with later
+   * ids buffered (a hole no source is filling), or null without a hole.
+   */
+  private stall: { next: bigint; since: number } | null = null;
   private originRetryAt = 0;
   private readonly originBackoff = new Backoff({ initialMs: 250, maxMs: 5_000 });
   private readonly parentBackoff = new Backoff({ initialMs: 500, maxMs: 8_000 });
   private parentRetryTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly childMap = new Map<string, Child>();
+  /** Children dropped as slow: peer id -> until when (now()) their Offers are refused. */
+  private readonly cooldown = new Map<string, number>();
+  /** ICE server lists (JSON) whose RTCPeerConnection constructor threw. */
+  private readonly refusedIceServers = new Set<string>();
   private readonly counters: MeshPeerStats = {
     fromParent: 0,
     fromOrigin: 0,
@@ -311,6 +385,7 @@ export class MeshPeer {
     this.maxChildBufferedBytes = config.maxChildBufferedBytes ?? 12 * 1024 * 1024;
     this.parentGraceMs = config.parentGraceMs ?? 1_500;
     this.parentConnectTimeoutMs = config.parentConnectTimeoutMs ?? 15_000;
+    this.childConnectTimeoutMs = config.childConnectTimeoutMs ?? this.parentConnectTimeoutMs;
     this.signalBackoff = new Backoff({
       initialMs: config.reconnectInitialMs ?? 500,
       maxMs: config.reconnectMaxMs ?? 15_000,
@@ -341,7 +416,7 @@ export class MeshPeer {
   /** Ids of children whose DataChannel is open. */
   get children(): string[] {
     const out: string[] = [];
-    for (const c of this.childMap.values()) if (c.open) out.push(c.peerId);
+    for (const c of this.childMap.values()) if (childOpen(c)) out.push(c.peerId);
     return out;
   }
 
@@ -425,7 +500,28 @@ export class MeshPeer {
   // ---------------------------------------------------------------- signal
 
   private log(msg: string): void {
-    this.cfg.log?.(`[${this.peerId}] ${msg}`);
+    try {
+      this.cfg.log?.(`[${this.peerId}] ${msg}`);
+    } catch {
+      /* a diagnostic sink that throws has nowhere to report to */
+    }
+  }
+
+  /**
+   * Calls an integrator callback. Whatever it throws is logged and
+   * swallowed: callbacks run in the middle of delivery, forwarding and
+   * negotiation, and an exception escaping there would leave the peer
+   * half-updated (e.g. objects taken out of the reorder buffer but never
+   * delivered).
+   */
+  private emit<K extends CallbackName>(name: K, ...args: Parameters<NonNullable<MeshPeerConfig[K]>>): void {
+    const f = this.cfg[name] as ((...a: typeof args) => void) | undefined;
+    if (f === undefined) return;
+    try {
+      f(...args);
+    } catch (e) {
+      this.log(`${name} threw: ${String(e)}`);
+    }
   }
 
   private send(msg: ClientMessage): void {
@@ -448,13 +544,17 @@ export class MeshPeer {
       ws = new WebSocket(signalUrlWithToken(this.cfg.signalUrl, token), bearerProtocols(token));
     } catch (e) {
       this.log(`signal open failed: ${String(e)}`);
+      this.signalNotOpened(`new WebSocket failed: ${String(e)}`);
       this.scheduleSignalReconnect();
       return;
     }
     this.signal = ws;
     this.registered = false;
+    let opened = false;
     ws.onopen = () => {
       if (this.signal !== ws) return;
+      opened = true;
+      this.signalFailures = 0;
       this.counters.signalConnects++;
       this.state = "open";
       this.sendRegister();
@@ -478,6 +578,7 @@ export class MeshPeer {
       // longer wait after rate_limited: the server's bucket is per
       // connection, so a new session starts with a full burst.
       this.log(`signal closed (${ev.code})`);
+      if (!opened) this.signalNotOpened(`the signal socket closed before opening (code ${ev.code})`);
       if (this.state !== "closed") {
         this.state = "connecting";
         this.scheduleSignalReconnect();
@@ -486,6 +587,27 @@ export class MeshPeer {
     ws.onerror = () => {
       /* onclose follows */
     };
+  }
+
+  /**
+   * Counts a signal socket that never opened. At `connectAttempts` in a row
+   * it is reported (once per run of failures); before the first
+   * registration connect() then rejects and the peer closes, since nothing
+   * tells a refused token (HTTP 401) from a server that is not there.
+   */
+  private signalNotOpened(why: string): void {
+    this.signalFailures++;
+    const limit = this.cfg.connectAttempts ?? 3;
+    if (this.signalFailures !== limit) return;
+    const msg =
+      `${this.cfg.signalUrl}: ${limit} signal connections in a row failed to open (last: ${why}); ` +
+      "the server refused the WebSocket upgrade (HTTP 401: missing or wrong token) or is unreachable";
+    this.log(msg);
+    this.emit("onError", "signal_unreachable", msg);
+    if (!this.everRegistered) {
+      this.rejectConnect(new Error(`signal_unreachable: ${msg}`));
+      this.close();
+    }
   }
 
   /** Forgets the signal socket (its onclose is then ignored) and closes it. */
@@ -545,7 +667,7 @@ export class MeshPeer {
 
   private onSignalError(code: string, reason: string): void {
     this.log(`signal error ${code}: ${reason}`);
-    this.cfg.onError?.(code, reason);
+    this.emit("onError", code, reason);
     if (this.registered) return;
     if (FATAL_REGISTER_ERRORS.has(code)) {
       this.rejectConnect(new Error(`${code}: ${reason}`));
@@ -572,6 +694,7 @@ export class MeshPeer {
   private onAssign(m: AssignParentMessage): void {
     const first = !this.registered;
     this.registered = true;
+    this.everRegistered = true;
     this.signalBackoff.reset();
     if (first) this.lastReported = 0; // a new server session starts at 0
     const a: Assignment = {
@@ -610,7 +733,7 @@ export class MeshPeer {
       for (const r of this.connectResolvers) r.resolve(a);
       this.connectResolvers = [];
     }
-    this.cfg.onAssign?.(a);
+    this.emit("onAssign", a);
     this.reconcile();
     if (first) this.reportForwarded();
   }
@@ -649,16 +772,43 @@ export class MeshPeer {
 
   // ---------------------------------------------------------------- negotiation (parent and children)
 
-  private rtcConfig(): RTCConfiguration {
-    const fromAssign = this.assignment?.iceServers ?? [];
-    const iceServers = (fromAssign.length > 0 ? fromAssign : (this.cfg.iceServers ?? [])) as RTCIceServer[];
-    return { iceServers };
+  /**
+   * A new RTCPeerConnection with the ICE servers of the last AssignParent,
+   * else the config's, else none. A list the browser refuses (its
+   * constructor throws, e.g. a malformed URL) is reported through onError
+   * (`rtc_config`), remembered, and the next list is tried. Null when even
+   * an empty list is refused.
+   */
+  private newPeerConnection(): RTCPeerConnection | null {
+    const fromAssign = (this.assignment?.iceServers ?? []) as RTCIceServer[];
+    const lists = [fromAssign, this.cfg.iceServers ?? [], []].filter((l, i) => i === 2 || l.length > 0);
+    for (const iceServers of lists) {
+      const key = JSON.stringify(iceServers);
+      if (this.refusedIceServers.has(key)) continue;
+      try {
+        return new RTCPeerConnection({ iceServers });
+      } catch (e) {
+        // Bounded: a handful of distinct lists come from the server at most.
+        if (this.refusedIceServers.size < 16) this.refusedIceServers.add(key);
+        // URLs only: the list may carry TURN credentials.
+        const msg = `RTCPeerConnection refused iceServers ${JSON.stringify(iceServers.map((x) => x.urls))}: ${String(e)}`;
+        this.log(msg);
+        this.emit("onError", "rtc_config", msg);
+      }
+    }
+    return null;
   }
 
   private candidateAllowed(candidate: string): boolean {
     if (candidate === "") return true;
     const f = this.cfg.iceCandidateFilter;
-    return f ? f(candidate) : true;
+    if (!f) return true;
+    try {
+      return f(candidate);
+    } catch (e) {
+      this.log(`iceCandidateFilter threw (candidate dropped): ${String(e)}`);
+      return false;
+    }
   }
 
   /** Sends (or holds until our description has gone out) one filtered local candidate. */
@@ -701,7 +851,9 @@ export class MeshPeer {
     if (!this.candidateAllowed(c.candidate ?? "")) return;
     const u = this.parentLink;
     if (u && u.peerId === from && u.pc && u.negotiation && !u.closed) {
-      this.addRemoteCandidate(u.pc, u.negotiation, c);
+      // The parent gathers candidates only once it has our Offer: earlier
+      // ones belong to a superseded attempt.
+      if (u.negotiation.localSent) this.addRemoteCandidate(u.pc, u.negotiation, c);
       return;
     }
     const child = this.childMap.get(from);
@@ -718,11 +870,15 @@ export class MeshPeer {
     this.cancelParentRetry();
     const u = this.newUpstream("parent", parentId);
     const negotiation = newNegotiation();
-    const assembler = new ChunkAssembler();
+    const assembler = new ChunkAssembler(this.cfg.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES);
     u.negotiation = negotiation;
     u.assembler = assembler;
     this.parentLink = u;
-    const pc = new RTCPeerConnection(this.rtcConfig());
+    const pc = this.newPeerConnection();
+    if (pc === null) {
+      this.upstreamFailed(u, "no RTCPeerConnection");
+      return;
+    }
     u.pc = pc;
     const dc = pc.createDataChannel("meshrelay", { ordered: true });
     dc.binaryType = "arraybuffer";
@@ -738,7 +894,7 @@ export class MeshPeer {
       if (u.closed) return;
       u.open = true;
       this.log(`parent ${parentId} DataChannel open`);
-      this.cfg.onParentOpen?.(parentId);
+      this.emit("onParentOpen", parentId);
       this.reconcile();
     };
     dc.onclose = () => {
@@ -779,12 +935,30 @@ export class MeshPeer {
     this.log(`connecting to parent ${parentId}`);
   }
 
+  /**
+   * Applies the parent's Answer to the current attempt. Messages carry no
+   * attempt id, so after a retry to the same parent an Answer to an earlier
+   * Offer may still arrive: one that comes before our current Offer went out
+   * cannot be for it and is dropped; when a second Answer comes for one
+   * attempt, the first was stale (each Offer is answered at most once), so
+   * an attempt whose DataChannel is not open is started over.
+   */
   private async onParentAnswer(from: string, sdp: string): Promise<void> {
     const u = this.parentLink;
-    if (!u || u.peerId !== from || !u.pc || !u.negotiation || u.negotiation.remoteSet) {
+    if (!u || u.closed || u.peerId !== from || !u.pc || !u.negotiation) {
       this.log(`unexpected Answer from ${from}`);
       return;
     }
+    if (!u.negotiation.localSent) {
+      this.log(`Answer from ${from} before our Offer went out: for a superseded attempt, ignored`);
+      return;
+    }
+    if (u.answered) {
+      if (u.open) this.log(`second Answer from ${from} on an open link, ignored`);
+      else this.upstreamFailed(u, "a second Answer: the one applied was for a superseded Offer");
+      return;
+    }
+    u.answered = true;
     try {
       await this.setRemote(u.pc, u.negotiation, { type: "answer", sdp });
     } catch (e) {
@@ -844,6 +1018,7 @@ export class MeshPeer {
     try {
       ws = new WebSocket(url, bearerProtocols(this.cfg.token));
     } catch (e) {
+      this.originNotOpened(`new WebSocket failed: ${String(e)}`);
       this.upstreamFailed(u, String(e));
       return;
     }
@@ -873,11 +1048,24 @@ export class MeshPeer {
     };
     ws.onclose = (ev: CloseEvent) => {
       // 1013 slow_consumer and 1001 shutdown alike: resume with ?from=<next id>.
-      if (!u.closed) this.upstreamFailed(u, `origin socket closed (${ev.code})`);
+      if (u.closed) return;
+      if (!u.open) this.originNotOpened(`closed before opening (code ${ev.code})`);
+      this.upstreamFailed(u, `origin socket closed (${ev.code})`);
     };
     ws.onerror = () => {
       /* onclose follows */
     };
+  }
+
+  /**
+   * Reports an origin egress socket that never opened (HTTP 401 for a
+   * wrong token, 503 at the track limit, server gone): the reader is retried
+   * with backoff, and each failure goes to onError `origin_unreachable`.
+   */
+  private originNotOpened(why: string): void {
+    const msg = `origin egress ${this.originBase}/ws/${this.cfg.track}: ${why}`;
+    this.log(msg);
+    this.emit("onError", "origin_unreachable", msg);
   }
 
   /**
@@ -918,7 +1106,7 @@ export class MeshPeer {
       const count = Number(g.to - g.from);
       this.counters.lost += count;
       this.log(`lost objects [${g.from}, ${g.to})`);
-      this.cfg.onLost?.(g.from, count);
+      this.emit("onLost", g.from, count);
     }
   }
 
@@ -942,11 +1130,7 @@ export class MeshPeer {
       }
     }
     this.forward(d.objectId, d.payload, d.source.message);
-    try {
-      this.cfg.onFrame?.(d.objectId, d.payload);
-    } catch (e) {
-      this.log(`onFrame threw: ${String(e)}`);
-    }
+    this.emit("onFrame", d.objectId, d.payload);
   }
 
   private isRootLike(): boolean {
@@ -964,7 +1148,7 @@ export class MeshPeer {
     const t = now();
     // Deleting the current entry while iterating a Map is safe.
     for (const c of this.childMap.values()) {
-      if (!c.open || !c.dc || c.dc.readyState !== "open") continue;
+      if (!childOpen(c)) continue;
       if (this.dropIfSlow(c, t, payload.byteLength)) continue;
       messages ??=
         received !== null && received.byteLength <= MAX_DATACHANNEL_MESSAGE ? [received] : frameForDataChannel(id, payload);
@@ -995,15 +1179,33 @@ export class MeshPeer {
     if (t - c.overSince < this.slowChildMs && buffered + adding <= this.maxChildBufferedBytes) return false;
     this.counters.childrenDropped++;
     this.log(`dropping slow child ${c.peerId} (bufferedAmount ${buffered})`);
+    this.cooldown.delete(c.peerId); // re-inserted last: the Map stays in expiry order
+    this.cooldown.set(c.peerId, t + (this.cfg.slowChildCooldownMs ?? 30_000));
+    if (this.cooldown.size > MAX_COOLDOWN_ENTRIES) this.cooldown.delete(this.cooldown.keys().next().value!);
     this.closeChild(c, `slow consumer: bufferedAmount ${buffered}`, true);
     return true;
   }
 
-  /** Periodic: slow children while no objects flow, parent connect timeout, grace-period expiry. */
+  /**
+   * Periodic: children whose DataChannel closed without an event or never
+   * opened, slow children while no objects flow, parent connect timeout,
+   * grace-period expiry.
+   */
   private maintain(): void {
     if (this.state === "closed") return;
     const t = now();
-    for (const c of this.childMap.values()) if (c.open && c.dc) this.dropIfSlow(c, t, 0);
+    for (const c of this.childMap.values()) {
+      if (c.open) {
+        if (childOpen(c)) this.dropIfSlow(c, t, 0);
+        else this.closeChild(c, `DataChannel ${c.dc?.readyState ?? "gone"}`, true);
+      } else if (t - c.startedAt >= this.childConnectTimeoutMs) {
+        this.closeChild(c, `DataChannel not open after ${this.childConnectTimeoutMs} ms`, true);
+      }
+    }
+    for (const [id, until] of this.cooldown) {
+      if (until > t) break; // in expiry order
+      this.cooldown.delete(id);
+    }
     const p = this.parentLink;
     if (p && !p.open && !p.closed && t - p.startedAt >= this.parentConnectTimeoutMs) {
       this.upstreamFailed(p, `DataChannel not open after ${this.parentConnectTimeoutMs} ms`);
@@ -1028,13 +1230,17 @@ export class MeshPeer {
    *   old parent is kept until the origin covers;
    * - a peer whose parent covers needs nothing else: old parents and a
    *   repair reader are closed;
-   * - while an old parent covers, the new parent may take its time;
+   * - while an old parent covers, the new parent may take its time (and a
+   *   repair reader already open is kept);
    * - a new parent that is still connecting gets `parentGraceMs` before the
    *   origin is read; once its DataChannel is open, the origin is read only
    *   when it delivers with a hole (its first id is past the next id);
    * - otherwise (parent gone, link dead, hole) the origin is read from the
    *   next id, and kept until a parent covers: a repair reader is never
-   *   closed just because a new parent is coming up.
+   *   closed just because a new parent is coming up;
+   * - whatever the sources claim, a hole that has not moved for
+   *   `parentGraceMs` is read from the origin: a source that covers on
+   *   paper may be open but silent (a stalled old parent).
    */
   private reconcile(): void {
     if (this.state === "closed" || this.assignment === null) return;
@@ -1043,7 +1249,9 @@ export class MeshPeer {
     const parent = this.parentLink;
     let open: boolean; // start reading the origin if not reading it
     let keep: boolean; // keep reading it if reading it
-    if (rootLike) {
+    if (!rootLike && this.holeStalled()) {
+      open = keep = true;
+    } else if (rootLike) {
       open = keep = a.role !== "Root" || (this.cfg.rootSource ?? "origin") === "origin";
       // Keep an old parent until the root's own source delivers.
       if (open ? this.covers(this.originReader) : this.counters.pushed > 0) this.closeOldParents();
@@ -1051,7 +1259,10 @@ export class MeshPeer {
       open = keep = false;
       this.closeOldParents();
     } else if (this.oldParents.some((u) => this.covers(u))) {
-      open = keep = false;
+      // A repair reader open here was opened for a stalled hole: it stays
+      // until the current parent covers.
+      open = false;
+      keep = true;
     } else if (parent !== null && !parent.closed && parent.firstId === null) {
       open = !parent.open && now() - parent.startedAt >= this.parentGraceMs;
       keep = true;
@@ -1067,6 +1278,18 @@ export class MeshPeer {
     }
   }
 
+  /** Whether the reorder buffer has waited at one next id, with later ids buffered, for `parentGraceMs`. */
+  private holeStalled(): boolean {
+    const gap = this.sequencer.gap();
+    if (gap === null) {
+      this.stall = null;
+      return false;
+    }
+    const t = now();
+    if (this.stall === null || this.stall.next !== gap.from) this.stall = { next: gap.from, since: t };
+    return t - this.stall.since >= this.parentGraceMs;
+  }
+
   private closeOldParents(): void {
     if (this.oldParents.length === 0) return;
     for (const u of this.oldParents) this.closeUpstream(u, "new path delivers");
@@ -1079,7 +1302,8 @@ export class MeshPeer {
    * Why an Offer from `from` is not from a child of ours, or null when it may
    * be. The server relays Offers between tree neighbours only, so the one
    * neighbour to refuse is our parent (per the last AssignParent): children
-   * offer, parents answer. A Leaf has no room for children at all.
+   * offer, parents answer. A Leaf has no room for children at all. A child
+   * dropped as slow is refused for `slowChildCooldownMs`.
    */
   private offerRefusal(from: string): string | null {
     const a = this.assignment;
@@ -1087,6 +1311,11 @@ export class MeshPeer {
     if (from === this.peerId) return "from ourselves";
     if (from === a.parentId) return "from our parent";
     if (a.role === "Leaf") return "we are a leaf";
+    const until = this.cooldown.get(from);
+    if (until !== undefined) {
+      if (now() < until) return "dropped as slow a short while ago";
+      this.cooldown.delete(from);
+    }
     return null;
   }
 
@@ -1098,8 +1327,28 @@ export class MeshPeer {
     }
     const old = this.childMap.get(from);
     if (old) this.closeChild(old, "renegotiated", false);
-    const pc = new RTCPeerConnection(this.rtcConfig());
-    const c: Child = { peerId: from, pc, dc: null, open: false, overSince: null, negotiation: newNegotiation() };
+    // A former parent is now our child: the tree has no cycles, so the link
+    // we still receive on from it goes (a hole it leaves is repaired).
+    const formerParent = this.oldParents.find((u) => u.peerId === from);
+    if (formerParent) {
+      this.closeUpstream(formerParent, "it is now our child");
+      this.oldParents = this.oldParents.filter((u) => u !== formerParent);
+      this.reconcile();
+    }
+    const pc = this.newPeerConnection();
+    if (pc === null) {
+      this.log(`refused Offer from ${from}: no RTCPeerConnection`);
+      return;
+    }
+    const c: Child = {
+      peerId: from,
+      pc,
+      dc: null,
+      open: false,
+      startedAt: now(),
+      overSince: null,
+      negotiation: newNegotiation(),
+    };
     this.childMap.set(from, c);
     const current = () => this.childMap.get(from) === c;
     pc.onicecandidate = (ev) => {
@@ -1116,7 +1365,7 @@ export class MeshPeer {
         if (!current() || c.open) return;
         c.open = true;
         this.log(`child ${from} DataChannel open`);
-        this.cfg.onChildOpen?.(from);
+        this.emit("onChildOpen", from);
       };
       dc.onopen = opened;
       dc.onclose = () => this.closeChild(c, "DataChannel closed", true);
@@ -1141,6 +1390,6 @@ export class MeshPeer {
     closeQuietly(c.dc);
     closeQuietly(c.pc);
     this.log(`child ${c.peerId} closed (${reason})`);
-    if (wasOpen || notify) this.cfg.onChildClose?.(c.peerId, reason);
+    if (wasOpen || notify) this.emit("onChildClose", c.peerId, reason);
   }
 }

@@ -46,6 +46,8 @@ export interface Gap {
 export class Sequencer<S> {
   private nextId: bigint | null;
   private readonly buffered = new Map<bigint, { payload: Uint8Array; source: S }>();
+  /** The ids in `buffered`, as a min-heap: the lowest is found in O(1). */
+  private readonly heap = new MinHeap();
   private bufferedBytes = 0;
   private readonly maxObjects: number;
   private readonly maxBytes: number;
@@ -96,6 +98,7 @@ export class Sequencer<S> {
       return result;
     }
     this.buffered.set(objectId, { payload, source });
+    this.heap.push(objectId);
     this.bufferedBytes += payload.byteLength;
     while (this.buffered.size > this.maxObjects || (this.bufferedBytes > this.maxBytes && this.buffered.size > 0)) {
       // Give up on the oldest hole: jump to the lowest buffered id.
@@ -147,6 +150,9 @@ export class Sequencer<S> {
       const entry = this.buffered.get(id);
       if (entry === undefined) return;
       this.buffered.delete(id);
+      // Every buffered id is >= nextId (offer() refuses lower ones and
+      // skipInto() never jumps past a buffered one), so `id` is the minimum.
+      this.heap.pop();
       this.bufferedBytes -= entry.payload.byteLength;
       out.push({ objectId: id, payload: entry.payload, source: entry.source });
       this.nextId = id + 1n;
@@ -154,10 +160,48 @@ export class Sequencer<S> {
   }
 
   private lowestBuffered(): bigint | null {
-    let lowest: bigint | null = null;
-    for (const id of this.buffered.keys()) {
-      if (lowest === null || id < lowest) lowest = id;
+    return this.heap.peek();
+  }
+}
+
+/** A binary min-heap of bigints. */
+class MinHeap {
+  private readonly a: bigint[] = [];
+
+  peek(): bigint | null {
+    return this.a.length > 0 ? this.a[0]! : null;
+  }
+
+  push(v: bigint): void {
+    const a = this.a;
+    let i = a.length;
+    a.push(v);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (a[parent]! <= v) break;
+      a[i] = a[parent]!;
+      i = parent;
     }
-    return lowest;
+    a[i] = v;
+  }
+
+  pop(): bigint | null {
+    const a = this.a;
+    if (a.length === 0) return null;
+    const top = a[0]!;
+    const last = a.pop()!;
+    if (a.length === 0) return top;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= a.length) break;
+      const r = l + 1;
+      const c = r < a.length && a[r]! < a[l]! ? r : l;
+      if (a[c]! >= last) break;
+      a[i] = a[c]!;
+      i = c;
+    }
+    a[i] = last;
+    return top;
   }
 }

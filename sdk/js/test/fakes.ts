@@ -85,7 +85,14 @@ export class FakePeerConnection {
   onicecandidate: ((ev: { candidate: unknown }) => void) | null = null;
   onconnectionstatechange: (() => void) | null = null;
   ondatachannel: ((ev: { channel: FakeDataChannel }) => void) | null = null;
-  constructor(readonly config: unknown) {
+  /** Test side: every constructor call throws, as for a browser with WebRTC disabled. */
+  static refuseAll = false;
+  constructor(readonly config: { iceServers?: { urls: string | string[] }[] }) {
+    // As the browser: a URL that is not stun:/turn:/turns: is a SyntaxError.
+    const urls = (config?.iceServers ?? []).flatMap((s) => (Array.isArray(s.urls) ? s.urls : [s.urls]));
+    if (FakePeerConnection.refuseAll || urls.some((u) => !/^(stun|turns?):/.test(u))) {
+      throw new SyntaxError(`Failed to construct 'RTCPeerConnection': bad ICE server URL in ${JSON.stringify(urls)}`);
+    }
     FakePeerConnection.all.push(this);
   }
   createDataChannel(label: string): FakeDataChannel {
@@ -99,17 +106,28 @@ export class FakePeerConnection {
   async createAnswer() {
     return { type: "answer", sdp: "v=0 answer" };
   }
-  async setLocalDescription() {}
+  signalingState: "stable" | "have-local-offer" | "have-remote-offer" | "closed" = "stable";
+  async setLocalDescription(d?: { type: string }) {
+    if (d?.type === "offer") this.signalingState = "have-local-offer";
+    else if (d?.type === "answer") this.signalingState = "stable";
+  }
+  /** As the browser: an answer is only taken in have-local-offer. */
   async setRemoteDescription(d: { type: string; sdp: string }) {
+    if (d.type === "answer" && this.signalingState !== "have-local-offer") {
+      throw new DOMException(`Failed to set remote answer sdp: Called in wrong state: ${this.signalingState}`, "InvalidStateError");
+    }
+    this.signalingState = d.type === "offer" ? "have-remote-offer" : "stable";
     this.remote = d;
   }
   async addIceCandidate(c: unknown) {
     this.candidates.push(c);
   }
+  /** As in Chromium: the local side's channels close, but fire no close event (nor does the connection). */
   close(): void {
     this.closed = true;
     this.connectionState = "closed";
-    for (const c of this.channels) c.close();
+    this.signalingState = "closed";
+    for (const c of this.channels) c.readyState = "closed";
   }
   // test side: the remote side opened a channel towards us
   remoteChannel(): FakeDataChannel {
@@ -123,6 +141,7 @@ export class FakePeerConnection {
 export function installFakes(): void {
   FakeWebSocket.all = [];
   FakePeerConnection.all = [];
+  FakePeerConnection.refuseAll = false;
   (globalThis as Record<string, unknown>).WebSocket = FakeWebSocket;
   (globalThis as Record<string, unknown>).RTCPeerConnection = FakePeerConnection;
 }

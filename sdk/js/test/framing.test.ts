@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   CHUNK_FLAG,
   ChunkAssembler,
+  DEFAULT_MAX_OBJECT_BYTES,
   MAX_CHUNK_BYTES,
   MAX_DATACHANNEL_MESSAGE,
   MAX_UNCHUNKED_PAYLOAD,
@@ -142,6 +143,30 @@ describe("DataChannel chunking", () => {
     const m = frameForDataChannel(3n, bytes(70_000))[0]!;
     new DataView(m.buffer).setUint32(8, 100); // total smaller than the chunk
     expect(b.push(m)[0]).toMatchObject({ type: "discarded" });
+  });
+
+  it("assembles at most 4 MiB by default, and its bound is configurable", () => {
+    expect(DEFAULT_MAX_OBJECT_BYTES).toBe(4 * 1024 * 1024);
+    const a = new ChunkAssembler();
+    const header = (total: number) => {
+      const m = new Uint8Array(16 + 10);
+      const v = new DataView(m.buffer);
+      v.setBigUint64(0, 7n | CHUNK_FLAG);
+      v.setUint32(8, total);
+      return m;
+    };
+    expect(a.push(header(DEFAULT_MAX_OBJECT_BYTES + 1))).toEqual([
+      { type: "discarded", objectId: 7n, received: 0, total: DEFAULT_MAX_OBJECT_BYTES + 1, reason: "object larger than 4194304 bytes" },
+    ]);
+    expect(a.push(header(0xffff_ffff))[0]).toMatchObject({ type: "discarded", total: 0xffff_ffff });
+    expect(a.assembling).toBe(false);
+    const whole = bytes(DEFAULT_MAX_OBJECT_BYTES, 3);
+    const o = objects(frameForDataChannel(8n, whole).flatMap((m) => a.push(m)));
+    expect(o.length).toBe(1);
+    expect(Buffer.from(o[0]!.payload).equals(Buffer.from(whole))).toBe(true); // toEqual is slow on 4 MiB
+    const big = new ChunkAssembler(16 * 1024 * 1024);
+    expect(big.push(header(DEFAULT_MAX_OBJECT_BYTES + 1))).toEqual([]);
+    expect(big.assembling).toBe(true);
   });
 
   it("honours a smaller maximum message size", () => {

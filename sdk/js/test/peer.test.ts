@@ -523,3 +523,384 @@ describe("MeshPeer signal errors", () => {
     peer.close();
   });
 });
+
+describe("MeshPeer integrator callbacks", () => {
+  /** Callbacks that record what they are told and then throw. */
+  function throwing() {
+    const seen: string[] = [];
+    const boom = (what: string) => {
+      seen.push(what);
+      throw new Error(`integrator bug in ${what}`);
+    };
+    const cfg: Partial<MeshPeerConfig> = {
+      onFrame: (id) => boom(`frame ${id}`),
+      onChildOpen: (id) => boom(`open ${id}`),
+      onChildClose: (id) => boom(`close ${id}`),
+      onAssign: (a) => boom(`assign ${a.role}`),
+      onParentOpen: (id) => boom(`parent ${id}`),
+      onError: (code) => boom(`error ${code}`),
+      onLost: (first, n) => boom(`lost ${first} ${n}`),
+      log: () => {
+        throw new Error("log sink bug");
+      },
+    };
+    return { seen, cfg };
+  }
+  const frameIds = (seen: string[]) => seen.filter((e) => e.startsWith("frame ")).map((e) => Number(e.slice(6)));
+
+  it("a throwing onLost, onFrame or onAssign loses no object and skips no step", async () => {
+    const { seen, cfg } = throwing();
+    const { peer } = await rootPeer(10, cfg);
+    expect(seen).toEqual(["assign Root"]);
+    const origin = originSockets()[0]!; // reconcile ran after onAssign threw
+    origin.open();
+    origin.serverBinary(obj(12));
+    origin.serverBinary(obj(13));
+    origin.serverText({ type: "ResumeGap", requested: 10, first: 12 });
+    origin.serverBinary(obj(14));
+    expect(seen.slice(1)).toEqual(["lost 10 2", "frame 12", "frame 13", "frame 14"]);
+    expect(peer.stats).toMatchObject({ delivered: 3, lost: 2 });
+    peer.close();
+  });
+
+  it("a throwing onChildClose while a slow child is dropped mid-release still delivers and forwards the rest", async () => {
+    const { seen, cfg } = throwing();
+    const { peer, sig } = await rootPeer(0, { ...cfg, slowChildBytes: 1000, maxChildBufferedBytes: 2000 });
+    const slow = await openChild(sig, "slow");
+    const fast = await openChild(sig, "fast");
+    expect(seen).toEqual(["assign Root", "open slow", "open fast"]);
+    slow.bufferedAmount = 1995; // the next object takes it past maxChildBufferedBytes
+    const origin = originSockets()[0]!;
+    origin.open();
+    origin.serverBinary(obj(2));
+    origin.serverBinary(obj(1));
+    origin.serverBinary(obj(0)); // releases 0, 1, 2 at once; forwarding 0 drops `slow`
+    expect(seen.slice(3)).toEqual(["close slow", "frame 0", "frame 1", "frame 2"]);
+    expect(fast.sent.length).toBe(3);
+    expect(peer.children).toEqual(["fast"]);
+    expect(peer.stats).toMatchObject({ delivered: 3, forwarded: 3, childrenDropped: 1 });
+    peer.close();
+  });
+
+  it("a throwing onError still rejects connect() on a fatal error; a throwing onParentOpen still stops the repair reader", async () => {
+    const { seen, cfg } = throwing();
+    const { peer } = makePeer(cfg);
+    const p = peer.connect();
+    const sig = FakeWebSocket.all[0]!;
+    sig.open();
+    sig.serverText({ type: "Error", code: "unauthorized", reason: "bad token" });
+    await expect(p).rejects.toThrow("unauthorized");
+    expect(seen).toEqual(["error unauthorized"]);
+
+    installFakes();
+    const r = makePeer({ ...throwing().cfg, parentGraceMs: 100 });
+    const sig2 = await joined(r.peer, { ...UNDER_P, next_object_id: 0 });
+    const link = await parentLink(sig2, "P");
+    await vi.advanceTimersByTimeAsync(400); // grace over: repair from the origin
+    const origin = originSockets()[0]!;
+    origin.open();
+    origin.serverBinary(obj(0));
+    link.dc.open();
+    link.dc.recv(obj(1));
+    expect(origin.readyState).toBe(3);
+    expect(r.peer.stats).toMatchObject({ delivered: 2, fromOrigin: 1, fromParent: 1 });
+    r.peer.close();
+  });
+});
+
+describe("MeshPeer stalled sources", () => {
+  it("reads the origin when a hole stays open past the grace period although a silent old parent covers", async () => {
+    const { peer, frames, sig, p } = await relayUnderP(0, { parentGraceMs: 1000 });
+    p.dc.recv(obj(0));
+    p.dc.recv(obj(1));
+    sig.serverText({ type: "AssignParent", peer_id: "me", role: "Relay", parent_id: "Q", depth: 2, ice_servers: [] });
+    await flush();
+    const q = await parentLink(sig, "Q");
+    q.dc.open();
+    q.dc.recv(obj(4)); // Q starts ahead; P is still open but sends nothing more
+    q.dc.recv(obj(5));
+    await vi.advanceTimersByTimeAsync(900);
+    expect(originSockets().length).toBe(0); // the old parent may still bridge 2, 3
+    await vi.advanceTimersByTimeAsync(400);
+    const origin = originSockets()[0]!;
+    expect(origin.url).toBe("ws://h:1/ws/live/t?from=2");
+    origin.open();
+    origin.serverBinary(obj(2));
+    origin.serverBinary(obj(3));
+    expect(ids(frames)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(origin.readyState).toBe(3); // Q covers from 6 = next
+    expect(p.pc.closed).toBe(true);
+    q.dc.recv(obj(6));
+    expect(ids(frames)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(peer.stats).toMatchObject({ lost: 0, fromOrigin: 2, fromParent: 5 });
+    peer.close();
+  });
+
+  it("does not read the origin while a slow old parent keeps moving the hole forward", async () => {
+    const { peer, frames, sig, p } = await relayUnderP(0, { parentGraceMs: 1000 });
+    p.dc.recv(obj(0));
+    sig.serverText({ type: "AssignParent", peer_id: "me", role: "Relay", parent_id: "Q", depth: 2, ice_servers: [] });
+    await flush();
+    const q = await parentLink(sig, "Q");
+    q.dc.open();
+    q.dc.recv(obj(6));
+    for (const i of [1, 2, 3, 4, 5]) {
+      await vi.advanceTimersByTimeAsync(700);
+      p.dc.recv(obj(i));
+    }
+    expect(originSockets().length).toBe(0);
+    expect(ids(frames)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    peer.close();
+  });
+});
+
+describe("MeshPeer when the browser refuses the ICE servers", () => {
+  const STUN = [{ urls: "stun:127.0.0.1:3478" }];
+
+  it("falls back to the config's iceServers, reports rtc_config once, and connect() resolves", async () => {
+    const errors: string[] = [];
+    const made = makePeer({ iceServers: STUN, onError: (code, reason) => errors.push(`${code} ${reason}`) });
+    const bad = [{ urls: "not-a-url", username: "u", credential: "turn-secret" }];
+    const sig = await joined(made.peer, { ...UNDER_P, ice_servers: bad, next_object_id: 0 });
+    expect(made.peer.role).toBe("Relay");
+    expect(FakePeerConnection.all.length).toBe(1);
+    expect(FakePeerConnection.all[0]!.config).toEqual({ iceServers: STUN });
+    expect(sig.json().filter((m) => m.type === "Offer" && m.to === "P").length).toBe(1);
+    sig.serverText({ type: "Offer", from: "kid", to: "me", sdp: "v=0 offer" });
+    await flush();
+    expect(FakePeerConnection.all.length).toBe(2);
+    expect(FakePeerConnection.all[1]!.config).toEqual({ iceServers: STUN });
+    expect(errors.length).toBe(1);
+    expect(errors[0]).toMatch(/^rtc_config RTCPeerConnection refused iceServers \["not-a-url"\]: SyntaxError/);
+    expect(errors[0]).not.toContain("turn-secret");
+    made.peer.close();
+  });
+
+  it("with no RTCPeerConnection at all: connect() resolves, the origin is read, an Offer is refused without an unhandled rejection", async () => {
+    FakePeerConnection.refuseAll = true;
+    const errors: string[] = [];
+    const { peer, frames } = makePeer({ onError: (code) => errors.push(code) });
+    const sig = await joined(peer, { ...UNDER_P, next_object_id: 3 });
+    expect(errors).toEqual(["rtc_config"]);
+    const origin = originSockets()[0]!;
+    expect(origin.url).toBe("ws://h:1/ws/live/t?from=3");
+    origin.open();
+    origin.serverBinary(obj(3));
+    expect(ids(frames)).toEqual([3]);
+    sig.serverText({ type: "Offer", from: "kid", to: "me", sdp: "v=0 offer" });
+    await flush();
+    expect(sig.json().filter((m) => m.type === "Answer")).toEqual([]);
+    peer.close();
+  });
+});
+
+describe("MeshPeer child links", () => {
+  it("closes a child whose DataChannel never opens within childConnectTimeoutMs", async () => {
+    const { peer, events, sig } = await rootPeer(0, { childConnectTimeoutMs: 4000 });
+    const pc = await childJoins(sig, "kid");
+    await vi.advanceTimersByTimeAsync(3500);
+    expect(pc.closed).toBe(false);
+    await vi.advanceTimersByTimeAsync(800);
+    expect(pc.closed).toBe(true);
+    expect(events).toEqual(["close kid DataChannel not open after 4000 ms"]);
+    // A later Offer from the same child is a fresh attempt.
+    const again = await childJoins(sig, "kid");
+    again.remoteChannel().open();
+    expect(peer.children).toEqual(["kid"]);
+    peer.close();
+  });
+
+  it("a child link closed locally (no close event) leaves children at once and is reported by maintain()", async () => {
+    const { peer, events, sig } = await rootPeer(0);
+    const dc = await openChild(sig, "kid");
+    const pc = FakePeerConnection.all.at(-1)!;
+    pc.close(); // as window.dropChildLinks() in the e2e page
+    expect(dc.readyState).toBe("closed");
+    expect(peer.children).toEqual([]);
+    const origin = originSockets()[0]!;
+    origin.open();
+    origin.serverBinary(obj(0)); // not sent on the closed channel (it would throw)
+    expect(peer.stats.forwarded).toBe(0);
+    await vi.advanceTimersByTimeAsync(300);
+    expect(events).toEqual(["open kid", "close kid DataChannel closed"]);
+    peer.close();
+  });
+});
+
+describe("MeshPeer when sockets never open", () => {
+  const signals = () => FakeWebSocket.all.filter((w) => w.url.endsWith("/signal"));
+
+  it("three signal sockets refused before registration (HTTP 401 shows as 1006): connect() rejects, onError, no more retries", async () => {
+    const errors: [string, string][] = [];
+    const { peer } = makePeer({ reconnectInitialMs: 100, onError: (c, r) => errors.push([c, r]) });
+    const p = peer.connect();
+    const rejected = expect(p).rejects.toThrow(/signal_unreachable: .*3 signal connections in a row failed to open.*HTTP 401/);
+    for (let i = 0; i < 3; i++) {
+      await vi.advanceTimersByTimeAsync(i === 0 ? 0 : 1000);
+      expect(signals().length).toBe(i + 1);
+      signals()[i]!.serverClose(1006);
+    }
+    await rejected;
+    expect(errors.map(([c]) => c)).toEqual(["signal_unreachable"]);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(signals().length).toBe(3);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("a socket that opens resets the count; after registration failures are reported and retried for ever", async () => {
+    const errors: string[] = [];
+    const { peer } = makePeer({ reconnectInitialMs: 100, reconnectMaxMs: 100, onError: (c) => errors.push(c) });
+    const p = peer.connect();
+    signals()[0]!.serverClose(1006);
+    await vi.advanceTimersByTimeAsync(200);
+    signals()[1]!.serverClose(1006);
+    await vi.advanceTimersByTimeAsync(200);
+    signals()[2]!.open(); // opened: the run of failures ends
+    signals()[2]!.serverText({ type: "AssignParent", peer_id: "me", ...ROOT, ice_servers: [] });
+    await p;
+    signals()[2]!.serverClose(1006);
+    for (let i = 3; i < 9; i++) {
+      await vi.advanceTimersByTimeAsync(200);
+      signals()[i]!.serverClose(1006);
+      if (i === 4) expect(errors).toEqual([]); // two in a row since the one that opened
+    }
+    expect(errors).toEqual(["signal_unreachable"]); // once per run of failures, at the 3rd
+    await vi.advanceTimersByTimeAsync(200);
+    expect(signals().length).toBe(10);
+    expect(peer.connected).toBe(false);
+    peer.close();
+  });
+
+  it("an origin socket closed before opening is reported as origin_unreachable and retried", async () => {
+    const errors: [string, string][] = [];
+    const { peer } = await rootPeer(4, { onError: (c, r) => errors.push([c, r]) });
+    originSockets()[0]!.serverClose(1006);
+    expect(errors).toEqual([["origin_unreachable", "origin egress ws://h:1/ws/live/t: closed before opening (code 1006)"]]);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(originSockets().length).toBe(2);
+    originSockets()[1]!.open();
+    originSockets()[1]!.serverClose(1001); // opened first: a normal resume, not reported
+    expect(errors.length).toBe(1);
+    peer.close();
+  });
+});
+
+describe("MeshPeer slow-child cooldown", () => {
+  it("refuses Offers from a child dropped as slow until slowChildCooldownMs has passed", async () => {
+    const { peer, sig, events } = await rootPeer(0, { slowChildBytes: 1000, maxChildBufferedBytes: 2000, slowChildCooldownMs: 10_000 });
+    const dc = await openChild(sig, "kid");
+    dc.bufferedAmount = 5000;
+    const origin = originSockets()[0]!;
+    origin.open();
+    origin.serverBinary(obj(0));
+    expect(events.at(-1)).toMatch(/^close kid slow consumer/);
+    const pcs = FakePeerConnection.all.length;
+    const answers = () => sig.json().filter((m) => m.type === "Answer" && m.to === "kid").length;
+    expect(answers()).toBe(1);
+    sig.serverText({ type: "Offer", from: "kid", to: "me", sdp: "v=0 offer" });
+    await flush();
+    expect(FakePeerConnection.all.length).toBe(pcs);
+    expect(answers()).toBe(1);
+    await vi.advanceTimersByTimeAsync(9_000);
+    sig.serverText({ type: "Offer", from: "kid", to: "me", sdp: "v=0 offer" });
+    await flush();
+    expect(answers()).toBe(1);
+    await vi.advanceTimersByTimeAsync(1_100);
+    sig.serverText({ type: "Offer", from: "kid", to: "me", sdp: "v=0 offer" });
+    await flush();
+    expect(answers()).toBe(2);
+    expect(FakePeerConnection.all.length).toBe(pcs + 1);
+    // Other children are not affected by kid's cooldown.
+    await openChild(sig, "other");
+    expect(peer.children.sort()).toEqual(["other"]);
+    peer.close();
+  });
+});
+
+describe("MeshPeer Answers of a superseded attempt", () => {
+  /** A relay whose first Offer to P got no Answer in time; P's second attempt is under way. */
+  async function retrying() {
+    const made = makePeer({ parentConnectTimeoutMs: 2_000 });
+    const sig = await joined(made.peer, { ...UNDER_P, next_object_id: 0 });
+    await vi.advanceTimersByTimeAsync(2_300); // attempt 1 given up
+    expect(FakePeerConnection.all[0]!.closed).toBe(true);
+    vi.advanceTimersByTime(600); // the retry timer fires; its Offer is not out yet
+    expect(FakePeerConnection.all.length).toBe(2);
+    return { ...made, sig, pc2: FakePeerConnection.all[1]! };
+  }
+  const offers = (sig: FakeWebSocket) => sig.json().filter((m) => m.type === "Offer" && m.to === "P").length;
+
+  it("drops an Answer and candidates that arrive before the current Offer went out; the real Answer lands", async () => {
+    const { peer, frames, sig, pc2 } = await retrying();
+    expect(offers(sig)).toBe(1);
+    sig.serverText({ type: "Answer", from: "P", to: "me", sdp: "v=0 stale" });
+    sig.serverText({ type: "IceCandidate", from: "P", to: "me", candidate: "candidate:1 1 udp 1 127.0.0.1 1 typ host" });
+    await flush();
+    expect(offers(sig)).toBe(2);
+    expect(pc2.closed).toBe(false);
+    sig.serverText({ type: "Answer", from: "P", to: "me", sdp: "v=0 real" });
+    sig.serverText({ type: "IceCandidate", from: "P", to: "me", candidate: "candidate:2 1 udp 1 127.0.0.1 2 typ host" });
+    await flush();
+    expect(pc2.remote).toEqual({ type: "answer", sdp: "v=0 real" });
+    expect(pc2.candidates.map((c) => (c as RTCIceCandidateInit).candidate)).toEqual(["candidate:2 1 udp 1 127.0.0.1 2 typ host"]);
+    pc2.channels[0]!.open();
+    pc2.channels[0]!.recv(obj(0));
+    expect(ids(frames)).toEqual([0]);
+    peer.close();
+  });
+
+  it("a second Answer for one attempt (the first was stale, crossing our Offer) starts the attempt over", async () => {
+    const { peer, frames, sig, pc2 } = await retrying();
+    await flush();
+    expect(offers(sig)).toBe(2);
+    sig.serverText({ type: "Answer", from: "P", to: "me", sdp: "v=0 stale" }); // crossed Offer 2 in flight
+    await flush();
+    expect(pc2.remote?.sdp).toBe("v=0 stale");
+    sig.serverText({ type: "Answer", from: "P", to: "me", sdp: "v=0 real" });
+    await flush();
+    expect(pc2.closed).toBe(true);
+    await vi.advanceTimersByTimeAsync(1_100); // the second retry's backoff: at most 1 s
+    expect(offers(sig)).toBe(3);
+    const pc3 = FakePeerConnection.all[2]!;
+    sig.serverText({ type: "Answer", from: "P", to: "me", sdp: "v=0 third" });
+    await flush();
+    expect(pc3.remote?.sdp).toBe("v=0 third");
+    pc3.channels[0]!.open();
+    pc3.channels[0]!.recv(obj(0));
+    expect(ids(frames)).toEqual([0]);
+    expect(peer.parentConnected).toBe(true);
+    peer.close();
+  });
+});
+
+describe("MeshPeer former parent as a child", () => {
+  it("closes the old-parent link when its former parent offers as a child", async () => {
+    const { peer, sig, p, events } = await relayUnderP();
+    p.dc.recv(obj(0));
+    sig.serverText({ type: "AssignParent", peer_id: "me", role: "Relay", parent_id: "Q", depth: 1, ice_servers: [] });
+    await flush();
+    await parentLink(sig, "Q");
+    expect(p.pc.closed).toBe(false); // kept as the old path while Q comes up
+    const kid = await childJoins(sig, "P");
+    expect(p.pc.closed).toBe(true);
+    kid.remoteChannel().open();
+    expect(peer.children).toEqual(["P"]);
+    expect(events).toEqual(["open P"]);
+    p.dc.recv(obj(1)); // the closed old link delivers nothing any more
+    expect(peer.stats.delivered).toBe(1);
+    peer.close();
+  });
+});
+
+describe("MeshPeer object size bound", () => {
+  it("discards a chunked object above maxObjectBytes from the parent and repairs it from the origin", async () => {
+    const { peer, frames, p } = await relayUnderP(0, { maxObjectBytes: 100_000 });
+    p.dc.recv(obj(0));
+    for (const m of frameForDataChannel(1n, new Uint8Array(150_000))) p.dc.recv(m);
+    p.dc.recv(obj(2));
+    expect(ids(frames)).toEqual([0]);
+    expect(peer.stats.chunksDiscarded).toBe(3); // refused at its first chunk, the other two stray
+    expect(originSockets()[0]!.url).toBe("ws://h:1/ws/live/t?from=1");
+    peer.close();
+  });
+});

@@ -109,4 +109,26 @@ describe("Sequencer", () => {
       expect(out).toEqual(Array.from({ length: n }, (_, i) => BigInt(i)));
     }
   });
+
+  it("gap() names the lowest buffered id after any mix of offers, skips and overflow (checked by brute force)", () => {
+    let seed = 777;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const s = new Sequencer<string>(0n, { maxBufferedObjects: 20 });
+    const held = new Set<bigint>();
+    for (let step = 0; step < 5000; step++) {
+      const next = s.next!;
+      if (rnd() < 0.03) {
+        const r = s.skipTo(next + BigInt(Math.floor(rnd() * 30)));
+        for (const d of r.delivered) held.delete(d.objectId);
+      } else {
+        const id = next + BigInt(Math.floor(rnd() * 40));
+        const r = s.offer(id, p(1), "x");
+        if (!r.duplicate && id !== next) held.add(id);
+        for (const d of r.delivered) held.delete(d.objectId);
+      }
+      const lowest = held.size === 0 ? null : [...held].reduce((a, b) => (b < a ? b : a));
+      expect(s.bufferedCount).toBe(held.size);
+      expect(s.gap()).toEqual(lowest === null ? null : { from: s.next, to: lowest });
+    }
+  });
 });
