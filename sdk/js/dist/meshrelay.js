@@ -1102,7 +1102,7 @@ var MeshPeer = class {
     }
     u.ws = ws;
     ws.binaryType = "arraybuffer";
-    this.log(`reading origin ${url}`);
+    this.log(`reading origin ${egressUrl(this.originBase, this.cfg.track, from)}`);
     ws.onopen = () => {
       if (!u.closed) u.open = true;
     };

@@ -1024,7 +1024,8 @@ export class MeshPeer {
     }
     u.ws = ws;
     ws.binaryType = "arraybuffer";
-    this.log(`reading origin ${url}`);
+    // Without the token: logs are the integrator's, and may leave the page.
+    this.log(`reading origin ${egressUrl(this.originBase, this.cfg.track, from)}`);
     ws.onopen = () => {
       if (!u.closed) u.open = true;
     };
