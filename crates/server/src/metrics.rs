@@ -15,6 +15,9 @@ pub const TRACKS: &str = "meshrelay_tracks";
 pub const RING_BYTES: &str = "meshrelay_ring_bytes";
 /// The server-wide ring budget, `--ring-bytes-total` (gauge, set at scrape).
 pub const RING_BYTES_BUDGET: &str = "meshrelay_ring_bytes_budget";
+/// Open WebSocket connections on `/signal`, `/ws` and `/ingest`, counted
+/// against `--max-connections` (gauge, set at scrape).
+pub const CONNECTIONS: &str = "meshrelay_connections";
 /// Open `/signal` connections (gauge).
 pub const SIGNAL_SESSIONS: &str = "meshrelay_signal_sessions";
 /// Successful registrations.
