@@ -51,9 +51,9 @@ pub struct TrackStatsView {
     pub objects_published: u64,
     /// Id the next object gets.
     pub next_object_id: u64,
-    /// Objects sent on egress.
+    /// Objects written to egress subscribers.
     pub origin_objects_sent: u64,
-    /// Framed bytes sent on egress.
+    /// Bytes written to egress subscribers: framed objects and text notices.
     pub origin_bytes_sent: u64,
     /// Open egress subscribers.
     pub subscribers: usize,

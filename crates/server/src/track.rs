@@ -87,9 +87,9 @@ impl LeaveReason {
 pub struct TrackStats {
     /// Objects accepted from publishers.
     pub objects_published: AtomicU64,
-    /// Objects sent on egress.
+    /// Objects written to egress subscribers.
     pub origin_objects_sent: AtomicU64,
-    /// Framed bytes sent on egress.
+    /// Bytes written to egress subscribers: framed objects and text notices.
     pub origin_bytes_sent: AtomicU64,
     /// Open egress subscribers.
     pub subscribers: AtomicUsize,
