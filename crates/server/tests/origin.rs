@@ -424,8 +424,17 @@ async fn try_upgrade(
     addr: std::net::SocketAddr,
     path: &str,
 ) -> Result<tokio::net::TcpStream, (u16, String)> {
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    try_upgrade_on(s, addr, path).await
+}
+
+/// [`try_upgrade`] on a connected socket.
+async fn try_upgrade_on(
+    mut s: tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> Result<tokio::net::TcpStream, (u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -594,21 +603,34 @@ async fn publisher_that_answers_no_ping_is_dropped_and_frees_its_slot() {
     srv.stop().await;
 }
 
-/// Polls `/api/v1/mesh` until `connections` is `n`: a closed connection's
-/// permit is released by its server task, which the client cannot observe.
-async fn wait_connections(srv: &TestServer, n: u64) {
+/// Polls server state (every 5 ms, for at most [`WAIT`]) until `done`:
+/// for what a server task does after the client can last observe it.
+async fn poll_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut done: impl FnMut() -> F,
+) {
     let deadline = tokio::time::Instant::now() + WAIT;
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(5));
     loop {
-        let open = mesh_json(srv).await["connections"].clone();
-        if open == n {
+        every.tick().await;
+        if done().await {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "connections stayed {open}, expected {n}"
+            "not in time: {what}"
         );
-        tokio::task::yield_now().await;
     }
+}
+
+/// Waits until `/api/v1/mesh` counts `n` connections: a closed
+/// connection's permit is released by its server task once the socket is
+/// gone, which the client cannot observe.
+async fn wait_connections(srv: &TestServer, n: u64) {
+    poll_until("the connection count", || async {
+        mesh_json(srv).await["connections"] == n
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -643,5 +665,88 @@ async fn connections_beyond_the_limit_get_503_until_one_closes() {
     );
     close_and_wait_end(&mut publisher).await;
     wait_connections(&srv, 1).await;
+    srv.stop().await;
+}
+
+/// The complete frames in bytes a server wrote: `(opcode, payload length)`
+/// each; a frame cut short at the end is left out.
+fn complete_frames(mut bytes: &[u8]) -> Vec<(u8, usize)> {
+    let mut frames = Vec::new();
+    loop {
+        let [b0, b1, rest @ ..] = bytes else {
+            return frames;
+        };
+        assert_eq!(b1 & 0x80, 0, "server frames are unmasked");
+        let (len, rest) = match b1 & 0x7f {
+            126 => match rest.split_first_chunk::<2>() {
+                Some((n, rest)) => (u16::from_be_bytes(*n) as usize, rest),
+                None => return frames,
+            },
+            127 => match rest.split_first_chunk::<8>() {
+                Some((n, rest)) => (u64::from_be_bytes(*n) as usize, rest),
+                None => return frames,
+            },
+            n => (n as usize, rest),
+        };
+        if rest.len() < len {
+            return frames;
+        }
+        frames.push((b0 & 0x0f, len));
+        bytes = &rest[len..];
+    }
+}
+
+#[tokio::test]
+async fn a_write_that_fails_is_not_counted() {
+    let srv = start(meshrelay_server::ServerConfig {
+        // The shortest stall limit (1 s) and pings the reader never answers.
+        heartbeat_timeout: std::time::Duration::from_secs(1),
+        ..config()
+    })
+    .await;
+    // A reader that reads nothing until the server has given up on it,
+    // with a small receive buffer so the server's writes soon stall.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let stream = socket.connect(srv.addr).await.unwrap();
+    let mut raw = try_upgrade_on(stream, srv.addr, "/ws/t?from=0")
+        .await
+        .expect("upgraded");
+    let mut publisher = connect(&srv.url("/ingest/t")).await;
+    // More than the socket buffers hold, so a write stalls and fails.
+    for i in 0..24u8 {
+        publisher
+            .send(Message::Binary(vec![i; 1 << 20].into()))
+            .await
+            .unwrap();
+    }
+    // Reading would unblock the writes: wait for the server to give up first.
+    poll_until("the reader dropped", || async {
+        track_json(&srv, "t").await["subscribers"] == 0
+    })
+    .await;
+    let mut bytes = Vec::new();
+    tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut bytes),
+    )
+    .await
+    .expect("the connection ends")
+    .unwrap();
+    let frames = complete_frames(&bytes);
+    let objects = frames.iter().filter(|&&(opcode, _)| opcode == 0x2).count();
+    // Pings (0x9) at most besides the objects: the server gave up on a
+    // stalled write, and no Close frame fitted either.
+    assert!(
+        frames.iter().all(
+            |&(opcode, len)| (opcode, len) == (0x2, 8 + (1 << 20)) || (opcode, len) == (0x9, 0)
+        ),
+        "{frames:?}"
+    );
+    assert!(objects < 24, "a write should have failed: {frames:?}");
+    // Counted: exactly the objects that reached the reader whole.
+    let t = track_json(&srv, "t").await;
+    assert_eq!(t["origin_objects_sent"], objects);
+    assert_eq!(t["origin_bytes_sent"], objects * (8 + (1 << 20)));
     srv.stop().await;
 }
