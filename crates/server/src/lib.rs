@@ -151,31 +151,33 @@ async fn tick(app: Arc<App>) {
 /// not when the future is first polled, so a signal that arrives once it has
 /// returned is never taken by the default action (which would kill the
 /// process without any close frame). Call it inside the Tokio runtime.
+#[cfg(unix)]
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let int = signal(SignalKind::interrupt());
-        let term = signal(SignalKind::terminate());
-        async move {
-            let next = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
-                match s {
-                    Ok(mut s) => {
-                        s.recv().await;
-                    }
-                    Err(e) => {
-                        tracing::warn!("cannot watch a shutdown signal: {e}");
-                        std::future::pending::<()>().await
-                    }
-                }
-            };
-            tokio::select! {
-                _ = next(int) => {}
-                _ = next(term) => {}
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    async fn next(s: std::io::Result<Signal>) {
+        match s {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot watch a shutdown signal: {e}");
+                std::future::pending::<()>().await
             }
         }
     }
-    #[cfg(not(unix))]
+    let int = next(signal(SignalKind::interrupt()));
+    let term = next(signal(SignalKind::terminate()));
+    async move {
+        tokio::select! {
+            _ = int => {}
+            _ = term => {}
+        }
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     async {
         let _ = tokio::signal::ctrl_c().await;
     }
