@@ -118,8 +118,8 @@ pub async fn ingest(
         .max_message_size(cap)
         .max_frame_size(cap)
         .on_upgrade(move |mut socket| async move {
-            let track = Arc::clone(held.lease.track());
-            let bye = run_ingest(&mut socket, &app, &track).await;
+            let track = held.lease.track();
+            let bye = run_ingest(&mut socket, &app, track).await;
             goodbye(socket, &app, held, bye).await;
         })
 }
@@ -142,6 +142,28 @@ async fn goodbye(mut ws: WebSocket, app: &App, held: Held, bye: Option<Farewell>
     drop(connection);
 }
 
+/// Sends the ping that is due, if one is; false when the client is to be
+/// dropped: it answered no ping within the heartbeat timeout, or the
+/// socket failed.
+async fn ping_if_due(
+    ws: &mut WebSocket,
+    liveness: &mut Liveness,
+    limit: Duration,
+    track: &Track,
+    who: &str,
+) -> bool {
+    if !liveness.ping_due() {
+        return true;
+    }
+    match liveness.on_due() {
+        Due::Gone => {
+            tracing::debug!(track = %track.name, "{who} answered no ping");
+            false
+        }
+        Due::Ping => ws_util::send(ws, Message::Ping(Default::default()), limit).await,
+    }
+}
+
 /// Publishes every object received until the publisher goes, stops
 /// answering pings, or the server stops; returns how to say goodbye.
 async fn run_ingest(ws: &mut WebSocket, app: &App, track: &Track) -> Option<Farewell> {
@@ -156,18 +178,8 @@ async fn run_ingest(ws: &mut WebSocket, app: &App, track: &Track) -> Option<Fare
     };
     loop {
         // Checked before reading, so a flood of objects cannot postpone it.
-        if liveness.ping_due() {
-            match liveness.on_due() {
-                Due::Gone => {
-                    tracing::debug!(track = %track.name, "publisher answered no ping");
-                    return None;
-                }
-                Due::Ping => {
-                    if !ws_util::send(ws, Message::Ping(Default::default()), limit).await {
-                        return None;
-                    }
-                }
-            }
+        if !ping_if_due(ws, &mut liveness, limit, track, "publisher").await {
+            return None;
         }
         let msg = tokio::select! {
             biased;
@@ -214,8 +226,8 @@ pub async fn egress(
         .write_buffer_size(0)
         .max_message_size(64 * 1024)
         .on_upgrade(move |mut socket| async move {
-            let track = Arc::clone(held.lease.track());
-            let bye = run_egress(&mut socket, &app, &track, q.from).await;
+            let track = held.lease.track();
+            let bye = run_egress(&mut socket, &app, track, q.from).await;
             goodbye(socket, &app, held, bye).await;
         })
 }
@@ -248,6 +260,7 @@ fn incoming(msg: Option<Result<Message, axum::Error>>) -> Incoming {
 
 /// How a counted send ended.
 enum Sent {
+    /// Written: counted.
     Ok,
     /// The socket failed or the subscriber stopped reading.
     Failed,
@@ -330,18 +343,8 @@ async fn stream(
                 Incoming::Gone => return None,
             }
         }
-        if liveness.ping_due() {
-            match liveness.on_due() {
-                Due::Gone => {
-                    tracing::debug!(track = %track.name, "egress subscriber answered no ping");
-                    return None;
-                }
-                Due::Ping => {
-                    if !ws_util::send(ws, Message::Ping(Default::default()), limit).await {
-                        return None;
-                    }
-                }
-            }
+        if !ping_if_due(ws, &mut liveness, limit, track, "egress subscriber").await {
+            return None;
         }
         published.borrow_and_update();
         let batch = match track.read(cursor, READ_BATCH) {
