@@ -159,46 +159,6 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        serve: ServeArgs,
-    }
-
-    /// The settings from these arguments. Clap also reads the process
-    /// environment, so these tests assume no `MESHRELAY_*DEMO` variable is
-    /// set; tests/shutdown.rs covers the variables on a clean environment.
-    fn config(args: &[&str]) -> ServerConfig {
-        let cli = Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied()))
-            .expect("valid arguments");
-        cli.serve.config().expect("valid settings")
-    }
-
-    #[test]
-    fn demo_is_on_unless_a_flag_turns_it_off() {
-        for (args, demo) in [
-            (&[][..], true),
-            (&["--demo"][..], true),
-            (&["--demo=true"][..], true),
-            (&["--demo=false"][..], false),
-            (&["--demo=no"][..], false),
-            (&["--no-demo"][..], false),
-            (&["--demo", "--no-demo"][..], false),
-            (&["--no-demo", "--demo"][..], false),
-            (&["--demo=false", "--no-demo"][..], false),
-        ] {
-            assert_eq!(config(args).demo, demo, "{args:?}");
-        }
-        assert!(Cli::try_parse_from(["serve", "--demo=maybe"]).is_err());
-    }
-
-    #[test]
-    fn max_connections_is_passed_on_and_must_be_positive() {
-        assert_eq!(config(&["--max-connections", "2"]).max_connections, 2);
-        assert!(Cli::try_parse_from(["serve", "--max-connections", "0"]).is_err());
-    }
 
     #[test]
     fn rates_must_be_finite_and_positive() {

@@ -140,6 +140,9 @@ async fn demo_runs_unless_a_flag_or_variable_turns_it_off() {
         (&[], &[("MESHRELAY_DEMO", "0")], false),
         (&[], &[("MESHRELAY_NO_DEMO", "true")], false),
         (&[], &[("MESHRELAY_NO_DEMO", "false")], true),
+        (&["--demo=no"], &[], false),
+        (&["--demo", "--no-demo"], &[], false),
+        (&["--no-demo", "--demo"], &[], false),
         // The command line beats its own variable.
         (&["--demo"], &[("MESHRELAY_DEMO", "false")], true),
         (&["--demo=false"], &[("MESHRELAY_DEMO", "true")], false),
@@ -185,4 +188,51 @@ fn bad_ice_servers_exit_with_code_2() {
         assert_eq!(String::from_utf8_lossy(&out.stderr), stderr, "{args:?}");
         assert_eq!(String::from_utf8_lossy(&out.stdout), "", "{args:?}");
     }
+}
+
+#[test]
+fn demo_flag_values_are_booleans() {
+    let out = Command::new(env!("CARGO_BIN_EXE_meshrelay"))
+        .args(["serve", "--demo=maybe"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: invalid value 'maybe' for '--demo[=<BOOL>]'"),
+        "{err}"
+    );
+}
+
+/// Whether a WebSocket upgrade on `url` is refused with HTTP 503.
+async fn refused_503(url: &str) -> bool {
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status() == 503,
+        Err(e) => panic!("{url}: {e}"),
+        Ok(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn max_connections_comes_from_the_flag_or_the_variable() {
+    for (args, env) in [
+        (&["--no-demo", "--max-connections", "1"][..], &[][..]),
+        (&["--no-demo"], &[("MESHRELAY_MAX_CONNECTIONS", "1")]),
+    ] {
+        let server = serve(args, env).await;
+        let url = format!("ws://{}/signal", server.addr);
+        let (_first, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap();
+        assert!(refused_503(&url).await, "{args:?} {env:?}");
+        server.kill("TERM");
+        assert_eq!(server.exit().await, (Some(0), String::new()));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_meshrelay"))
+        .args(["serve", "--max-connections", "0"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
