@@ -592,7 +592,16 @@ async fn publisher_that_answers_no_ping_is_dropped_and_frees_its_slot() {
     let mut again = raw_upgrade(srv.addr, "/ingest/b").await;
     dropped_after_pings(&mut again).await;
     assert!(opened.elapsed() >= timeout * 2, "{:?}", opened.elapsed());
-    // The publisher that answers pings outlived both and still publishes.
+    // A WebSocket client that is never polled answers no ping either.
+    let _unpolled = connect(&srv.url("/ingest/b")).await;
+    assert_eq!(track_json(&srv, "b").await["publishers"], 1);
+    poll_until("the unpolled publisher dropped", || async {
+        !has_track(&srv, "b").await
+    })
+    .await;
+    assert!(opened.elapsed() >= timeout * 3, "{:?}", opened.elapsed());
+    let _next = raw_upgrade(srv.addr, "/ingest/b").await;
+    // The publisher that answers pings outlived them all and still publishes.
     let mut sub = connect(&srv.url("/ws/a?from=0")).await;
     good_tx
         .send(Message::Binary(b"still here".to_vec().into()))
