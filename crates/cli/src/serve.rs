@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// Most peers over all tracks (unlimited when unset).
     #[arg(long, env = "MESHRELAY_MAX_PEERS_TOTAL")]
     pub max_peers_total: Option<usize>,
+    /// Most open WebSocket connections (/signal, /ws and /ingest together);
+    /// an upgrade beyond it gets HTTP 503.
+    #[arg(long, env = "MESHRELAY_MAX_CONNECTIONS", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
     /// Most live tracks at once; a new track beyond it is refused
     /// (`mesh_full` on /signal, HTTP 503 on /ingest and /ws).
     #[arg(long, env = "MESHRELAY_MAX_TRACKS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
@@ -76,11 +80,13 @@ pub struct ServeArgs {
     /// Messages queued towards one /signal client before it is cut off (`slow_consumer`).
     #[arg(long, env = "MESHRELAY_SEND_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     pub send_queue: u64,
-    /// Run the built-in demo publisher on track demo/live (the default).
-    #[arg(long, overrides_with = "no_demo")]
-    pub demo: bool,
+    /// Run the built-in demo publisher on track demo/live (the default);
+    /// `--demo=false` turns it off like --no-demo. Off wins when the two
+    /// disagree, so no mix of flags and variables is an error.
+    #[arg(long, env = "MESHRELAY_DEMO", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
+    pub demo: Option<bool>,
     /// Do not run the demo publisher.
-    #[arg(long, env = "MESHRELAY_NO_DEMO", overrides_with = "demo")]
+    #[arg(long, env = "MESHRELAY_NO_DEMO")]
     pub no_demo: bool,
 }
 
@@ -113,11 +119,12 @@ impl ServeArgs {
             max_object_bytes: self.max_object_bytes,
             max_peers_per_track: self.max_peers_per_track,
             max_peers_total: self.max_peers_total,
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
             max_tracks: usize::try_from(self.max_tracks).unwrap_or(usize::MAX),
             message_rate: self.message_rate,
             message_burst: self.message_burst,
             send_queue: usize::try_from(self.send_queue).unwrap_or(usize::MAX),
-            demo: !self.no_demo,
+            demo: !self.no_demo && self.demo.unwrap_or(true),
         })
     }
 }
@@ -135,6 +142,8 @@ fn positive(s: &str) -> Result<f64, String> {
 pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let demo = config.demo;
     let server = Server::bind(config).await?;
+    // Before the line below: a signal sent once it is read must shut down.
+    let stop = meshrelay_server::shutdown_signal();
     let addr = server.local_addr()?;
     // Tests and scripts read this line to find the port.
     println!("meshrelay listening on http://{addr}");
@@ -142,7 +151,7 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     if demo {
         println!("demo: publishing on track demo/live; open http://{addr}/demo");
     }
-    server.run(meshrelay_server::shutdown_signal()).await?;
+    server.run(stop).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Object framing (`[u64 BE object_id][payload]`), DataChannel chunking and
-//! the egress `ResumeGap` notice.
+//! the egress text notices (`ResumeGap`, `Error`).
 
+use crate::ErrorCode;
 use serde::{Deserialize, Serialize};
 
 /// Bytes of the object id prefix.
@@ -154,17 +155,35 @@ fn parse_chunk(message: &[u8]) -> Option<(u64, usize, usize, &[u8])> {
     })
 }
 
-/// First text frame of an egress stream whose `from` fell out of the ring.
+/// A text frame on the egress stream, between its binary objects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum EgressNotice {
-    /// Objects `requested..first` are gone; the stream starts at `first`.
+    /// First frame of a stream whose `from` fell out of the ring: objects
+    /// `requested..first` are gone; the stream starts at `first`.
     ResumeGap {
         /// The `from` the subscriber asked for.
         requested: u64,
         /// The oldest object still kept, where the stream starts.
         first: u64,
     },
+    /// Last frame before the server closes the stream, in the shape of the
+    /// `/signal` `Error` (`slow_consumer`: the subscriber's next object left
+    /// the ring; the Close frame that follows has code 1013).
+    Error {
+        /// Machine-readable cause.
+        code: ErrorCode,
+        /// A sentence for humans.
+        reason: String,
+    },
+}
+
+impl EgressNotice {
+    /// The JSON text frame.
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -284,5 +303,27 @@ mod tests {
             serde_json::to_string(&n).unwrap(),
             r#"{"type":"ResumeGap","requested":1,"first":5}"#
         );
+        assert_eq!(
+            n.to_json(),
+            r#"{"type":"ResumeGap","requested":1,"first":5}"#
+        );
+    }
+
+    #[test]
+    fn egress_error_has_the_signal_error_shape() {
+        let n = EgressNotice::Error {
+            code: ErrorCode::SlowConsumer,
+            reason: "behind".into(),
+        };
+        assert_eq!(
+            n.to_json(),
+            r#"{"type":"Error","code":"slow_consumer","reason":"behind"}"#
+        );
+        assert_eq!(
+            n.to_json(),
+            crate::ServerMessage::error(ErrorCode::SlowConsumer, "behind").to_json()
+        );
+        let back: EgressNotice = serde_json::from_str(&n.to_json()).unwrap();
+        assert_eq!(back, n);
     }
 }

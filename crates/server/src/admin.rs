@@ -51,9 +51,9 @@ pub struct TrackStatsView {
     pub objects_published: u64,
     /// Id the next object gets.
     pub next_object_id: u64,
-    /// Objects sent on egress.
+    /// Objects written to egress subscribers.
     pub origin_objects_sent: u64,
-    /// Framed bytes sent on egress.
+    /// Bytes written to egress subscribers: framed objects and text notices.
     pub origin_bytes_sent: u64,
     /// Open egress subscribers.
     pub subscribers: usize,
@@ -70,6 +70,9 @@ pub struct MeshView {
     pub peer_count: usize,
     /// Percentage of all peers fed by a peer.
     pub offload_percentage: f64,
+    /// Open WebSocket connections (`/signal`, `/ws`, `/ingest`), counted
+    /// against `--max-connections`.
+    pub connections: usize,
     /// Every peer (omitted with `?peers=false`).
     pub peers: Vec<PeerStats>,
     /// Per-track summaries.
@@ -106,6 +109,7 @@ pub async fn mesh(State(app): State<Arc<App>>, Query(q): Query<MeshQuery>) -> Js
         enabled: true,
         peer_count: 0,
         offload_percentage: 0.0,
+        connections: app.connections.open_count(),
         peers: Vec::new(),
         tracks: Vec::new(),
     };
@@ -155,6 +159,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
     metrics::gauge!(crate::metrics::ROOTS).set(roots as f64);
     metrics::gauge!(crate::metrics::OFFLOAD).set(offload);
     metrics::gauge!(crate::metrics::TRACKS).set(tracks.len() as f64);
+    metrics::gauge!(crate::metrics::CONNECTIONS).set(app.connections.open_count() as f64);
     let budget = app.registry.ring_budget();
     metrics::gauge!(crate::metrics::RING_BYTES).set(budget.used() as f64);
     metrics::gauge!(crate::metrics::RING_BYTES_BUDGET).set(budget.max() as f64);

@@ -1,6 +1,7 @@
 //! State shared by every handler.
 
 use crate::config::ServerConfig;
+use crate::connections::{Connection, Connections, TooManyConnections};
 use crate::demo;
 use crate::registry::Registry;
 use crate::ring::RingBudget;
@@ -23,6 +24,8 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so shutdown can wait for their close frames.
     pub tracker: TaskTracker,
+    /// Open WebSocket connections, capped by `--max-connections`.
+    pub connections: Connections,
     next_registration: AtomicU64,
 }
 
@@ -61,9 +64,16 @@ impl App {
             },
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            connections: Connections::new(config.max_connections),
             next_registration: AtomicU64::new(1),
             config,
         })
+    }
+
+    /// Admits one more WebSocket connection (before its upgrade): the
+    /// returned guard holds its permit and makes shutdown wait for it.
+    pub fn connection(&self) -> Result<Connection, TooManyConnections> {
+        self.connections.open(&self.tracker)
     }
 
     /// A fresh id for one registration of a `/signal` session.

@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub max_peers_per_track: Option<usize>,
     /// Most peers over all tracks (`None`: unlimited).
     pub max_peers_total: Option<usize>,
+    /// Most open WebSocket connections (`/signal`, `/ws`, `/ingest`
+    /// together); beyond it an upgrade is refused with HTTP 503.
+    pub max_connections: usize,
     /// Most live tracks: any client can name a new one.
     pub max_tracks: usize,
     /// Sustained `/signal` messages per second per connection.
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             max_object_bytes: 4 * 1024 * 1024,
             max_peers_per_track: None,
             max_peers_total: None,
+            max_connections: 16384,
             max_tracks: 1024,
             message_rate: 100.0,
             message_burst: 200.0,

@@ -2,7 +2,6 @@
 
 use crate::app::App;
 use meshrelay_mesh::MeshConfig;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -46,7 +45,10 @@ pub async fn run(app: Arc<App>) {
         return;
     };
     let track = lease.track();
-    track.stats.publishers.fetch_add(1, Ordering::Relaxed);
+    let Some(_claim) = track.claim_publisher() else {
+        tracing::warn!("{DEMO_TRACK} already has a publisher: the demo publisher does not run");
+        return;
+    };
     let mut tick = tokio::time::interval(PERIOD);
     let mut seq = 0u64;
     loop {
@@ -63,7 +65,6 @@ pub async fn run(app: Arc<App>) {
         metrics::counter!(crate::metrics::BYTES_IN).increment(object.len() as u64);
         seq += 1;
     }
-    track.stats.publishers.fetch_sub(1, Ordering::Relaxed);
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod demo;
+pub mod liveness;
 pub mod metrics;
 pub mod origin_ws;
 pub mod ratelimit;
@@ -145,24 +147,38 @@ async fn tick(app: Arc<App>) {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+/// Resolves on SIGINT or SIGTERM. The handlers are installed by this call,
+/// not when the future is first polled, so a signal that arrives once it has
+/// returned is never taken by the default action (which would kill the
+/// process without any close frame). Call it inside the Tokio runtime.
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    async fn next(s: std::io::Result<Signal>) {
+        match s {
             Ok(mut s) => {
                 s.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            Err(e) => {
+                tracing::warn!("cannot watch a shutdown signal: {e}");
+                std::future::pending::<()>().await
+            }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    }
+    let int = next(signal(SignalKind::interrupt()));
+    let term = next(signal(SignalKind::terminate()));
+    async move {
+        tokio::select! {
+            _ = int => {}
+            _ = term => {}
+        }
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -15,6 +15,9 @@ pub const TRACKS: &str = "meshrelay_tracks";
 pub const RING_BYTES: &str = "meshrelay_ring_bytes";
 /// The server-wide ring budget, `--ring-bytes-total` (gauge, set at scrape).
 pub const RING_BYTES_BUDGET: &str = "meshrelay_ring_bytes_budget";
+/// Open WebSocket connections on `/signal`, `/ws` and `/ingest`, counted
+/// against `--max-connections` (gauge, set at scrape).
+pub const CONNECTIONS: &str = "meshrelay_connections";
 /// Open `/signal` connections (gauge).
 pub const SIGNAL_SESSIONS: &str = "meshrelay_signal_sessions";
 /// Successful registrations.
@@ -31,9 +34,9 @@ pub const ERRORS: &str = "meshrelay_errors_total";
 pub const OBJECTS_IN: &str = "meshrelay_origin_objects_in_total";
 /// Payload bytes received from publishers.
 pub const BYTES_IN: &str = "meshrelay_origin_bytes_in_total";
-/// Objects sent on `/ws/{track}` egress.
+/// Objects written to `/ws/{track}` subscribers.
 pub const OBJECTS_OUT: &str = "meshrelay_origin_objects_out_total";
-/// Bytes (framed) sent on `/ws/{track}` egress.
+/// Bytes written to `/ws/{track}` subscribers: framed objects and text notices.
 pub const BYTES_OUT: &str = "meshrelay_origin_bytes_out_total";
 /// Egress subscribers closed because they fell out of the ring.
 pub const EGRESS_LAGGED: &str = "meshrelay_origin_lagged_subscribers_total";

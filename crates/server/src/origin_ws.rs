@@ -1,9 +1,12 @@
 //! Origin WebSockets: `/ingest/{track}` (publisher in) and `/ws/{track}` (egress out).
 
 use crate::app::App;
+use crate::connections::{Connection, TooManyConnections};
+use crate::liveness::{Due, Liveness};
 use crate::registry::Lease;
 use crate::ring::Read;
 use crate::signal_ws::{authorize, Unauthorized, WsQuery};
+use crate::track::{PublisherClaim, Track};
 use crate::ws_util::{self, Farewell, Input, CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
@@ -13,7 +16,6 @@ use meshrelay_protocol::{validate_track, EgressNotice, ErrorCode};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// Objects copied out of the ring per lock acquisition.
 const READ_BATCH: usize = 64;
@@ -25,8 +27,12 @@ pub enum Refusal {
     BadTrack(&'static str),
     /// 401: missing or wrong token.
     Unauthorized(Unauthorized),
+    /// 503: every connection permit (`--max-connections`) is taken.
+    TooManyConnections(TooManyConnections),
     /// 503: the track does not exist and the track limit is reached.
     TrackLimit,
+    /// 409: another publisher is publishing on the track.
+    PublisherBusy,
 }
 
 impl IntoResponse for Refusal {
@@ -36,27 +42,50 @@ impl IntoResponse for Refusal {
                 (StatusCode::BAD_REQUEST, format!("invalid track: {why}\n")).into_response()
             }
             Refusal::Unauthorized(u) => u.into_response(),
+            Refusal::TooManyConnections(t) => t.into_response(),
             Refusal::TrackLimit => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the server has reached its track limit\n",
+            )
+                .into_response(),
+            Refusal::PublisherBusy => (
+                StatusCode::CONFLICT,
+                "another publisher is publishing on this track; retry once it disconnects\n",
             )
                 .into_response(),
         }
     }
 }
 
-/// Checks the path's track and the token, then claims the track.
+/// What an origin connection holds on the server while it is open.
+struct Held {
+    /// Its connection permit; kept until the socket is gone.
+    connection: Connection,
+    /// Its claim on the track; let go before the closing handshake.
+    lease: Lease,
+    /// The publisher slot (ingest only); let go with the lease.
+    publisher: Option<PublisherClaim>,
+}
+
+/// Checks the path's track, the token and the connection limit, then
+/// claims the track.
 fn open_track(
     app: &Arc<App>,
     track: &str,
     expected_token: Option<&str>,
     query_token: Option<&str>,
     ws: WebSocketUpgrade,
-) -> Result<(WebSocketUpgrade, Lease), Refusal> {
+) -> Result<(WebSocketUpgrade, Held), Refusal> {
     validate_track(track).map_err(|(_, why)| Refusal::BadTrack(why))?;
     let ws = authorize(ws, expected_token, query_token).map_err(Refusal::Unauthorized)?;
+    let connection = app.connection().map_err(Refusal::TooManyConnections)?;
     let lease = app.registry.acquire(track).ok_or(Refusal::TrackLimit)?;
-    Ok((ws, lease))
+    let held = Held {
+        connection,
+        lease,
+        publisher: None,
+    };
+    Ok((ws, held))
 }
 
 /// Gives up on a write blocked this long: the reader stopped reading.
@@ -66,7 +95,8 @@ fn stall_limit(app: &App) -> Duration {
         .clamp(Duration::from_secs(1), Duration::from_secs(2))
 }
 
-/// `GET /ingest/{track}`: one binary message per object.
+/// `GET /ingest/{track}`: one binary message per object, from the track's
+/// only publisher.
 pub async fn ingest(
     State(app): State<Arc<App>>,
     Path(track): Path<String>,
@@ -74,36 +104,71 @@ pub async fn ingest(
     ws: WebSocketUpgrade,
 ) -> Response {
     let expected = app.config.publish_token.as_deref();
-    let (ws, lease) = match open_track(&app, &track, expected, q.token.as_deref(), ws) {
+    let (ws, mut held) = match open_track(&app, &track, expected, q.token.as_deref(), ws) {
         Ok(opened) => opened,
         Err(refused) => return refused.into_response(),
     };
+    held.publisher = match held.lease.track().claim_publisher() {
+        Some(claim) => Some(claim),
+        None => return Refusal::PublisherBusy.into_response(),
+    };
     // Up to twice the limit reaches our check and gets a clean `too_large`.
     let cap = app.config.max_object_bytes.saturating_mul(2).max(1024);
-    let token = app.tracker.token();
     ws.read_buffer_size(64 * 1024)
         .max_message_size(cap)
         .max_frame_size(cap)
         .on_upgrade(move |mut socket| async move {
-            let _tracked = token;
-            let bye = run_ingest(&mut socket, &app, &lease).await;
-            goodbye(socket, &app, lease, bye).await;
+            let track = held.lease.track();
+            let bye = run_ingest(&mut socket, &app, track).await;
+            goodbye(socket, &app, held, bye).await;
         })
 }
 
-/// Lets go of the track, then closes the socket: the track slot is free
-/// before the client sees any farewell or the end of the connection.
-async fn goodbye(mut ws: WebSocket, app: &App, lease: Lease, bye: Option<Farewell>) {
+/// Lets go of the track (and the publisher slot), then closes the socket:
+/// both are free before the client sees any farewell or the end of the
+/// connection. The connection permit is kept until the socket is gone.
+async fn goodbye(mut ws: WebSocket, app: &App, held: Held, bye: Option<Farewell>) {
+    let Held {
+        connection,
+        lease,
+        publisher,
+    } = held;
+    drop(publisher);
     drop(lease);
     if let Some(f) = bye {
         ws_util::farewell(&mut ws, f, stall_limit(app), &app.shutdown).await;
     }
+    drop(ws);
+    drop(connection);
 }
 
-/// Publishes every object received; returns how to say goodbye.
-async fn run_ingest(ws: &mut WebSocket, app: &App, lease: &Lease) -> Option<Farewell> {
-    let track = lease.track();
-    track.stats.publishers.fetch_add(1, Ordering::Relaxed);
+/// Sends the ping that is due, if one is; false when the client is to be
+/// dropped: it answered no ping within the heartbeat timeout, or the
+/// socket failed.
+async fn ping_if_due(
+    ws: &mut WebSocket,
+    liveness: &mut Liveness,
+    limit: Duration,
+    track: &Track,
+    who: &str,
+) -> bool {
+    if !liveness.ping_due() {
+        return true;
+    }
+    match liveness.on_due() {
+        Due::Gone => {
+            tracing::debug!(track = %track.name, "{who} answered no ping");
+            false
+        }
+        Due::Ping => ws_util::send(ws, Message::Ping(Default::default()), limit).await,
+    }
+}
+
+/// Publishes every object received until the publisher goes, stops
+/// answering pings, or the server stops; returns how to say goodbye.
+async fn run_ingest(ws: &mut WebSocket, app: &App, track: &Track) -> Option<Farewell> {
+    let limit = stall_limit(app);
+    let mut liveness = Liveness::new(app.config.heartbeat_timeout);
     let too_large = |input| {
         let why = format!(
             "object exceeds the limit of {} bytes",
@@ -111,34 +176,38 @@ async fn run_ingest(ws: &mut WebSocket, app: &App, lease: &Lease) -> Option<Fare
         );
         Some(Farewell::error(ErrorCode::TooLarge, why, input))
     };
-    let farewell = loop {
+    loop {
+        // Checked before reading, so a flood of objects cannot postpone it.
+        if !ping_if_due(ws, &mut liveness, limit, track, "publisher").await {
+            return None;
+        }
         let msg = tokio::select! {
             biased;
             _ = app.shutdown.cancelled() => {
-                break Some(Farewell::close(CLOSE_GOING_AWAY, "server shutting down"));
+                return Some(Farewell::close(CLOSE_GOING_AWAY, "server shutting down"));
             }
+            _ = liveness.until_ping() => continue,
             m = ws.recv() => m,
         };
         match msg {
             Some(Ok(Message::Binary(object))) => {
+                liveness.seen();
                 if object.len() > app.config.max_object_bytes {
-                    break too_large(Input::InSync);
+                    return too_large(Input::InSync);
                 }
                 track.publish(&object);
                 metrics::counter!(crate::metrics::OBJECTS_IN).increment(1);
                 metrics::counter!(crate::metrics::BYTES_IN).increment(object.len() as u64);
             }
-            Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => liveness.seen(),
             Some(Err(e)) => {
-                break ws_util::is_too_large(e)
+                return ws_util::is_too_large(e)
                     .then(|| too_large(Input::Desynced))
                     .flatten()
             }
-            Some(Ok(Message::Close(_))) | None => break None,
+            Some(Ok(Message::Close(_))) | None => return None,
         }
-    };
-    track.stats.publishers.fetch_sub(1, Ordering::Relaxed);
-    farewell
+    }
 }
 
 /// `GET /ws/{track}?from=<id>`: framed objects in id order.
@@ -149,30 +218,28 @@ pub async fn egress(
     ws: WebSocketUpgrade,
 ) -> Response {
     let expected = app.config.subscribe_token.as_deref();
-    let (ws, lease) = match open_track(&app, &track, expected, q.token.as_deref(), ws) {
+    let (ws, held) = match open_track(&app, &track, expected, q.token.as_deref(), ws) {
         Ok(opened) => opened,
         Err(refused) => return refused.into_response(),
     };
-    let token = app.tracker.token();
     ws.read_buffer_size(4 * 1024)
         .write_buffer_size(0)
         .max_message_size(64 * 1024)
         .on_upgrade(move |mut socket| async move {
-            let _tracked = token;
-            let bye = run_egress(&mut socket, &app, &lease, q.from).await;
-            goodbye(socket, &app, lease, bye).await;
+            let track = held.lease.track();
+            let bye = run_egress(&mut socket, &app, track, q.from).await;
+            goodbye(socket, &app, held, bye).await;
         })
 }
 
 async fn run_egress(
     ws: &mut WebSocket,
     app: &App,
-    lease: &Lease,
+    track: &Track,
     from: Option<u64>,
 ) -> Option<Farewell> {
-    let track = lease.track();
     track.stats.subscribers.fetch_add(1, Ordering::Relaxed);
-    let farewell = stream(ws, app, lease, from).await;
+    let farewell = stream(ws, app, track, from).await;
     track.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
     farewell
 }
@@ -191,22 +258,64 @@ fn incoming(msg: Option<Result<Message, axum::Error>>) -> Incoming {
     }
 }
 
+/// How a counted send ended.
+enum Sent {
+    /// Written: counted.
+    Ok,
+    /// The socket failed or the subscriber stopped reading.
+    Failed,
+    /// The server is stopping; the message may not have been written.
+    Shutdown,
+}
+
+/// Sends one egress message and, once it is written, counts it in the
+/// track's origin counters: bytes always, an object when it is binary.
+async fn send_counted(ws: &mut WebSocket, app: &App, track: &Track, msg: Message) -> Sent {
+    let (len, object) = match &msg {
+        Message::Binary(b) => (b.len() as u64, true),
+        Message::Text(t) => (t.len() as u64, false),
+        _ => (0, false),
+    };
+    let sent = tokio::select! {
+        biased;
+        _ = app.shutdown.cancelled() => return Sent::Shutdown,
+        ok = ws_util::send(ws, msg, stall_limit(app)) => ok,
+    };
+    if !sent {
+        return Sent::Failed;
+    }
+    let stats = &track.stats;
+    stats.origin_bytes_sent.fetch_add(len, Ordering::Relaxed);
+    metrics::counter!(crate::metrics::BYTES_OUT).increment(len);
+    if object {
+        stats.origin_objects_sent.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::metrics::OBJECTS_OUT).increment(1);
+    }
+    Sent::Ok
+}
+
+/// The farewell after a send that did not complete, if any.
+fn unsent(outcome: Sent) -> Option<Option<Farewell>> {
+    match outcome {
+        Sent::Ok => None,
+        Sent::Failed => Some(None),
+        Sent::Shutdown => Some(Some(Farewell::close(
+            CLOSE_GOING_AWAY,
+            "server shutting down",
+        ))),
+    }
+}
+
 /// Streams objects until the subscriber goes, lags, stops answering pings
 /// or the server stops; returns how to say goodbye.
 async fn stream(
     ws: &mut WebSocket,
     app: &App,
-    lease: &Lease,
+    track: &Track,
     from: Option<u64>,
 ) -> Option<Farewell> {
-    let track = lease.track();
     let limit = stall_limit(app);
-    // Liveness as on /signal: a ping every timeout/3; a subscriber that
-    // answers none (nor sends anything) within the timeout is dropped.
-    let timeout = app.config.heartbeat_timeout;
-    let ping_every = (timeout / 3).max(Duration::from_millis(10));
-    let mut next_ping = Instant::now() + ping_every;
-    let mut last_seen = Instant::now();
+    let mut liveness = Liveness::new(app.config.heartbeat_timeout);
     let (start, mut published) = track.subscribe(from);
     let mut cursor = start.cursor;
     if let Some(requested) = start.gap_from {
@@ -214,9 +323,9 @@ async fn stream(
             requested,
             first: start.cursor,
         };
-        let text = serde_json::to_string(&notice).unwrap_or_default();
-        if !ws_util::send(ws, Message::Text(text.into()), limit).await {
-            return None;
+        let text = Message::Text(notice.to_json().into());
+        if let Some(bye) = unsent(send_counted(ws, app, track, text).await) {
+            return bye;
         }
     }
     loop {
@@ -230,26 +339,16 @@ async fn stream(
             };
             match polled {
                 Incoming::Nothing => break,
-                Incoming::Alive => last_seen = Instant::now(),
+                Incoming::Alive => liveness.seen(),
                 Incoming::Gone => return None,
             }
         }
-        if Instant::now() >= next_ping {
-            if last_seen.elapsed() > timeout {
-                tracing::debug!(track = %track.name, "egress subscriber answered no ping");
-                return None;
-            }
-            if !ws_util::send(ws, Message::Ping(Default::default()), limit).await {
-                return None;
-            }
-            next_ping = Instant::now() + ping_every;
+        if !ping_if_due(ws, &mut liveness, limit, track, "egress subscriber").await {
+            return None;
         }
         published.borrow_and_update();
         let batch = match track.read(cursor, READ_BATCH) {
-            Read::Lagged => {
-                metrics::counter!(crate::metrics::EGRESS_LAGGED).increment(1);
-                return Some(Farewell::close(CLOSE_TRY_AGAIN, "slow_consumer"));
-            }
+            Read::Lagged => return lagged(ws, app, track, cursor).await,
             Read::Objects(batch) => batch,
         };
         if batch.is_empty() {
@@ -261,38 +360,37 @@ async fn stream(
                 changed = published.changed() => if changed.is_err() { return None },
                 m = ws.recv() => match incoming(m) {
                     Incoming::Gone => return None,
-                    _ => last_seen = Instant::now(),
+                    _ => liveness.seen(),
                 },
-                _ = tokio::time::sleep_until(next_ping) => {}
+                _ = liveness.until_ping() => {}
             }
             continue;
         }
         for framed in batch {
-            let len = framed.len() as u64;
-            // Counted when handed to the socket, so a reader that has the
-            // object always sees it counted.
-            track
-                .stats
-                .origin_objects_sent
-                .fetch_add(1, Ordering::Relaxed);
-            track
-                .stats
-                .origin_bytes_sent
-                .fetch_add(len, Ordering::Relaxed);
-            metrics::counter!(crate::metrics::OBJECTS_OUT).increment(1);
-            metrics::counter!(crate::metrics::BYTES_OUT).increment(len);
-            let sent = tokio::select! {
-                biased;
-                _ = app.shutdown.cancelled() => false,
-                ok = ws_util::send(ws, Message::Binary(framed), limit) => ok,
-            };
-            if !sent {
-                if app.shutdown.is_cancelled() {
-                    return Some(Farewell::close(CLOSE_GOING_AWAY, "server shutting down"));
-                }
-                return None;
+            if let Some(bye) = unsent(send_counted(ws, app, track, Message::Binary(framed)).await) {
+                return bye;
             }
             cursor += 1;
         }
     }
+}
+
+/// Tells a subscriber whose next object (`cursor`) left the ring why it is
+/// dropped: a `slow_consumer` `Error` text frame, then Close 1013.
+async fn lagged(ws: &mut WebSocket, app: &App, track: &Track, cursor: u64) -> Option<Farewell> {
+    metrics::counter!(crate::metrics::EGRESS_LAGGED).increment(1);
+    let code = ErrorCode::SlowConsumer;
+    let notice = EgressNotice::Error {
+        code,
+        reason: format!(
+            "object {cursor} left the ring buffer before this subscriber read it; \
+             reconnect with ?from={cursor} to resume from the oldest kept object"
+        ),
+    };
+    crate::metrics::error_sent(code);
+    let text = Message::Text(notice.to_json().into());
+    if let Some(bye) = unsent(send_counted(ws, app, track, text).await) {
+        return bye;
+    }
+    Some(Farewell::close(CLOSE_TRY_AGAIN, code.as_str()))
 }

@@ -87,7 +87,10 @@ pub async fn handler(
     // Frames up to twice the limit reach our own check (which answers
     // `too_large` cleanly); beyond that tungstenite refuses to buffer them.
     let hard_cap = app.config.max_signal_bytes.saturating_mul(2).max(1024);
-    let token = app.tracker.token();
+    let token = match app.connection() {
+        Ok(token) => token,
+        Err(full) => return full.into_response(),
+    };
     ws.read_buffer_size(SIGNAL_READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(hard_cap.saturating_mul(4))

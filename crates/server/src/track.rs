@@ -87,14 +87,27 @@ impl LeaveReason {
 pub struct TrackStats {
     /// Objects accepted from publishers.
     pub objects_published: AtomicU64,
-    /// Objects sent on egress.
+    /// Objects written to egress subscribers.
     pub origin_objects_sent: AtomicU64,
-    /// Framed bytes sent on egress.
+    /// Bytes written to egress subscribers: framed objects and text notices.
     pub origin_bytes_sent: AtomicU64,
     /// Open egress subscribers.
     pub subscribers: AtomicUsize,
-    /// Open publishers.
+    /// Open publishers: 0 or 1, held by [`PublisherClaim`].
     pub publishers: AtomicUsize,
+}
+
+/// The right to publish on a track, held by at most one publisher at a
+/// time so two publishers never interleave their objects; dropping it lets
+/// the next one in.
+pub struct PublisherClaim {
+    track: Arc<Track>,
+}
+
+impl Drop for PublisherClaim {
+    fn drop(&mut self) {
+        self.track.stats.publishers.store(0, Ordering::Release);
+    }
 }
 
 struct MeshState {
@@ -364,6 +377,18 @@ impl Track {
     /// Peers in the tree now.
     pub fn peer_count(&self) -> usize {
         lock(&self.mesh).planner.peer_count()
+    }
+
+    /// Claims the track's only publisher slot; `None` while another
+    /// publisher holds it.
+    pub fn claim_publisher(self: &Arc<Self>) -> Option<PublisherClaim> {
+        self.stats
+            .publishers
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| PublisherClaim {
+                track: Arc::clone(self),
+            })
     }
 
     /// Appends a published object; returns its id.

@@ -43,6 +43,12 @@ async fn metrics_count_peers_traffic_and_errors() {
             .unwrap();
         assert!(matches!(next_msg(&mut egress).await, Message::Binary(_)));
     }
+    // Sends are counted once written: final once the server ended the stream.
+    egress.close(None).await.unwrap();
+    while let Some(Ok(_)) = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut egress))
+        .await
+        .expect("end in time")
+    {}
 
     let (status, head, body) = http_get(srv.addr, "/metrics").await;
     assert_eq!(status, 200);

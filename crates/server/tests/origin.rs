@@ -71,8 +71,9 @@ async fn ingest_to_egress_is_byte_exact_and_resumable() {
 
     // Beyond the next id: the next published object.
     let mut ahead = connect(&srv.url("/ws/live/test?from=500")).await;
-    // A later publisher continues the numbering.
-    drop(publisher);
+    // A later publisher continues the numbering (one publisher at a time:
+    // the first is gone once the server has ended its connection).
+    close_and_wait_end(&mut publisher).await;
     let mut publisher = connect(&srv.url("/ingest/live/test")).await;
     publisher
         .send(Message::Binary(b"ten".to_vec().into()))
@@ -83,7 +84,19 @@ async fn ingest_to_egress_is_byte_exact_and_resumable() {
     assert_eq!(next_binary(&mut gap).await, framed(10, b"ten"));
     assert_eq!(next_binary(&mut resumed).await, framed(10, b"ten"));
 
-    // The admin API counts exactly what the origin sent to the four readers.
+    let t = track_json(&srv, "live/test").await;
+    assert_eq!(
+        (&t["subscribers"], &t["publishers"]),
+        (&4.into(), &1.into())
+    );
+
+    // A send is counted once written, so the counts are final once every
+    // reader has closed and seen the server end the connection.
+    for mut reader in [live, resumed, gap, ahead] {
+        close_and_wait_end(&mut reader).await;
+    }
+    // The admin API counts exactly what the origin sent to the four readers:
+    // the framed objects and the ResumeGap text.
     let size = |i: u64| match i {
         9 => 8 + big.len() as u64,
         10 => 8 + 3,
@@ -91,21 +104,55 @@ async fn ingest_to_egress_is_byte_exact_and_resumable() {
     };
     let ranges = [0..11u64, 8..11, 6..11, 10..11];
     let objects: u64 = ranges.iter().map(|r| r.end - r.start).sum();
-    let bytes: u64 = ranges.iter().flat_map(|r| r.clone()).map(size).sum();
-    let mesh = mesh_json(&srv).await;
-    let t = mesh["tracks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["track"] == "live/test")
-        .unwrap()
-        .clone();
+    let resume_gap = r#"{"type":"ResumeGap","requested":1,"first":6}"#.len() as u64;
+    let bytes: u64 = ranges.iter().flat_map(|r| r.clone()).map(size).sum::<u64>() + resume_gap;
+    let t = track_json(&srv, "live/test").await;
     assert_eq!(t["objects_published"], 11);
     assert_eq!(t["next_object_id"], 11);
     assert_eq!(t["origin_objects_sent"], objects);
     assert_eq!(t["origin_bytes_sent"], bytes);
-    assert_eq!(t["subscribers"], 4);
+    assert_eq!(
+        (&t["subscribers"], &t["publishers"]),
+        (&0.into(), &1.into())
+    );
     srv.stop().await;
+}
+
+/// The track's entry in `/api/v1/mesh`.
+async fn track_json(srv: &TestServer, track: &str) -> Value {
+    let mesh = mesh_json(srv).await;
+    mesh["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["track"] == track)
+        .unwrap_or_else(|| panic!("no track {track} in {mesh}"))
+        .clone()
+}
+
+/// Whether `/api/v1/mesh` lists the track.
+async fn has_track(srv: &TestServer, track: &str) -> bool {
+    let mesh = mesh_json(srv).await;
+    mesh["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["track"] == track)
+}
+
+/// Starts the closing handshake and reads until the server ends the
+/// connection.
+async fn close_and_wait_end(ws: &mut Ws) {
+    ws.close(None).await.expect("close sent");
+    loop {
+        match tokio::time::timeout(WAIT, futures_util::StreamExt::next(ws))
+            .await
+            .expect("end in time")
+        {
+            None | Some(Err(_)) => return,
+            Some(Ok(_)) => {}
+        }
+    }
 }
 
 #[tokio::test]
@@ -244,9 +291,11 @@ async fn graceful_stop_sends_close_frames() {
     let srv = start(config()).await;
     let (mut a, _) = register(&srv, "a", "t", None).await;
     let mut egress = connect(&srv.url("/ws/t")).await;
+    let mut publisher = connect(&srv.url("/ingest/t")).await;
     let stopping = tokio::spawn(srv.stop());
     assert_eq!(expect_closed(&mut a).await, Some(1001));
     assert_eq!(expect_closed(&mut egress).await, Some(1001));
+    assert_eq!(expect_closed(&mut publisher).await, Some(1001));
     stopping.await.unwrap();
 }
 
@@ -262,6 +311,12 @@ async fn demo_publisher_streams_on_demo_live() {
     assert_eq!(&first[..8], &0u64.to_be_bytes());
     let v: serde_json::Value = serde_json::from_slice(&first[8..]).unwrap();
     assert_eq!(v["seq"], 0);
+    // The demo publisher is the track's publisher: nobody else may mix in.
+    assert_eq!(
+        try_upgrade(srv.addr, "/ingest/demo/live").await.err(),
+        Some((409, PUBLISHER_BUSY.to_owned()))
+    );
+    assert_eq!(track_json(&srv, "demo/live").await["publishers"], 1);
     srv.stop().await;
 }
 
@@ -309,9 +364,10 @@ async fn lagging_subscriber_is_closed_never_skipped() {
             .unwrap();
     }
     let mut expected = 0u64;
-    loop {
+    let notice = loop {
         match next_msg(&mut slow).await {
             Message::Binary(b) => {
+                assert_eq!(b.len(), 8 + (1 << 20));
                 assert_eq!(
                     &b[..8],
                     &expected.to_be_bytes(),
@@ -319,24 +375,66 @@ async fn lagging_subscriber_is_closed_never_skipped() {
                 );
                 expected += 1;
             }
-            Message::Close(frame) => {
-                let frame = frame.expect("close frame");
-                assert_eq!(u16::from(frame.code), 1013);
-                assert_eq!(frame.reason.as_str(), "slow_consumer");
-                break;
-            }
+            Message::Text(t) => break t.to_string(),
             other => panic!("unexpected {other:?}"),
         }
-    }
+    };
     assert!(expected < 24, "the reader should have lagged");
+    // The reason names the first object it missed.
+    let reason = format!(
+        "object {expected} left the ring buffer before this subscriber read it; \
+         reconnect with ?from={expected} to resume from the oldest kept object"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&notice).unwrap(),
+        json!({"type":"Error","code":"slow_consumer","reason":reason})
+    );
+    match next_msg(&mut slow).await {
+        Message::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 1013);
+            assert_eq!(frame.reason.as_str(), "slow_consumer");
+        }
+        other => panic!("expected Close 1013, got {other:?}"),
+    }
+    // Counted: exactly the objects and the text written to this reader.
+    let t = track_json(&srv, "t").await;
+    assert_eq!(t["origin_objects_sent"], expected);
+    assert_eq!(
+        t["origin_bytes_sent"],
+        expected * (8 + (1 << 20)) + notice.len() as u64
+    );
     srv.stop().await;
 }
 
-/// A WebSocket client on a bare TCP socket: it answers nothing, pings
-/// included.
-async fn raw_upgrade(addr: std::net::SocketAddr, path: &str) -> tokio::net::TcpStream {
+/// The body of the 409 refusing a second publisher on a track.
+const PUBLISHER_BUSY: &str =
+    "another publisher is publishing on this track; retry once it disconnects\n";
+
+/// The body of the 503 refusing a connection beyond `--max-connections`.
+fn too_many_connections(max: usize) -> String {
+    format!(
+        "the server has reached its connection limit ({max} open WebSocket connections); retry later\n"
+    )
+}
+
+/// A WebSocket upgrade on a bare TCP socket: the socket once upgraded (a
+/// client that answers nothing, pings included), else the refusal's
+/// status and body.
+async fn try_upgrade(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> Result<tokio::net::TcpStream, (u16, String)> {
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    try_upgrade_on(s, addr, path).await
+}
+
+/// [`try_upgrade`] on a connected socket.
+async fn try_upgrade_on(
+    mut s: tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> Result<tokio::net::TcpStream, (u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -347,14 +445,53 @@ async fn raw_upgrade(addr: std::net::SocketAddr, path: &str) -> tokio::net::TcpS
         let mut byte = [0u8; 1];
         let n = tokio::time::timeout(WAIT, s.read(&mut byte))
             .await
-            .expect("upgrade in time")
+            .expect("upgrade response in time")
             .unwrap();
         assert_eq!(n, 1, "upgrade response cut short");
         head.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&head);
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    s
+    let head = String::from_utf8(head).unwrap();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    if status == 101 {
+        return Ok(s);
+    }
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no content-length in {head}"));
+    let mut body = vec![0u8; len];
+    tokio::time::timeout(WAIT, s.read_exact(&mut body))
+        .await
+        .expect("body in time")
+        .unwrap();
+    Err((status, String::from_utf8(body).unwrap()))
+}
+
+/// [`try_upgrade`] that must succeed.
+async fn raw_upgrade(addr: std::net::SocketAddr, path: &str) -> tokio::net::TcpStream {
+    match try_upgrade(addr, path).await {
+        Ok(s) => s,
+        Err(refused) => panic!("upgrade on {path} refused: {refused:?}"),
+    }
+}
+
+/// Waits for the server to end a bare-socket client that answers nothing;
+/// returns what it received, which must be empty pings only.
+async fn dropped_after_pings(raw: &mut tokio::net::TcpStream) {
+    let mut bytes = Vec::new();
+    let ended = tokio::time::timeout(WAIT, tokio::io::AsyncReadExt::read_to_end(raw, &mut bytes))
+        .await
+        .expect("the server drops the silent client");
+    assert!(ended.is_ok(), "{ended:?}");
+    // Nothing but empty pings came before the end: [0x89, 0x00] each.
+    assert!(
+        !bytes.is_empty() && bytes.chunks(2).all(|f| f == [0x89, 0]),
+        "{bytes:?}"
+    );
 }
 
 #[tokio::test]
@@ -380,20 +517,8 @@ async fn egress_subscriber_that_answers_no_ping_is_dropped() {
     // A vanished one on idle track b (the track limit is now reached).
     let opened = tokio::time::Instant::now();
     let mut raw = raw_upgrade(srv.addr, "/ws/b").await;
-    let mut bytes = Vec::new();
-    let ended = tokio::time::timeout(
-        WAIT,
-        tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut bytes),
-    )
-    .await
-    .expect("the server drops the silent subscriber");
-    assert!(ended.is_ok(), "{ended:?}");
+    dropped_after_pings(&mut raw).await;
     assert!(opened.elapsed() >= timeout, "{:?}", opened.elapsed());
-    // Nothing but empty pings came before the end: [0x89, 0x00] each.
-    assert!(
-        !bytes.is_empty() && bytes.chunks(2).all(|f| f == [0x89, 0]),
-        "{bytes:?}"
-    );
     // Its track slot is free: a new track fits under the limit of 2.
     let _c = connect(&srv.url("/ws/c")).await;
     // The subscriber that answers pings is still served.
@@ -406,5 +531,231 @@ async fn egress_subscriber_that_answers_no_ping_is_dropped() {
         .await
         .expect("object in time");
     assert_eq!(got, Some(framed(0, b"still here")));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn second_publisher_is_refused_until_the_first_leaves() {
+    let srv = start(config()).await;
+    let mut sub = connect(&srv.url("/ws/t?from=0")).await;
+    let mut first = connect(&srv.url("/ingest/t")).await;
+    assert_eq!(
+        try_upgrade(srv.addr, "/ingest/t").await.err(),
+        Some((409, PUBLISHER_BUSY.to_owned()))
+    );
+    // The refused one left nothing behind; the first publishes alone.
+    assert_eq!(track_json(&srv, "t").await["publishers"], 1);
+    first
+        .send(Message::Binary(b"a".to_vec().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_binary(&mut sub).await, framed(0, b"a"));
+    // The slot is free once the server has ended the first connection.
+    close_and_wait_end(&mut first).await;
+    let mut second = connect(&srv.url("/ingest/t")).await;
+    second
+        .send(Message::Binary(b"b".to_vec().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_binary(&mut sub).await, framed(1, b"b"));
+    // Other tracks have publishers of their own.
+    let _other = connect(&srv.url("/ingest/u")).await;
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn publisher_that_answers_no_ping_is_dropped_and_frees_its_slot() {
+    let timeout = std::time::Duration::from_millis(300);
+    let srv = start(meshrelay_server::ServerConfig {
+        heartbeat_timeout: timeout,
+        ..config()
+    })
+    .await;
+    // A well-behaved publisher on track a: reading answers the pings.
+    let good = connect(&srv.url("/ingest/a")).await;
+    let (mut good_tx, mut good_rx) = futures_util::StreamExt::split(good);
+    tokio::spawn(async move {
+        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut good_rx).await {}
+    });
+    // A vanished one on track b holds the publisher slot while it lasts.
+    let opened = tokio::time::Instant::now();
+    let mut silent = raw_upgrade(srv.addr, "/ingest/b").await;
+    assert_eq!(
+        try_upgrade(srv.addr, "/ingest/b").await.err(),
+        Some((409, PUBLISHER_BUSY.to_owned()))
+    );
+    dropped_after_pings(&mut silent).await;
+    assert!(opened.elapsed() >= timeout, "{:?}", opened.elapsed());
+    // Its task let go of the track (nobody else held it) and of the slot
+    // before the connection ended.
+    assert!(!has_track(&srv, "b").await);
+    let mut again = raw_upgrade(srv.addr, "/ingest/b").await;
+    dropped_after_pings(&mut again).await;
+    assert!(opened.elapsed() >= timeout * 2, "{:?}", opened.elapsed());
+    // A WebSocket client that is never polled answers no ping either.
+    let _unpolled = connect(&srv.url("/ingest/b")).await;
+    assert_eq!(track_json(&srv, "b").await["publishers"], 1);
+    poll_until("the unpolled publisher dropped", || async {
+        !has_track(&srv, "b").await
+    })
+    .await;
+    assert!(opened.elapsed() >= timeout * 3, "{:?}", opened.elapsed());
+    let _next = raw_upgrade(srv.addr, "/ingest/b").await;
+    // The publisher that answers pings outlived them all and still publishes.
+    let mut sub = connect(&srv.url("/ws/a?from=0")).await;
+    good_tx
+        .send(Message::Binary(b"still here".to_vec().into()))
+        .await
+        .unwrap();
+    assert_eq!(next_binary(&mut sub).await, framed(0, b"still here"));
+    assert_eq!(track_json(&srv, "a").await["publishers"], 1);
+    srv.stop().await;
+}
+
+/// Polls server state (every 5 ms, for at most [`WAIT`]) until `done`:
+/// for what a server task does after the client can last observe it.
+async fn poll_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut done: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(5));
+    loop {
+        every.tick().await;
+        if done().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not in time: {what}"
+        );
+    }
+}
+
+/// Waits until `/api/v1/mesh` counts `n` connections: a closed
+/// connection's permit is released by its server task once the socket is
+/// gone, which the client cannot observe.
+async fn wait_connections(srv: &TestServer, n: u64) {
+    poll_until("the connection count", || async {
+        mesh_json(srv).await["connections"] == n
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limit_get_503_until_one_closes() {
+    let srv = start(meshrelay_server::ServerConfig {
+        max_connections: 2,
+        ..config()
+    })
+    .await;
+    let _signal = connect(&srv.url("/signal")).await;
+    let mut egress = connect(&srv.url("/ws/t")).await;
+    assert_eq!(mesh_json(&srv).await["connections"], 2);
+    for path in ["/signal", "/ws/t", "/ws/new", "/ingest/t"] {
+        assert_eq!(
+            try_upgrade(srv.addr, path).await.err(),
+            Some((503, too_many_connections(2))),
+            "{path}"
+        );
+    }
+    // Refused upgrades hold nothing: no permit, no new track.
+    assert_eq!(mesh_json(&srv).await["connections"], 2);
+    assert!(!has_track(&srv, "new").await);
+    // Plain HTTP is not counted.
+    assert_eq!(http_get(srv.addr, "/healthz").await.0, 200);
+    close_and_wait_end(&mut egress).await;
+    wait_connections(&srv, 1).await;
+    let mut publisher = connect(&srv.url("/ingest/t")).await;
+    assert_eq!(mesh_json(&srv).await["connections"], 2);
+    assert_eq!(
+        try_upgrade(srv.addr, "/ws/t").await.err(),
+        Some((503, too_many_connections(2)))
+    );
+    close_and_wait_end(&mut publisher).await;
+    wait_connections(&srv, 1).await;
+    srv.stop().await;
+}
+
+/// The complete frames in bytes a server wrote: `(opcode, payload length)`
+/// each; a frame cut short at the end is left out.
+fn complete_frames(mut bytes: &[u8]) -> Vec<(u8, usize)> {
+    let mut frames = Vec::new();
+    loop {
+        let [b0, b1, rest @ ..] = bytes else {
+            return frames;
+        };
+        assert_eq!(b1 & 0x80, 0, "server frames are unmasked");
+        let (len, rest) = match b1 & 0x7f {
+            126 => match rest.split_first_chunk::<2>() {
+                Some((n, rest)) => (u16::from_be_bytes(*n) as usize, rest),
+                None => return frames,
+            },
+            127 => match rest.split_first_chunk::<8>() {
+                Some((n, rest)) => (u64::from_be_bytes(*n) as usize, rest),
+                None => return frames,
+            },
+            n => (n as usize, rest),
+        };
+        if rest.len() < len {
+            return frames;
+        }
+        frames.push((b0 & 0x0f, len));
+        bytes = &rest[len..];
+    }
+}
+
+#[tokio::test]
+async fn a_write_that_fails_is_not_counted() {
+    let srv = start(meshrelay_server::ServerConfig {
+        // The shortest stall limit (1 s) and pings the reader never answers.
+        heartbeat_timeout: std::time::Duration::from_secs(1),
+        ..config()
+    })
+    .await;
+    // A reader that reads nothing until the server has given up on it,
+    // with a small receive buffer so the server's writes soon stall.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let stream = socket.connect(srv.addr).await.unwrap();
+    let mut raw = try_upgrade_on(stream, srv.addr, "/ws/t?from=0")
+        .await
+        .expect("upgraded");
+    let mut publisher = connect(&srv.url("/ingest/t")).await;
+    // More than the socket buffers hold, so a write stalls and fails.
+    for i in 0..24u8 {
+        publisher
+            .send(Message::Binary(vec![i; 1 << 20].into()))
+            .await
+            .unwrap();
+    }
+    // Reading would unblock the writes: wait for the server to give up first.
+    poll_until("the reader dropped", || async {
+        track_json(&srv, "t").await["subscribers"] == 0
+    })
+    .await;
+    let mut bytes = Vec::new();
+    tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut bytes),
+    )
+    .await
+    .expect("the connection ends")
+    .unwrap();
+    let frames = complete_frames(&bytes);
+    let objects = frames.iter().filter(|&&(opcode, _)| opcode == 0x2).count();
+    // Pings (0x9) at most besides the objects: the server gave up on a
+    // stalled write, and no Close frame fitted either.
+    assert!(
+        frames.iter().all(
+            |&(opcode, len)| (opcode, len) == (0x2, 8 + (1 << 20)) || (opcode, len) == (0x9, 0)
+        ),
+        "{frames:?}"
+    );
+    assert!(objects < 24, "a write should have failed: {frames:?}");
+    // Counted: exactly the objects that reached the reader whole.
+    let t = track_json(&srv, "t").await;
+    assert_eq!(t["origin_objects_sent"], objects);
+    assert_eq!(t["origin_bytes_sent"], objects * (8 + (1 << 20)));
     srv.stop().await;
 }
