@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod metrics;
 pub mod origin_ws;
+pub mod outbox;
 pub mod ratelimit;
 pub mod registry;
 pub mod ring;

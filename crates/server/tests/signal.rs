@@ -99,6 +99,26 @@ async fn sdp_is_relayed_between_neighbours_only_and_from_is_checked() {
         serde_json::from_str::<serde_json::Value>(ice).unwrap()
     );
 
+    // Only the protocol's own fields are relayed, in its order.
+    send(
+        &mut b,
+        r#"{"sdp":"s","to":"a","from":"b","type":"Offer","extra":{"x":[1]},"pad":"y"}"#,
+    )
+    .await;
+    assert_eq!(
+        recv_json(&mut a).await,
+        json!({"type":"Offer","from":"b","to":"a","sdp":"s"})
+    );
+    send(
+        &mut c,
+        r#"{"type":"IceCandidate","from":"c","to":"b","candidate":"c1","sdp_mid":null,"ufrag":"u"}"#,
+    )
+    .await;
+    assert_eq!(
+        recv_json(&mut b).await,
+        json!({"type":"IceCandidate","from":"c","to":"b","candidate":"c1"})
+    );
+
     // c -> a: not a neighbour; nothing reaches a.
     send(&mut c, r#"{"type":"Offer","from":"c","to":"a","sdp":"x"}"#).await;
     expect_error(&mut c, "not_neighbour").await;
@@ -118,10 +138,16 @@ async fn sdp_is_relayed_between_neighbours_only_and_from_is_checked() {
     // legitimate follow-up, proving nothing else was relayed to them.
     let marker_a = r#"{"type":"Offer","from":"b","to":"a","sdp":"marker-a"}"#;
     send(&mut b, marker_a).await;
-    assert_eq!(recv_json(&mut a).await["sdp"], "marker-a");
+    assert_eq!(
+        recv_json(&mut a).await,
+        serde_json::from_str::<serde_json::Value>(marker_a).unwrap()
+    );
     let marker_b = r#"{"type":"Answer","from":"c","to":"b","sdp":"marker-b"}"#;
     send(&mut c, marker_b).await;
-    assert_eq!(recv_json(&mut b).await["sdp"], "marker-b");
+    assert_eq!(
+        recv_json(&mut b).await,
+        serde_json::from_str::<serde_json::Value>(marker_b).unwrap()
+    );
     srv.stop().await;
 }
 
