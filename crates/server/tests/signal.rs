@@ -275,11 +275,12 @@ async fn peer_that_stops_answering_pings_is_evicted() {
         ..tree_config(1, 3)
     })
     .await;
-    // A client that registers and then never reads (so never pongs).
+    // A client that registers and then never reads (so never pongs); the
+    // server hears from it last no earlier than `started`.
+    let started = tokio::time::Instant::now();
     let (mut mute, _) = register(&srv, "mute", "t", None).await;
     let (mut child, cv) = register(&srv, "child", "t", None).await;
     assert_eq!(cv, assign("child", "Relay", Some("mute"), 1, 0));
-    let started = tokio::time::Instant::now();
     assert_eq!(
         recv_json(&mut child).await,
         json!({"type":"PeerLeft","peer_id":"mute"})
@@ -289,14 +290,64 @@ async fn peer_that_stops_answering_pings_is_evicted() {
         assign("child", "Root", None, 0, 0)
     );
     assert!(
-        started.elapsed() >= Duration::from_millis(250),
-        "evicted too early"
+        started.elapsed() >= Duration::from_millis(300),
+        "evicted before the timeout: {:?}",
+        started.elapsed()
     );
     assert_eq!(mesh_json(&srv).await["peer_count"], 1);
     // Its socket, read at last, holds the server's pings and then a Close
     // saying why.
     assert_eq!(expect_closed(&mut mute).await, Some(1001));
     srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_peer_is_evicted_within_a_second_of_a_long_timeout() {
+    // Pings (every timeout / 3 = 1.8 s) are rarer than the liveness sweep
+    // (every second): eviction must not wait for a ping tick.
+    let timeout = Duration::from_millis(5_400);
+    let srv = start(meshrelay_server::ServerConfig {
+        heartbeat_timeout: timeout,
+        ..tree_config(1, 3)
+    })
+    .await;
+    let (mut mute, _) = register(&srv, "mute", "t", None).await;
+    let (mut child, cv) = register(&srv, "child", "t", None).await;
+    assert_eq!(cv, assign("child", "Relay", Some("mute"), 1, 0));
+    // The last message leaves 0.2 s into the session, off both tick grids,
+    // so the ping grid would evict at 7.2 s (7.0 s after it) and the sweep
+    // at 6 s (5.8 s after it).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let last = tokio::time::Instant::now();
+    send(&mut mute, r#"{"type":"Heartbeat"}"#).await;
+    // mute never reads again, so it answers no ping.
+    let left = tokio::time::timeout(timeout * 2, recv_json_untimed(&mut child))
+        .await
+        .expect("evicted");
+    assert_eq!(left, json!({"type":"PeerLeft","peer_id":"mute"}));
+    let after = last.elapsed();
+    assert!(
+        after >= timeout && after < timeout + Duration::from_millis(1_200),
+        "evicted {after:?} after its last message"
+    );
+    assert_eq!(
+        recv_json(&mut child).await,
+        assign("child", "Root", None, 0, 0)
+    );
+    srv.stop().await;
+}
+
+/// The next text message, parsed, however long it takes.
+async fn recv_json_untimed(ws: &mut Ws) -> serde_json::Value {
+    loop {
+        match ws.next().await.expect("open").expect("no error") {
+            tokio_tungstenite::tungstenite::Message::Text(t) => {
+                return serde_json::from_str(t.as_str()).unwrap()
+            }
+            tokio_tungstenite::tungstenite::Message::Ping(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]
