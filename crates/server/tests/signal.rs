@@ -31,12 +31,17 @@ async fn register_assigns_roots_and_relays_with_ice_servers() {
     want = assign("b", "Root", None, 0, 0);
     want["ice_servers"] = ice.clone();
     assert_eq!(b, want);
-    // Roots full: the shallowest free slot, ties to the fewest children: a (joined first) or b.
+    // Roots full: the shallowest free slot, ties to the fewest children,
+    // then to the peer waiting longest with that many: a.
     let (_c, c) = register(&srv, "c", "live/test", None).await;
-    assert_eq!(c["role"], "Relay");
-    assert_eq!(c["depth"], 1);
-    assert!(c["parent_id"] == "a" || c["parent_id"] == "b", "{c}");
-    assert_eq!(c["ice_servers"], ice);
+    want = assign("c", "Relay", Some("a"), 1, 0);
+    want["ice_servers"] = ice.clone();
+    assert_eq!(c, want);
+    // a has a child now: b has the fewest.
+    let (_d, d) = register(&srv, "d", "live/test", None).await;
+    want = assign("d", "Relay", Some("b"), 1, 0);
+    want["ice_servers"] = ice.clone();
+    assert_eq!(d, want);
     // Another track is another tree.
     let (_x, x) = register(&srv, "c", "other", None).await;
     want = assign("c", "Root", None, 0, 0);
@@ -178,6 +183,80 @@ async fn parent_disconnect_reassigns_its_child_and_tells_neighbours() {
     srv.stop().await;
 }
 
+/// The reply to a `{"type":"Nope"}` probe.
+fn nope_reply() -> serde_json::Value {
+    json!({"type":"Error","code":"unknown_type","reason":"unknown message type \"Nope\""})
+}
+
+/// Sends a probe and asserts the reply is the next message: nothing else
+/// was queued for `ws` before it.
+async fn expect_nothing_queued(ws: &mut Ws) {
+    send(ws, r#"{"type":"Nope"}"#).await;
+    assert_eq!(recv_json(ws).await, nope_reply());
+}
+
+#[tokio::test]
+async fn abrupt_parent_drop_tells_its_neighbours_and_moves_its_children_only() {
+    // Roots a and z (one slot each); a -> b -> {c, d}; z -> y.
+    let srv = start(tree_config(2, 2)).await;
+    let (mut a, _) = register(&srv, "a", "t", Some(1)).await;
+    let (mut z, _) = register(&srv, "z", "t", Some(1)).await;
+    let (b, bv) = register(&srv, "b", "t", None).await;
+    assert_eq!(bv, assign("b", "Relay", Some("a"), 1, 0));
+    let (mut y, yv) = register(&srv, "y", "t", Some(0)).await;
+    assert_eq!(yv, assign("y", "Leaf", Some("z"), 1, 0));
+    let (mut c, cv) = register(&srv, "c", "t", None).await;
+    assert_eq!(cv, assign("c", "Relay", Some("b"), 2, 0));
+    let (mut d, dv) = register(&srv, "d", "t", Some(0)).await;
+    assert_eq!(dv, assign("d", "Leaf", Some("b"), 2, 0));
+
+    // The TCP connection ends with no Close frame.
+    drop(b);
+    let left = json!({"type":"PeerLeft","peer_id":"b"});
+    assert_eq!(recv_json(&mut a).await, left);
+    // c, the childless orphan able to host its sibling, stands in for b:
+    // it takes b's place and d stays at its depth, under c.
+    assert_eq!(recv_json(&mut c).await, left);
+    assert_eq!(
+        recv_json(&mut c).await,
+        assign("c", "Relay", Some("a"), 1, 0)
+    );
+    assert_eq!(recv_json(&mut d).await, left);
+    assert_eq!(
+        recv_json(&mut d).await,
+        assign("d", "Leaf", Some("c"), 2, 0)
+    );
+    // Nothing more for anyone, and nothing at all for the bystanders.
+    for ws in [&mut a, &mut c, &mut d, &mut z, &mut y] {
+        expect_nothing_queued(ws).await;
+    }
+    let mesh = mesh_json(&srv).await;
+    let mut places: Vec<_> = mesh["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["peer_id"].clone(),
+                p["parent"].clone(),
+                p["depth"].clone(),
+            )
+        })
+        .collect();
+    places.sort_by_key(|p| p.0.as_str().unwrap().to_owned());
+    assert_eq!(
+        places,
+        [
+            (json!("a"), json!(null), json!(0)),
+            (json!("c"), json!("a"), json!(1)),
+            (json!("d"), json!("c"), json!(2)),
+            (json!("y"), json!("z"), json!(1)),
+            (json!("z"), json!(null), json!(0)),
+        ]
+    );
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn parent_leave_tells_every_child_its_new_place_and_no_bystander() {
     // roots: a and z (bystander root). a -> b -> {c, d}.
@@ -196,46 +275,27 @@ async fn parent_leave_tells_every_child_its_new_place_and_no_bystander() {
         recv_json(&mut a).await,
         json!({"type":"PeerLeft","peer_id":"b"})
     );
-    // PeerLeft is queued in the same locked step as the leave, so the tree is final now.
-    let mesh = mesh_json(&srv).await;
-    assert_eq!(mesh["peer_count"], 4);
-    let place = |id: &str| {
-        let p = mesh["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["peer_id"] == id)
-            .unwrap()
-            .clone();
-        (p["parent"].clone(), p["depth"].clone(), p["role"].clone())
-    };
-    for (ws, id) in [(&mut c, "c"), (&mut d, "d")] {
+    // The childless orphans tie as stand-ins; the one waiting longest, c,
+    // takes b's place and hosts d at its old depth.
+    for ws in [&mut c, &mut d] {
         assert_eq!(
             recv_json(ws).await,
             json!({"type":"PeerLeft","peer_id":"b"})
         );
-        let got = recv_json(ws).await;
-        let (parent, depth, role) = place(id);
-        let want = json!({"type":"AssignParent","peer_id":id,"role":role,"parent_id":parent,"depth":depth,"ice_servers":[],"next_object_id":0});
-        assert_eq!(got, want);
-        assert_ne!(parent, "b");
     }
-    // z kept its place (root, depth 0) and was never b's neighbour, so
-    // nothing was sent to it: the first thing it receives is its own error.
-    let mesh = mesh_json(&srv).await;
-    let zp = mesh["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["peer_id"] == "z")
-        .unwrap()
-        .clone();
     assert_eq!(
-        (zp["role"].clone(), zp["depth"].clone()),
-        (json!("Root"), json!(0))
+        recv_json(&mut c).await,
+        assign("c", "Relay", Some("a"), 1, 0)
     );
-    send(&mut z, r#"{"type":"Nope"}"#).await;
-    expect_error(&mut z, "unknown_type").await;
+    assert_eq!(
+        recv_json(&mut d).await,
+        assign("d", "Relay", Some("c"), 2, 0)
+    );
+    // z was never b's neighbour and kept its place: nothing was sent to it.
+    for ws in [&mut a, &mut c, &mut d, &mut z] {
+        expect_nothing_queued(ws).await;
+    }
+    assert_eq!(mesh_json(&srv).await["peer_count"], 4);
     srv.stop().await;
 }
 
@@ -264,7 +324,10 @@ async fn quiet_connected_peer_survives_three_heartbeat_timeouts() {
     let (mut b, bv) = register(&srv, "b", "t", None).await;
     assert_eq!(bv, assign("b", "Relay", Some("a"), 1, 0));
     send(&mut b, r#"{"type":"Offer","from":"b","to":"a","sdp":"s"}"#).await;
-    assert_eq!(recv_json(&mut a).await["sdp"], "s");
+    assert_eq!(
+        recv_json(&mut a).await,
+        json!({"type":"Offer","from":"b","to":"a","sdp":"s"})
+    );
     srv.stop().await;
 }
 
@@ -380,7 +443,7 @@ async fn auth_by_subprotocol_or_query_else_401() {
 
     let mut ws = connect(&srv.url("/signal?token=s3cret")).await;
     send(&mut ws, register_json("b", "t", None)).await;
-    assert_eq!(recv_json(&mut ws).await["type"], "AssignParent");
+    assert_eq!(recv_json(&mut ws).await, assign("b", "Root", None, 0, 0));
 
     for url in [
         srv.url("/signal"),
@@ -417,7 +480,14 @@ async fn no_auth_signal_opens_only_signal() {
     .await;
     let mut ws = connect(&srv.url("/signal")).await;
     send(&mut ws, register_json("a", "t", None)).await;
-    assert_eq!(recv_json(&mut ws).await["type"], "AssignParent");
+    assert_eq!(recv_json(&mut ws).await, assign("a", "Root", None, 0, 0));
+    // The token is still accepted (and echoed) when offered.
+    let (mut ws, echoed) = connect_with_protocol(&srv.url("/signal"), "lvqr.bearer.s3cret")
+        .await
+        .unwrap();
+    assert_eq!(echoed.as_deref(), Some("lvqr.bearer.s3cret"));
+    send(&mut ws, register_json("b", "t", None)).await;
+    assert_eq!(recv_json(&mut ws).await, assign("b", "Root", None, 0, 0));
     match tokio_tungstenite::connect_async(srv.url("/ws/t").as_str()).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
         other => panic!("expected 401, got {:?}", other.map(|_| ())),
@@ -450,7 +520,10 @@ async fn a_session_may_register_again_after_leave() {
         r#"{"type":"Offer","from":"a","to":"b","sdp":"again"}"#,
     )
     .await;
-    assert_eq!(recv_json(&mut b).await["sdp"], "again");
+    assert_eq!(
+        recv_json(&mut b).await,
+        json!({"type":"Offer","from":"a","to":"b","sdp":"again"})
+    );
     // Dropping the socket now plans exactly one more leave.
     drop(a);
     assert_eq!(
