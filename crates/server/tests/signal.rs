@@ -535,3 +535,95 @@ async fn a_session_may_register_again_after_leave() {
     expect_error(&mut b, "unknown_type").await;
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_registers_build_a_valid_tree() {
+    const PEERS: usize = 200;
+    const ROOTS: usize = 3;
+    const MAX_CHILDREN: u32 = 2;
+    let srv = start(meshrelay_server::ServerConfig {
+        max_depth: 12,
+        ..tree_config(ROOTS, MAX_CHILDREN as usize)
+    })
+    .await;
+    // Claims over, at and under the clamp, and some leaves.
+    let claim = |i: usize| match (i % 10, i % 3) {
+        (0, _) => Some(0),
+        (_, 0) => None,
+        (_, 1) => Some(1),
+        _ => Some(7),
+    };
+    let url = srv.url("/signal");
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(PEERS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..PEERS {
+        let (url, barrier) = (url.clone(), barrier.clone());
+        tasks.spawn(async move {
+            let mut ws = connect(&url).await;
+            // Every Register goes out at once.
+            barrier.wait().await;
+            send(&mut ws, register_json(&format!("p{i}"), "t", claim(i))).await;
+            let assigned = recv_json(&mut ws).await;
+            (i, ws, assigned)
+        });
+    }
+    let mut clients = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        clients.push(done.expect("client task"));
+    }
+    clients.sort_by_key(|c| c.0);
+
+    let mesh = mesh_json(&srv).await;
+    assert_eq!(mesh["peer_count"], PEERS);
+    let peers = mesh["peers"].as_array().unwrap();
+    let by_id: std::collections::HashMap<&str, &serde_json::Value> = peers
+        .iter()
+        .map(|p| (p["peer_id"].as_str().unwrap(), p))
+        .collect();
+    // Every peer placed exactly once.
+    assert_eq!((peers.len(), by_id.len()), (PEERS, PEERS));
+    let mut children: std::collections::HashMap<&str, usize> = Default::default();
+    let mut roots = 0;
+    for (i, _, assigned) in &clients {
+        let id = format!("p{i}");
+        let p = by_id[id.as_str()];
+        let capacity = claim(*i).unwrap_or(MAX_CHILDREN).min(MAX_CHILDREN);
+        // Its AssignParent told it the place it holds (joins move nobody).
+        let role = p["role"].as_str().unwrap();
+        let parent = p["parent"].as_str();
+        let depth = p["depth"].as_u64().unwrap() as u32;
+        assert_eq!(*assigned, assign(&id, role, parent, depth, 0));
+        match parent {
+            None => {
+                roots += 1;
+                assert_eq!((role, depth), ("Root", 0), "{p}");
+            }
+            Some(parent) => {
+                *children.entry(parent).or_default() += 1;
+                let want_role = if capacity == 0 { "Leaf" } else { "Relay" };
+                assert_eq!(role, want_role, "{p}");
+                assert_eq!(
+                    u64::from(depth),
+                    by_id[parent]["depth"].as_u64().unwrap() + 1,
+                    "{p}"
+                );
+            }
+        }
+        assert!(depth <= 12, "{p}");
+        assert!(
+            p["intended_children"].as_u64().unwrap() <= u64::from(capacity),
+            "{p}"
+        );
+    }
+    assert_eq!(roots, ROOTS);
+    for p in peers {
+        let id = p["peer_id"].as_str().unwrap();
+        let n = children.get(id).copied().unwrap_or(0);
+        assert_eq!(p["intended_children"], n, "{p}");
+    }
+    // Nothing else was sent to anyone.
+    for (_, ws, _) in &mut clients {
+        expect_nothing_queued(ws).await;
+    }
+    srv.stop().await;
+}
