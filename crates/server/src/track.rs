@@ -450,7 +450,17 @@ mod tests {
     }
 
     fn join(track: &Track, ctx: &MeshCtx, id: &str, registration: u64) -> Client {
-        let (tx, rx) = crate::outbox::channel(8, 1 << 20);
+        join_with_queue(track, ctx, id, registration, 8)
+    }
+
+    fn join_with_queue(
+        track: &Track,
+        ctx: &MeshCtx,
+        id: &str,
+        registration: u64,
+        frames: usize,
+    ) -> Client {
+        let (tx, rx) = crate::outbox::channel(frames, 1 << 20);
         let (kill, kill_rx) = oneshot::channel();
         let handle = SessionHandle {
             registration,
@@ -567,5 +577,35 @@ mod tests {
         for client in [&mut a, &mut z, &mut b, &mut c] {
             assert_eq!(client.queued(), NOTHING);
         }
+    }
+
+    #[test]
+    fn a_full_queue_refuses_the_relay_and_keeps_the_recipient() {
+        let ctx = ctx(1);
+        let track = Track::new(
+            "t".into(),
+            ctx.mesh.clone(),
+            8,
+            1 << 20,
+            Arc::new(RingBudget::new(usize::MAX)),
+        );
+        // a (4 slots: 3 for relays) <- b, c.
+        let mut a = join_with_queue(&track, &ctx, "a", 1, 4);
+        let mut b = join(&track, &ctx, "b", 2);
+        let _c = join(&track, &ctx, "c", 3);
+        let offer = r#"{"type":"Offer","from":"b","to":"a","sdp":"x"}"#;
+        for _ in 0..3 {
+            track.relay("b", 2, "a", offer.into()).unwrap();
+        }
+        let refused = track.relay("b", 2, "a", offer.into());
+        assert_eq!(refused.map_err(|e| e.0), Err(ErrorCode::RateLimited));
+        assert_eq!(track.peer_count(), 3);
+        // The planner's message still fits, and a stays in the tree.
+        track.leave(&ctx, "c", 3, LeaveReason::Leave);
+        let o: serde_json::Value = serde_json::from_str(offer).unwrap();
+        assert_eq!(a.queued(), [o.clone(), o.clone(), o, left("c")]);
+        assert_eq!(b.queued(), NOTHING);
+        assert_eq!(track.peer_count(), 2);
+        track.relay("b", 2, "a", offer.into()).unwrap();
     }
 }

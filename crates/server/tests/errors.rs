@@ -277,7 +277,8 @@ async fn a_child_flooding_its_parent_is_refused_and_the_parent_keeps_its_place()
         ..config()
     })
     .await;
-    // r -> p -> c; p never reads while its child c floods it.
+    // r -> p -> c; p never reads while its child c floods it. The queue
+    // has 256 slots, so what refuses the offers is its byte bound.
     let (mut r, _) = register(&srv, "r", "t", Some(1)).await;
     let (mut p, pv) = register(&srv, "p", "t", None).await;
     assert_eq!(pv, assign("p", "Relay", Some("r"), 1, 0));
