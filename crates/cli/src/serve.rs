@@ -13,13 +13,13 @@ pub struct ServeArgs {
     #[arg(long, env = "MESHRELAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Most children per peer; a peer's claimed capacity is clamped to it.
-    #[arg(long, env = "MESHRELAY_MAX_PEERS", default_value_t = 3)]
+    #[arg(long, env = "MESHRELAY_MAX_PEERS", default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_peers: usize,
     /// Most root peers (fed by the origin) per track.
-    #[arg(long, env = "MESHRELAY_MESH_ROOT_PEER_COUNT", default_value_t = 30)]
+    #[arg(long, env = "MESHRELAY_MESH_ROOT_PEER_COUNT", default_value_t = 30, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub mesh_root_peer_count: usize,
     /// Deepest tree depth (roots are depth 0).
-    #[arg(long, env = "MESHRELAY_MESH_MAX_DEPTH", default_value_t = 6)]
+    #[arg(long, env = "MESHRELAY_MESH_MAX_DEPTH", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
     pub mesh_max_depth: u32,
     /// A peer not heard from (message or pong) for this long is evicted: `10s`, `500ms`, `2.5`.
     #[arg(long, env = "MESHRELAY_HEARTBEAT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -77,9 +77,15 @@ pub struct ServeArgs {
     /// Burst of /signal messages allowed above the sustained rate.
     #[arg(long, env = "MESHRELAY_MESSAGE_BURST", default_value_t = 200.0, value_parser = positive)]
     pub message_burst: f64,
-    /// Messages queued towards one /signal client before it is cut off (`slow_consumer`).
+    /// Messages queued towards one /signal client; a quarter is kept for
+    /// AssignParent and PeerLeft, and a client whose queue overflows even
+    /// for those is cut off (`slow_consumer`).
     #[arg(long, env = "MESHRELAY_SEND_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     pub send_queue: u64,
+    /// Bytes of messages queued towards one /signal client; relayed SDP
+    /// beyond three quarters of it is refused to its sender (`rate_limited`).
+    #[arg(long, env = "MESHRELAY_SIGNAL_QUEUE_BYTES", default_value_t = 256 * 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub signal_queue_bytes: usize,
     /// Run the built-in demo publisher on track demo/live (the default);
     /// `--demo=false` turns it off like --no-demo. Off wins when the two
     /// disagree, so no mix of flags and variables is an error.
@@ -124,6 +130,7 @@ impl ServeArgs {
             message_rate: self.message_rate,
             message_burst: self.message_burst,
             send_queue: usize::try_from(self.send_queue).unwrap_or(usize::MAX),
+            signal_queue_bytes: self.signal_queue_bytes,
             demo: !self.no_demo && self.demo.unwrap_or(true),
         })
     }

@@ -50,8 +50,10 @@ pub struct ServerConfig {
     pub message_rate: f64,
     /// Burst of `/signal` messages allowed above the sustained rate.
     pub message_burst: f64,
-    /// Messages queued towards one signaling client before it is cut off as slow.
+    /// Messages queued towards one signaling client (see [`crate::outbox`]).
     pub send_queue: usize,
+    /// Bytes of text queued towards one signaling client (see [`crate::outbox`]).
+    pub signal_queue_bytes: usize,
     /// Run the built-in demo publisher on `demo/live`.
     pub demo: bool,
 }
@@ -81,6 +83,7 @@ impl Default for ServerConfig {
             message_rate: 100.0,
             message_burst: 200.0,
             send_queue: 256,
+            signal_queue_bytes: 256 * 1024,
             demo: false,
         }
     }

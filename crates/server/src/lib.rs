@@ -15,6 +15,7 @@ pub mod demo;
 pub mod liveness;
 pub mod metrics;
 pub mod origin_ws;
+pub mod outbox;
 pub mod ratelimit;
 pub mod registry;
 pub mod ring;

@@ -2,7 +2,7 @@
 //! decision out. Tree questions (is `to` a neighbour?) are left to the track.
 
 use meshrelay_protocol::{
-    decode_client, validate_peer_id, validate_track, Candidate, ClientMessage, ErrorCode, Sdp,
+    decode_client, validate_peer_id, validate_track, ClientMessage, ErrorCode, ServerMessage,
 };
 
 /// Where a session is in its life.
@@ -34,10 +34,13 @@ pub enum Step {
         /// Claimed capacity.
         capacity: Option<u32>,
     },
-    /// Relay the frame verbatim to `to`, if it is a tree neighbour.
+    /// Relay `text` to `to`, if it is a tree neighbour.
     Relay {
         /// The recipient.
         to: String,
+        /// The message rebuilt from its parsed fields, so fields the
+        /// protocol does not define never reach another client.
+        text: String,
     },
     /// Replace the peer's forwarded count.
     ForwardReport(u64),
@@ -87,20 +90,35 @@ pub fn step(state: &SessionState, text: &str) -> Step {
                 capacity,
             }
         }
-        ClientMessage::Offer(Sdp { from, to, .. })
-        | ClientMessage::Answer(Sdp { from, to, .. })
-        | ClientMessage::IceCandidate(Candidate { from, to, .. }) => {
-            if Some(from.as_str()) != own {
-                return Step::Reply(
-                    ErrorCode::SpoofedFrom,
-                    "\"from\" must be this session's own peer id".into(),
-                );
-            }
-            Step::Relay { to }
+        ClientMessage::Offer(m) => {
+            relay(own, m.from.clone(), m.to.clone(), ServerMessage::Offer(m))
         }
+        ClientMessage::Answer(m) => {
+            relay(own, m.from.clone(), m.to.clone(), ServerMessage::Answer(m))
+        }
+        ClientMessage::IceCandidate(m) => relay(
+            own,
+            m.from.clone(),
+            m.to.clone(),
+            ServerMessage::IceCandidate(m),
+        ),
         ClientMessage::ForwardReport { forwarded_frames } => Step::ForwardReport(forwarded_frames),
         ClientMessage::Heartbeat => Step::Heartbeat,
         ClientMessage::Leave => Step::Leave,
+    }
+}
+
+/// A relay of `msg` from `from` to `to`, refused unless `from` is `own`.
+fn relay(own: Option<&str>, from: String, to: String, msg: ServerMessage) -> Step {
+    if Some(from.as_str()) != own {
+        return Step::Reply(
+            ErrorCode::SpoofedFrom,
+            "\"from\" must be this session's own peer id".into(),
+        );
+    }
+    Step::Relay {
+        to,
+        text: msg.to_json(),
     }
 }
 
@@ -177,7 +195,22 @@ mod tests {
         let s = registered();
         assert_eq!(
             step(&s, r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#),
-            Step::Relay { to: "b".into() }
+            Step::Relay {
+                to: "b".into(),
+                text: r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#.into()
+            }
+        );
+        // Unknown fields are not relayed; field order is the protocol's.
+        assert_eq!(
+            step(
+                &s,
+                r#"{"sdp_mline_index":1,"x":{"big":[1]},"to":"b","type":"IceCandidate","from":"a","candidate":"c"}"#
+            ),
+            Step::Relay {
+                to: "b".into(),
+                text: r#"{"type":"IceCandidate","from":"a","to":"b","candidate":"c","sdp_mline_index":1}"#
+                    .into()
+            }
         );
         assert_eq!(
             code(step(

@@ -2,6 +2,7 @@
 
 use crate::app::App;
 use crate::auth::{self, AuthDecision};
+use crate::outbox::{self, Outbox};
 use crate::ratelimit::TokenBucket;
 use crate::registry::Lease;
 use crate::session::{step, SessionState, Step};
@@ -15,7 +16,7 @@ use meshrelay_protocol::ErrorCode;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// Query parameters accepted on WebSocket endpoints.
@@ -187,7 +188,7 @@ async fn session(
     send_limit: Duration,
 ) -> (LeaveReason, Option<Farewell>) {
     let cfg = &app.config;
-    let (tx, mut rx) = mpsc::channel::<Utf8Bytes>(cfg.send_queue.max(1));
+    let (tx, mut rx) = outbox::channel(cfg.send_queue, cfg.signal_queue_bytes);
     let mut state = SessionState::Unregistered;
     let mut bucket = TokenBucket::new(
         cfg.message_rate,
@@ -196,8 +197,15 @@ async fn session(
     );
     let timeout = cfg.heartbeat_timeout;
     let ping_every = (timeout / 3).max(Duration::from_millis(10));
-    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Liveness is checked at least every second, so a dead peer is gone
+    // within the timeout plus a second however long the timeout is.
+    let sweep_every = ping_every.min(Duration::from_secs(1));
+    let mut sweep = tokio::time::interval_at(Instant::now() + sweep_every, sweep_every);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Pings go out every few sweeps: at least every `ping_every`, never
+    // skipped because a tick ran late.
+    let sweeps_per_ping = (ping_every.as_nanos() / sweep_every.as_nanos()).max(1);
+    let mut sweeps = 0u128;
     let mut last_seen = Instant::now();
     // An unregistered session must Register by then (restarted by Leave).
     let register_by = tokio::time::sleep(cfg.register_timeout);
@@ -212,7 +220,7 @@ async fn session(
             _ = app.shutdown.cancelled() => Event::Shutdown,
             code = killed(reg) => Event::Killed(code),
             _ = &mut register_by, if unregistered => Event::RegisterDeadline,
-            _ = ping.tick() => Event::Tick,
+            _ = sweep.tick() => Event::Tick,
             Some(out) = rx.recv() => Event::Out(out),
             incoming = ws.recv() => Event::In(incoming),
         };
@@ -255,7 +263,10 @@ async fn session(
                     let bye = Farewell::close(ws_util::CLOSE_GOING_AWAY, "heartbeat timeout");
                     return (LeaveReason::Timeout, Some(bye));
                 }
-                if !ws_util::send(ws, Message::Ping(Default::default()), send_limit).await {
+                sweeps += 1;
+                if sweeps.is_multiple_of(sweeps_per_ping)
+                    && !ws_util::send(ws, Message::Ping(Default::default()), send_limit).await
+                {
                     return (LeaveReason::Disconnect, None);
                 }
             }
@@ -319,12 +330,21 @@ async fn session(
                         }
                         Err(refusal) => Some(refusal),
                     },
-                    Step::Relay { to } => reg.as_ref().and_then(|r| {
-                        r.lease
-                            .track()
-                            .relay(&app.ctx, &r.peer_id, r.id, &to, text.clone())
-                            .err()
-                    }),
+                    // Every relay refusal leaves the session open, a full
+                    // recipient queue (`rate_limited`) included: the sender
+                    // keeps its place in the tree.
+                    Step::Relay { to, text } => {
+                        let refused = reg.as_ref().and_then(|r| {
+                            let track = r.lease.track();
+                            track.relay(&r.peer_id, r.id, &to, text.into()).err()
+                        });
+                        if let Some((code, reason)) = refused {
+                            if !ws_util::send_error(ws, code, &reason, send_limit).await {
+                                return (LeaveReason::Disconnect, None);
+                            }
+                        }
+                        None
+                    }
                     Step::ForwardReport(n) => {
                         if let Some(r) = reg.as_ref() {
                             r.lease.track().forward_report(&r.peer_id, r.id, n);
@@ -341,7 +361,7 @@ async fn session(
                             .as_mut()
                             .reset(Instant::now() + cfg.register_timeout);
                         // Frames queued for the old position are stale now.
-                        while rx.try_recv().is_ok() {}
+                        rx.clear();
                         None
                     }
                 };
@@ -363,7 +383,7 @@ async fn session(
 /// `AssignParent` to send.
 fn register(
     app: &Arc<App>,
-    tx: &mpsc::Sender<Utf8Bytes>,
+    tx: &Outbox,
     peer_id: &str,
     track: &str,
     capacity: Option<u32>,

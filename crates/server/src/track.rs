@@ -2,6 +2,7 @@
 //! ring. Every tree operation runs under the track's lock, which is never
 //! held across an `.await` (all sends are `try_send`).
 
+use crate::outbox::{Class, Outbox, PushError};
 use crate::ring::{Read, Ring, RingBudget, Start};
 use axum::extract::ws::Utf8Bytes;
 use meshrelay_mesh::{MeshConfig, MeshError, PeerAssignment, PeerInfo, PeerRole, Planner};
@@ -10,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 /// Settings and counters shared by every track's tree.
 #[derive(Debug)]
@@ -50,7 +51,7 @@ pub struct SessionHandle {
     /// registered again) can never act for a later holder of the same id.
     pub registration: u64,
     /// Bounded queue of text frames towards the client.
-    pub tx: mpsc::Sender<Utf8Bytes>,
+    pub tx: Outbox,
     /// Tells the session task to close with this error.
     pub kill: Option<oneshot::Sender<ErrorCode>>,
 }
@@ -248,16 +249,17 @@ impl Track {
     }
 
     /// Relays a frame from `from`, held by `registration`, to its tree
-    /// neighbour `to`.
+    /// neighbour `to`. A recipient whose queue has no room for relayed
+    /// frames is left alone: the frame is dropped and the sender refused
+    /// with `rate_limited`, so no client can get another cut off.
     pub fn relay(
         &self,
-        ctx: &MeshCtx,
         from: &str,
         registration: u64,
         to: &str,
         text: Utf8Bytes,
     ) -> Result<(), (ErrorCode, String)> {
-        let mut st = lock(&self.mesh);
+        let st = lock(&self.mesh);
         // Checked under the same lock as the neighbour test: the session may
         // have been cut off, and the id taken by another, since it read this frame.
         if !st.holds(from, registration) {
@@ -272,10 +274,18 @@ impl Track {
                 format!("{to} is not this peer's parent or child"),
             ));
         }
-        let mut doomed = Vec::new();
-        deliver(&mut st, to, text, &mut doomed);
-        self.drain_doomed(&mut st, ctx, doomed);
-        Ok(())
+        let Some(h) = st.sessions.get(to) else {
+            return Ok(());
+        };
+        match h.tx.push(text, Class::Relay) {
+            Ok(()) => Ok(()),
+            Err(PushError::Full) => Err((
+                ErrorCode::RateLimited,
+                format!("{to} is not reading fast enough; this message was dropped"),
+            )),
+            // The recipient's session is ending; its leave tells the sender.
+            Err(PushError::Closed) => Ok(()),
+        }
     }
 
     /// Replaces the forwarded-object count of `peer_id`, if `registration`
@@ -419,22 +429,22 @@ impl Track {
     }
 }
 
-/// Queues a frame for a peer; a full queue dooms the peer.
+/// Queues a planner message for a peer; a queue too full even for those
+/// dooms the peer. A closed queue is skipped: its session task is ending
+/// and plans its own leave.
 fn deliver(st: &mut MeshState, to: &str, text: Utf8Bytes, doomed: &mut Vec<String>) {
     let Some(h) = st.sessions.get(to) else {
         return;
     };
-    match h.tx.try_send(text) {
-        Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(_)) => doomed.push(to.to_owned()),
-        // The session task is ending; it plans its own leave.
-        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    if h.tx.push(text, Class::Control) == Err(PushError::Full) {
+        doomed.push(to.to_owned());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
 
     fn ctx(root_peer_count: usize) -> MeshCtx {
         MeshCtx {
@@ -450,21 +460,32 @@ mod tests {
     }
 
     struct Client {
-        rx: mpsc::Receiver<Utf8Bytes>,
+        rx: crate::outbox::Inbox,
         _kill: oneshot::Receiver<ErrorCode>,
     }
 
     impl Client {
         /// Every frame queued so far, in order.
         fn queued(&mut self) -> Vec<serde_json::Value> {
-            std::iter::from_fn(|| self.rx.try_recv().ok())
+            let rx = &mut self.rx;
+            std::iter::from_fn(|| rx.recv().now_or_never().flatten())
                 .map(|t| serde_json::from_str(t.as_str()).unwrap())
                 .collect()
         }
     }
 
     fn join(track: &Track, ctx: &MeshCtx, id: &str, registration: u64) -> Client {
-        let (tx, rx) = mpsc::channel(8);
+        join_with_queue(track, ctx, id, registration, 8)
+    }
+
+    fn join_with_queue(
+        track: &Track,
+        ctx: &MeshCtx,
+        id: &str,
+        registration: u64,
+        frames: usize,
+    ) -> Client {
+        let (tx, rx) = crate::outbox::channel(frames, 1 << 20);
         let (kill, kill_rx) = oneshot::channel();
         let handle = SessionHandle {
             registration,
@@ -507,7 +528,7 @@ mod tests {
         let offer = r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#;
 
         // The old registration (its session not yet closed) is refused.
-        let refused = track.relay(&ctx, "a", 1, "b", offer.into());
+        let refused = track.relay("a", 1, "b", offer.into());
         assert_eq!(refused.map_err(|e| e.0), Err(ErrorCode::SpoofedFrom));
         track.forward_report("a", 1, 99);
         track.leave(&ctx, "a", 1, LeaveReason::Disconnect);
@@ -518,7 +539,7 @@ mod tests {
         assert_eq!((a.parent.as_deref(), a.forwarded_frames), (Some("b"), 0));
 
         // The current holder is served.
-        track.relay(&ctx, "a", 3, "b", offer.into()).unwrap();
+        track.relay("a", 3, "b", offer.into()).unwrap();
         track.forward_report("a", 3, 7);
         assert_eq!(
             b.queued(),
@@ -578,5 +599,35 @@ mod tests {
         for client in [&mut a, &mut z, &mut b, &mut c] {
             assert_eq!(client.queued(), NOTHING);
         }
+    }
+
+    #[test]
+    fn a_full_queue_refuses_the_relay_and_keeps_the_recipient() {
+        let ctx = ctx(1);
+        let track = Track::new(
+            "t".into(),
+            ctx.mesh.clone(),
+            8,
+            1 << 20,
+            Arc::new(RingBudget::new(usize::MAX)),
+        );
+        // a (4 slots: 3 for relays) <- b, c.
+        let mut a = join_with_queue(&track, &ctx, "a", 1, 4);
+        let mut b = join(&track, &ctx, "b", 2);
+        let _c = join(&track, &ctx, "c", 3);
+        let offer = r#"{"type":"Offer","from":"b","to":"a","sdp":"x"}"#;
+        for _ in 0..3 {
+            track.relay("b", 2, "a", offer.into()).unwrap();
+        }
+        let refused = track.relay("b", 2, "a", offer.into());
+        assert_eq!(refused.map_err(|e| e.0), Err(ErrorCode::RateLimited));
+        assert_eq!(track.peer_count(), 3);
+        // The planner's message still fits, and a stays in the tree.
+        track.leave(&ctx, "c", 3, LeaveReason::Leave);
+        let o: serde_json::Value = serde_json::from_str(offer).unwrap();
+        assert_eq!(a.queued(), [o.clone(), o.clone(), o, left("c")]);
+        assert_eq!(b.queued(), NOTHING);
+        assert_eq!(track.peer_count(), 2);
+        track.relay("b", 2, "a", offer.into()).unwrap();
     }
 }

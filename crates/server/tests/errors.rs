@@ -64,7 +64,10 @@ async fn duplicate_peer_id_leaves_the_existing_session_untouched() {
         r#"{"type":"Offer","from":"b","to":"a","sdp":"hi"}"#,
     )
     .await;
-    assert_eq!(recv_json(&mut a).await["sdp"], "hi");
+    assert_eq!(
+        recv_json(&mut a).await,
+        serde_json::json!({"type":"Offer","from":"b","to":"a","sdp":"hi"})
+    );
     assert_eq!(mesh_json(&srv).await["peer_count"], 2);
     srv.stop().await;
 }
@@ -211,59 +214,158 @@ async fn depth_limit_answers_mesh_full() {
     srv.stop().await;
 }
 
+/// A 60 KB `Offer` from `from` to `to`: three fill the share of a 256 KiB
+/// queue that relayed messages may use.
+fn big_offer(from: &str, to: &str) -> String {
+    let sdp = "x".repeat(60_000);
+    format!(r#"{{"type":"Offer","from":"{from}","to":"{to}","sdp":"{sdp}"}}"#)
+}
+
+/// Sends `offer` from `sender` to `to` until the server refuses one with
+/// `rate_limited` (the recipient's queue is full), then a probe whose reply
+/// proves every earlier offer was handled. Returns how many offers were
+/// accepted for relaying; every message the sender gets is a refusal.
+async fn flood_until_refused(sender: &mut Ws, to: &str, offer: &str) -> usize {
+    let refusal = serde_json::json!({
+        "type": "Error",
+        "code": "rate_limited",
+        "reason": format!("{to} is not reading fast enough; this message was dropped"),
+    });
+    let mut sent = 0;
+    let mut refused = 0;
+    while refused == 0 {
+        assert!(sent < 2_000, "no rate_limited after {sent} offers");
+        send(sender, offer).await;
+        sent += 1;
+        let poll = futures_util::StreamExt::next(sender);
+        match tokio::time::timeout(std::time::Duration::ZERO, poll).await {
+            Err(_) | Ok(Some(Ok(Message::Ping(_)))) => {}
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                assert_eq!(v, refusal);
+                refused += 1;
+            }
+            Ok(other) => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    send(sender, r#"{"type":"Nope"}"#).await;
+    loop {
+        let v = recv_json(sender).await;
+        if v["code"] == "unknown_type" {
+            break;
+        }
+        assert_eq!(v, refusal);
+        refused += 1;
+    }
+    sent - refused
+}
+
+/// Reads `n` messages and asserts each is `want`.
+async fn expect_n(ws: &mut Ws, n: usize, want: &str) {
+    let want: serde_json::Value = serde_json::from_str(want).unwrap();
+    for i in 0..n {
+        assert!(recv_json(ws).await == want, "message {i} of {n} differs");
+    }
+}
+
+#[tokio::test]
+async fn a_child_flooding_its_parent_is_refused_and_the_parent_keeps_its_place() {
+    let srv = start(meshrelay_server::ServerConfig {
+        root_peer_count: 1,
+        message_rate: 1e9,
+        message_burst: 1e9,
+        ..config()
+    })
+    .await;
+    // r -> p -> c; p never reads while its child c floods it. The queue
+    // has 256 slots, so what refuses the offers is its byte bound.
+    let (mut r, _) = register(&srv, "r", "t", Some(1)).await;
+    let (mut p, pv) = register(&srv, "p", "t", None).await;
+    assert_eq!(pv, assign("p", "Relay", Some("r"), 1, 0));
+    let (mut c, cv) = register(&srv, "c", "t", None).await;
+    assert_eq!(cv, assign("c", "Relay", Some("p"), 2, 0));
+    let offer = big_offer("c", "p");
+    let accepted = flood_until_refused(&mut c, "p", &offer).await;
+
+    // p's queue is full for relayed messages, not for the planner's. The
+    // planner fills r's root slot with the childless c, which hosts p at
+    // its old depth: both hear their new places.
+    r.close(None).await.unwrap();
+    assert_eq!(recv_json(&mut c).await, assign("c", "Root", None, 0, 0));
+    // p reads at last: every accepted offer, then its news, in order.
+    expect_n(&mut p, accepted, &offer).await;
+    assert_eq!(
+        recv_json(&mut p).await,
+        serde_json::json!({"type":"PeerLeft","peer_id":"r"})
+    );
+    assert_eq!(
+        recv_json(&mut p).await,
+        assign("p", "Relay", Some("c"), 1, 0)
+    );
+    // Its queue serves relays again.
+    send(
+        &mut c,
+        r#"{"type":"Answer","from":"c","to":"p","sdp":"after"}"#,
+    )
+    .await;
+    assert_eq!(
+        recv_json(&mut p).await,
+        serde_json::json!({"type":"Answer","from":"c","to":"p","sdp":"after"})
+    );
+    let mesh = mesh_json(&srv).await;
+    assert_eq!(mesh["peer_count"], 2);
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn slow_consumer_is_cut_off_and_its_leave_planned() {
     let srv = start(meshrelay_server::ServerConfig {
         root_peer_count: 1,
+        // Three slots for relayed messages, one more for the planner's.
         send_queue: 4,
         message_rate: 1e9,
         message_burst: 1e9,
         ..config()
     })
     .await;
-    // The parent never reads; its child floods it with large offers until
-    // the socket buffers and then its 4-message queue overflow.
-    let (_deaf, _) = register(&srv, "deaf", "t", None).await;
-    let (mut child, _) = register(&srv, "child", "t", None).await;
-    let sdp = "x".repeat(60_000);
-    let offer = format!(r#"{{"type":"Offer","from":"child","to":"deaf","sdp":"{sdp}"}}"#);
-    let mut left = None;
-    for _ in 0..2_000 {
-        send(&mut child, offer.clone()).await;
-        // Once deaf is cut off, child hears PeerLeft (and later offers fail as not_neighbour).
-        if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(
-            std::time::Duration::ZERO,
-            futures_util::StreamExt::next(&mut child),
-        )
-        .await
-        {
-            left = Some(serde_json::from_str::<serde_json::Value>(t.as_str()).unwrap());
-            break;
-        }
-    }
-    let left = match left {
-        Some(v) => v,
-        None => recv_json(&mut child).await,
-    };
-    assert_eq!(
-        left,
-        serde_json::json!({"type":"PeerLeft","peer_id":"deaf"})
-    );
+    // r -> deaf -> child; deaf never reads until it is cut off.
+    let (mut r, _) = register(&srv, "r", "t", Some(1)).await;
+    let (mut deaf, dv) = register(&srv, "deaf", "t", None).await;
+    assert_eq!(dv, assign("deaf", "Relay", Some("r"), 1, 0));
+    let (mut child, cv) = register(&srv, "child", "t", None).await;
+    assert_eq!(cv, assign("child", "Relay", Some("deaf"), 2, 0));
+    let offer = big_offer("child", "deaf");
+    let accepted = flood_until_refused(&mut child, "deaf", &offer).await;
+
+    // r's leave owes deaf two planner messages (PeerLeft, AssignParent
+    // under child, which takes r's root slot): the first takes the last
+    // slot, the second overflows it, and deaf's own leave is planned.
+    r.close(None).await.unwrap();
     assert_eq!(
         recv_json(&mut child).await,
         assign("child", "Root", None, 0, 0)
     );
-    let mesh = mesh_json(&srv).await;
-    assert_eq!(mesh["peer_count"], 1);
+    assert_eq!(
+        recv_json(&mut child).await,
+        serde_json::json!({"type":"PeerLeft","peer_id":"deaf"})
+    );
+    assert_eq!(mesh_json(&srv).await["peer_count"], 1);
+    // deaf, reading at last, gets what reached its socket (all but the
+    // three queued offers), then the Error, then the Close.
+    expect_n(&mut deaf, accepted - 3, &offer).await;
+    expect_error(&mut deaf, "slow_consumer").await;
+    assert_eq!(expect_closed(&mut deaf).await, Some(1013));
     srv.stop().await;
 }
 
 #[tokio::test]
 async fn a_session_that_never_registers_is_closed_at_the_deadline() {
-    let register_timeout = std::time::Duration::from_millis(600);
+    let register_timeout = std::time::Duration::from_millis(1500);
     let srv = start(meshrelay_server::ServerConfig {
-        // Pings every 50 ms: only a session answering them outlives 150 ms.
-        heartbeat_timeout: std::time::Duration::from_millis(150),
+        // Pings every 150 ms: only a session answering them outlives 450 ms
+        // (three times over before the deadline; long enough that a loaded
+        // machine's scheduling delays do not pass for silence).
+        heartbeat_timeout: std::time::Duration::from_millis(450),
         register_timeout,
         ..config()
     })
@@ -316,7 +418,10 @@ async fn a_session_that_never_registers_is_closed_at_the_deadline() {
         .expect("reply in time")
         .unwrap();
     match reply {
-        Some(Ok(Message::Text(t))) => assert!(t.as_str().contains("unknown_type"), "{t}"),
+        Some(Ok(Message::Text(t))) => assert_eq!(
+            serde_json::from_str::<serde_json::Value>(t.as_str()).unwrap(),
+            serde_json::json!({"type":"Error","code":"unknown_type","reason":"unknown message type \"Nope\""})
+        ),
         other => panic!("expected unknown_type, got {other:?}"),
     }
     srv.stop().await;

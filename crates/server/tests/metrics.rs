@@ -7,16 +7,12 @@ use common::*;
 use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
-fn value(body: &str, series: &str) -> f64 {
-    body.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-        })
-        .unwrap_or_else(|| panic!("no series {series} in:\n{body}"))
-        .trim()
-        .parse()
-        .unwrap()
+/// The exposition's non-empty lines, sorted: the renderer's order of
+/// metric families is not fixed.
+fn sorted_lines(body: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = body.lines().filter(|l| !l.is_empty()).collect();
+    lines.sort_unstable();
+    lines
 }
 
 #[tokio::test]
@@ -28,11 +24,20 @@ async fn metrics_count_peers_traffic_and_errors() {
     .await;
     let (mut a, _) = register(&srv, "a", "t", None).await;
     let (mut b, _) = register(&srv, "b", "t", None).await;
-    let (c, _) = register(&srv, "c", "t", None).await;
+    let (mut c, _) = register(&srv, "c", "t", None).await;
     send(&mut b, "nope").await;
     expect_error(&mut b, "invalid_json").await;
-    drop(c);
-    assert_eq!(recv_json(&mut a).await["type"], "PeerLeft");
+    // The server drops the socket only after its session gauge, so once
+    // the stream ends c is off every count.
+    c.close(None).await.unwrap();
+    while let Some(Ok(_)) = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut c))
+        .await
+        .expect("c's stream ends")
+    {}
+    assert_eq!(
+        recv_json(&mut a).await,
+        serde_json::json!({"type":"PeerLeft","peer_id":"c"})
+    );
 
     let mut egress = connect(&srv.url("/ws/t?from=0")).await;
     let mut publisher = connect(&srv.url("/ingest/t")).await;
@@ -50,34 +55,54 @@ async fn metrics_count_peers_traffic_and_errors() {
         .expect("end in time")
     {}
 
+    // a, b and the publisher; the egress's permit goes once its task ends.
+    wait_connections(&srv, 3).await;
     let (status, head, body) = http_get(srv.addr, "/metrics").await;
     assert_eq!(status, 200);
     assert!(
-        head.to_ascii_lowercase()
-            .contains("content-type: text/plain"),
+        head.lines()
+            .any(|l| l == "content-type: text/plain; version=0.0.4; charset=utf-8"),
         "{head}"
     );
-    assert_eq!(value(&body, "meshrelay_peers"), 2.0);
-    assert_eq!(value(&body, "meshrelay_roots"), 1.0);
-    assert_eq!(value(&body, "meshrelay_offload_percentage"), 50.0);
-    assert_eq!(value(&body, "meshrelay_tracks"), 1.0);
-    assert_eq!(value(&body, "meshrelay_joins_total"), 3.0);
-    assert_eq!(
-        value(&body, "meshrelay_leaves_total{reason=\"disconnect\"}"),
-        1.0
-    );
-    assert_eq!(
-        value(&body, "meshrelay_errors_total{code=\"invalid_json\"}"),
-        1.0
-    );
-    assert_eq!(
-        value(&body, "meshrelay_signal_messages_total{kind=\"register\"}"),
-        3.0
-    );
-    assert_eq!(value(&body, "meshrelay_origin_objects_in_total"), 2.0);
-    assert_eq!(value(&body, "meshrelay_origin_bytes_in_total"), 8.0);
-    assert_eq!(value(&body, "meshrelay_origin_objects_out_total"), 2.0);
-    assert_eq!(value(&body, "meshrelay_origin_bytes_out_total"), 8.0 + 16.0);
-    assert!(body.contains("meshrelay_reassignments_total"), "{body}");
+    // Every series, exactly: c (a leaf under the root a) left by closing,
+    // so nobody was reassigned; egress bytes are framed (8 + payload each).
+    let want = [
+        "# TYPE meshrelay_connections gauge",
+        "# TYPE meshrelay_errors_total counter",
+        "# TYPE meshrelay_joins_total counter",
+        "# TYPE meshrelay_leaves_total counter",
+        "# TYPE meshrelay_offload_percentage gauge",
+        "# TYPE meshrelay_origin_bytes_in_total counter",
+        "# TYPE meshrelay_origin_bytes_out_total counter",
+        "# TYPE meshrelay_origin_objects_in_total counter",
+        "# TYPE meshrelay_origin_objects_out_total counter",
+        "# TYPE meshrelay_peers gauge",
+        "# TYPE meshrelay_reassignments_total counter",
+        "# TYPE meshrelay_ring_bytes gauge",
+        "# TYPE meshrelay_ring_bytes_budget gauge",
+        "# TYPE meshrelay_roots gauge",
+        "# TYPE meshrelay_signal_messages_total counter",
+        "# TYPE meshrelay_signal_sessions gauge",
+        "# TYPE meshrelay_tracks gauge",
+        "meshrelay_connections 3",
+        "meshrelay_errors_total{code=\"invalid_json\"} 1",
+        "meshrelay_joins_total 3",
+        "meshrelay_leaves_total{reason=\"disconnect\"} 1",
+        "meshrelay_offload_percentage 50",
+        "meshrelay_origin_bytes_in_total 8",
+        "meshrelay_origin_bytes_out_total 24",
+        "meshrelay_origin_objects_in_total 2",
+        "meshrelay_origin_objects_out_total 2",
+        "meshrelay_peers 2",
+        "meshrelay_reassignments_total 0",
+        "meshrelay_ring_bytes 24",
+        "meshrelay_ring_bytes_budget 536870912",
+        "meshrelay_roots 1",
+        "meshrelay_signal_messages_total{kind=\"refused\"} 1",
+        "meshrelay_signal_messages_total{kind=\"register\"} 3",
+        "meshrelay_signal_sessions 2",
+        "meshrelay_tracks 1",
+    ];
+    assert_eq!(sorted_lines(&body), want, "{body}");
     srv.stop().await;
 }

@@ -612,36 +612,6 @@ async fn publisher_that_answers_no_ping_is_dropped_and_frees_its_slot() {
     srv.stop().await;
 }
 
-/// Polls server state (every 5 ms, for at most [`WAIT`]) until `done`:
-/// for what a server task does after the client can last observe it.
-async fn poll_until<F: std::future::Future<Output = bool>>(
-    what: &str,
-    mut done: impl FnMut() -> F,
-) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut every = tokio::time::interval(std::time::Duration::from_millis(5));
-    loop {
-        every.tick().await;
-        if done().await {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not in time: {what}"
-        );
-    }
-}
-
-/// Waits until `/api/v1/mesh` counts `n` connections: a closed
-/// connection's permit is released by its server task once the socket is
-/// gone, which the client cannot observe.
-async fn wait_connections(srv: &TestServer, n: u64) {
-    poll_until("the connection count", || async {
-        mesh_json(srv).await["connections"] == n
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn connections_beyond_the_limit_get_503_until_one_closes() {
     let srv = start(meshrelay_server::ServerConfig {

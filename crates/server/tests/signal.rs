@@ -31,12 +31,17 @@ async fn register_assigns_roots_and_relays_with_ice_servers() {
     want = assign("b", "Root", None, 0, 0);
     want["ice_servers"] = ice.clone();
     assert_eq!(b, want);
-    // Roots full: the shallowest free slot, ties to the fewest children: a (joined first) or b.
+    // Roots full: the shallowest free slot, ties to the fewest children,
+    // then to the peer waiting longest with that many: a.
     let (_c, c) = register(&srv, "c", "live/test", None).await;
-    assert_eq!(c["role"], "Relay");
-    assert_eq!(c["depth"], 1);
-    assert!(c["parent_id"] == "a" || c["parent_id"] == "b", "{c}");
-    assert_eq!(c["ice_servers"], ice);
+    want = assign("c", "Relay", Some("a"), 1, 0);
+    want["ice_servers"] = ice.clone();
+    assert_eq!(c, want);
+    // a has a child now: b has the fewest.
+    let (_d, d) = register(&srv, "d", "live/test", None).await;
+    want = assign("d", "Relay", Some("b"), 1, 0);
+    want["ice_servers"] = ice.clone();
+    assert_eq!(d, want);
     // Another track is another tree.
     let (_x, x) = register(&srv, "c", "other", None).await;
     want = assign("c", "Root", None, 0, 0);
@@ -99,6 +104,26 @@ async fn sdp_is_relayed_between_neighbours_only_and_from_is_checked() {
         serde_json::from_str::<serde_json::Value>(ice).unwrap()
     );
 
+    // Only the protocol's own fields are relayed, in its order.
+    send(
+        &mut b,
+        r#"{"sdp":"s","to":"a","from":"b","type":"Offer","extra":{"x":[1]},"pad":"y"}"#,
+    )
+    .await;
+    assert_eq!(
+        recv_json(&mut a).await,
+        json!({"type":"Offer","from":"b","to":"a","sdp":"s"})
+    );
+    send(
+        &mut c,
+        r#"{"type":"IceCandidate","from":"c","to":"b","candidate":"c1","sdp_mid":null,"ufrag":"u"}"#,
+    )
+    .await;
+    assert_eq!(
+        recv_json(&mut b).await,
+        json!({"type":"IceCandidate","from":"c","to":"b","candidate":"c1"})
+    );
+
     // c -> a: not a neighbour; nothing reaches a.
     send(&mut c, r#"{"type":"Offer","from":"c","to":"a","sdp":"x"}"#).await;
     expect_error(&mut c, "not_neighbour").await;
@@ -118,10 +143,16 @@ async fn sdp_is_relayed_between_neighbours_only_and_from_is_checked() {
     // legitimate follow-up, proving nothing else was relayed to them.
     let marker_a = r#"{"type":"Offer","from":"b","to":"a","sdp":"marker-a"}"#;
     send(&mut b, marker_a).await;
-    assert_eq!(recv_json(&mut a).await["sdp"], "marker-a");
+    assert_eq!(
+        recv_json(&mut a).await,
+        serde_json::from_str::<serde_json::Value>(marker_a).unwrap()
+    );
     let marker_b = r#"{"type":"Answer","from":"c","to":"b","sdp":"marker-b"}"#;
     send(&mut c, marker_b).await;
-    assert_eq!(recv_json(&mut b).await["sdp"], "marker-b");
+    assert_eq!(
+        recv_json(&mut b).await,
+        serde_json::from_str::<serde_json::Value>(marker_b).unwrap()
+    );
     srv.stop().await;
 }
 
@@ -152,6 +183,80 @@ async fn parent_disconnect_reassigns_its_child_and_tells_neighbours() {
     srv.stop().await;
 }
 
+/// The reply to a `{"type":"Nope"}` probe.
+fn nope_reply() -> serde_json::Value {
+    json!({"type":"Error","code":"unknown_type","reason":"unknown message type \"Nope\""})
+}
+
+/// Sends a probe and asserts the reply is the next message: nothing else
+/// was queued for `ws` before it.
+async fn expect_nothing_queued(ws: &mut Ws) {
+    send(ws, r#"{"type":"Nope"}"#).await;
+    assert_eq!(recv_json(ws).await, nope_reply());
+}
+
+#[tokio::test]
+async fn abrupt_parent_drop_tells_its_neighbours_and_moves_its_children_only() {
+    // Roots a and z (one slot each); a -> b -> {c, d}; z -> y.
+    let srv = start(tree_config(2, 2)).await;
+    let (mut a, _) = register(&srv, "a", "t", Some(1)).await;
+    let (mut z, _) = register(&srv, "z", "t", Some(1)).await;
+    let (b, bv) = register(&srv, "b", "t", None).await;
+    assert_eq!(bv, assign("b", "Relay", Some("a"), 1, 0));
+    let (mut y, yv) = register(&srv, "y", "t", Some(0)).await;
+    assert_eq!(yv, assign("y", "Leaf", Some("z"), 1, 0));
+    let (mut c, cv) = register(&srv, "c", "t", None).await;
+    assert_eq!(cv, assign("c", "Relay", Some("b"), 2, 0));
+    let (mut d, dv) = register(&srv, "d", "t", Some(0)).await;
+    assert_eq!(dv, assign("d", "Leaf", Some("b"), 2, 0));
+
+    // The TCP connection ends with no Close frame.
+    drop(b);
+    let left = json!({"type":"PeerLeft","peer_id":"b"});
+    assert_eq!(recv_json(&mut a).await, left);
+    // c, the childless orphan able to host its sibling, stands in for b:
+    // it takes b's place and d stays at its depth, under c.
+    assert_eq!(recv_json(&mut c).await, left);
+    assert_eq!(
+        recv_json(&mut c).await,
+        assign("c", "Relay", Some("a"), 1, 0)
+    );
+    assert_eq!(recv_json(&mut d).await, left);
+    assert_eq!(
+        recv_json(&mut d).await,
+        assign("d", "Leaf", Some("c"), 2, 0)
+    );
+    // Nothing more for anyone, and nothing at all for the bystanders.
+    for ws in [&mut a, &mut c, &mut d, &mut z, &mut y] {
+        expect_nothing_queued(ws).await;
+    }
+    let mesh = mesh_json(&srv).await;
+    let mut places: Vec<_> = mesh["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["peer_id"].clone(),
+                p["parent"].clone(),
+                p["depth"].clone(),
+            )
+        })
+        .collect();
+    places.sort_by_key(|p| p.0.as_str().unwrap().to_owned());
+    assert_eq!(
+        places,
+        [
+            (json!("a"), json!(null), json!(0)),
+            (json!("c"), json!("a"), json!(1)),
+            (json!("d"), json!("c"), json!(2)),
+            (json!("y"), json!("z"), json!(1)),
+            (json!("z"), json!(null), json!(0)),
+        ]
+    );
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn parent_leave_tells_every_child_its_new_place_and_no_bystander() {
     // roots: a and z (bystander root). a -> b -> {c, d}.
@@ -170,46 +275,27 @@ async fn parent_leave_tells_every_child_its_new_place_and_no_bystander() {
         recv_json(&mut a).await,
         json!({"type":"PeerLeft","peer_id":"b"})
     );
-    // PeerLeft is queued in the same locked step as the leave, so the tree is final now.
-    let mesh = mesh_json(&srv).await;
-    assert_eq!(mesh["peer_count"], 4);
-    let place = |id: &str| {
-        let p = mesh["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["peer_id"] == id)
-            .unwrap()
-            .clone();
-        (p["parent"].clone(), p["depth"].clone(), p["role"].clone())
-    };
-    for (ws, id) in [(&mut c, "c"), (&mut d, "d")] {
+    // The childless orphans tie as stand-ins; the one waiting longest, c,
+    // takes b's place and hosts d at its old depth.
+    for ws in [&mut c, &mut d] {
         assert_eq!(
             recv_json(ws).await,
             json!({"type":"PeerLeft","peer_id":"b"})
         );
-        let got = recv_json(ws).await;
-        let (parent, depth, role) = place(id);
-        let want = json!({"type":"AssignParent","peer_id":id,"role":role,"parent_id":parent,"depth":depth,"ice_servers":[],"next_object_id":0});
-        assert_eq!(got, want);
-        assert_ne!(parent, "b");
     }
-    // z kept its place (root, depth 0) and was never b's neighbour, so
-    // nothing was sent to it: the first thing it receives is its own error.
-    let mesh = mesh_json(&srv).await;
-    let zp = mesh["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["peer_id"] == "z")
-        .unwrap()
-        .clone();
     assert_eq!(
-        (zp["role"].clone(), zp["depth"].clone()),
-        (json!("Root"), json!(0))
+        recv_json(&mut c).await,
+        assign("c", "Relay", Some("a"), 1, 0)
     );
-    send(&mut z, r#"{"type":"Nope"}"#).await;
-    expect_error(&mut z, "unknown_type").await;
+    assert_eq!(
+        recv_json(&mut d).await,
+        assign("d", "Relay", Some("c"), 2, 0)
+    );
+    // z was never b's neighbour and kept its place: nothing was sent to it.
+    for ws in [&mut a, &mut c, &mut d, &mut z] {
+        expect_nothing_queued(ws).await;
+    }
+    assert_eq!(mesh_json(&srv).await["peer_count"], 4);
     srv.stop().await;
 }
 
@@ -238,7 +324,10 @@ async fn quiet_connected_peer_survives_three_heartbeat_timeouts() {
     let (mut b, bv) = register(&srv, "b", "t", None).await;
     assert_eq!(bv, assign("b", "Relay", Some("a"), 1, 0));
     send(&mut b, r#"{"type":"Offer","from":"b","to":"a","sdp":"s"}"#).await;
-    assert_eq!(recv_json(&mut a).await["sdp"], "s");
+    assert_eq!(
+        recv_json(&mut a).await,
+        json!({"type":"Offer","from":"b","to":"a","sdp":"s"})
+    );
     srv.stop().await;
 }
 
@@ -249,11 +338,12 @@ async fn peer_that_stops_answering_pings_is_evicted() {
         ..tree_config(1, 3)
     })
     .await;
-    // A client that registers and then never reads (so never pongs).
+    // A client that registers and then never reads (so never pongs); the
+    // server hears from it last no earlier than `started`.
+    let started = tokio::time::Instant::now();
     let (mut mute, _) = register(&srv, "mute", "t", None).await;
     let (mut child, cv) = register(&srv, "child", "t", None).await;
     assert_eq!(cv, assign("child", "Relay", Some("mute"), 1, 0));
-    let started = tokio::time::Instant::now();
     assert_eq!(
         recv_json(&mut child).await,
         json!({"type":"PeerLeft","peer_id":"mute"})
@@ -263,14 +353,64 @@ async fn peer_that_stops_answering_pings_is_evicted() {
         assign("child", "Root", None, 0, 0)
     );
     assert!(
-        started.elapsed() >= Duration::from_millis(250),
-        "evicted too early"
+        started.elapsed() >= Duration::from_millis(300),
+        "evicted before the timeout: {:?}",
+        started.elapsed()
     );
     assert_eq!(mesh_json(&srv).await["peer_count"], 1);
     // Its socket, read at last, holds the server's pings and then a Close
     // saying why.
     assert_eq!(expect_closed(&mut mute).await, Some(1001));
     srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_peer_is_evicted_within_a_second_of_a_long_timeout() {
+    // Pings (every timeout / 3 = 1.8 s) are rarer than the liveness sweep
+    // (every second): eviction must not wait for a ping tick.
+    let timeout = Duration::from_millis(5_400);
+    let srv = start(meshrelay_server::ServerConfig {
+        heartbeat_timeout: timeout,
+        ..tree_config(1, 3)
+    })
+    .await;
+    let (mut mute, _) = register(&srv, "mute", "t", None).await;
+    let (mut child, cv) = register(&srv, "child", "t", None).await;
+    assert_eq!(cv, assign("child", "Relay", Some("mute"), 1, 0));
+    // The last message leaves 0.2 s into the session, off both tick grids,
+    // so the ping grid would evict at 7.2 s (7.0 s after it) and the sweep
+    // at 6 s (5.8 s after it).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let last = tokio::time::Instant::now();
+    send(&mut mute, r#"{"type":"Heartbeat"}"#).await;
+    // mute never reads again, so it answers no ping.
+    let left = tokio::time::timeout(timeout * 2, recv_json_untimed(&mut child))
+        .await
+        .expect("evicted");
+    assert_eq!(left, json!({"type":"PeerLeft","peer_id":"mute"}));
+    let after = last.elapsed();
+    assert!(
+        after >= timeout && after < timeout + Duration::from_millis(1_200),
+        "evicted {after:?} after its last message"
+    );
+    assert_eq!(
+        recv_json(&mut child).await,
+        assign("child", "Root", None, 0, 0)
+    );
+    srv.stop().await;
+}
+
+/// The next text message, parsed, however long it takes.
+async fn recv_json_untimed(ws: &mut Ws) -> serde_json::Value {
+    loop {
+        match ws.next().await.expect("open").expect("no error") {
+            tokio_tungstenite::tungstenite::Message::Text(t) => {
+                return serde_json::from_str(t.as_str()).unwrap()
+            }
+            tokio_tungstenite::tungstenite::Message::Ping(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]
@@ -303,7 +443,7 @@ async fn auth_by_subprotocol_or_query_else_401() {
 
     let mut ws = connect(&srv.url("/signal?token=s3cret")).await;
     send(&mut ws, register_json("b", "t", None)).await;
-    assert_eq!(recv_json(&mut ws).await["type"], "AssignParent");
+    assert_eq!(recv_json(&mut ws).await, assign("b", "Root", None, 0, 0));
 
     for url in [
         srv.url("/signal"),
@@ -340,7 +480,14 @@ async fn no_auth_signal_opens_only_signal() {
     .await;
     let mut ws = connect(&srv.url("/signal")).await;
     send(&mut ws, register_json("a", "t", None)).await;
-    assert_eq!(recv_json(&mut ws).await["type"], "AssignParent");
+    assert_eq!(recv_json(&mut ws).await, assign("a", "Root", None, 0, 0));
+    // The token is still accepted (and echoed) when offered.
+    let (mut ws, echoed) = connect_with_protocol(&srv.url("/signal"), "lvqr.bearer.s3cret")
+        .await
+        .unwrap();
+    assert_eq!(echoed.as_deref(), Some("lvqr.bearer.s3cret"));
+    send(&mut ws, register_json("b", "t", None)).await;
+    assert_eq!(recv_json(&mut ws).await, assign("b", "Root", None, 0, 0));
     match tokio_tungstenite::connect_async(srv.url("/ws/t").as_str()).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
         other => panic!("expected 401, got {:?}", other.map(|_| ())),
@@ -373,7 +520,10 @@ async fn a_session_may_register_again_after_leave() {
         r#"{"type":"Offer","from":"a","to":"b","sdp":"again"}"#,
     )
     .await;
-    assert_eq!(recv_json(&mut b).await["sdp"], "again");
+    assert_eq!(
+        recv_json(&mut b).await,
+        json!({"type":"Offer","from":"a","to":"b","sdp":"again"})
+    );
     // Dropping the socket now plans exactly one more leave.
     drop(a);
     assert_eq!(
@@ -383,5 +533,97 @@ async fn a_session_may_register_again_after_leave() {
     assert_eq!(mesh_json(&srv).await["peer_count"], 1);
     send(&mut b, r#"{"type":"Nope"}"#).await;
     expect_error(&mut b, "unknown_type").await;
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_registers_build_a_valid_tree() {
+    const PEERS: usize = 200;
+    const ROOTS: usize = 3;
+    const MAX_CHILDREN: u32 = 2;
+    let srv = start(meshrelay_server::ServerConfig {
+        max_depth: 12,
+        ..tree_config(ROOTS, MAX_CHILDREN as usize)
+    })
+    .await;
+    // Claims over, at and under the clamp, and some leaves.
+    let claim = |i: usize| match (i % 10, i % 3) {
+        (0, _) => Some(0),
+        (_, 0) => None,
+        (_, 1) => Some(1),
+        _ => Some(7),
+    };
+    let url = srv.url("/signal");
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(PEERS));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..PEERS {
+        let (url, barrier) = (url.clone(), barrier.clone());
+        tasks.spawn(async move {
+            let mut ws = connect(&url).await;
+            // Every Register goes out at once.
+            barrier.wait().await;
+            send(&mut ws, register_json(&format!("p{i}"), "t", claim(i))).await;
+            let assigned = recv_json(&mut ws).await;
+            (i, ws, assigned)
+        });
+    }
+    let mut clients = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        clients.push(done.expect("client task"));
+    }
+    clients.sort_by_key(|c| c.0);
+
+    let mesh = mesh_json(&srv).await;
+    assert_eq!(mesh["peer_count"], PEERS);
+    let peers = mesh["peers"].as_array().unwrap();
+    let by_id: std::collections::HashMap<&str, &serde_json::Value> = peers
+        .iter()
+        .map(|p| (p["peer_id"].as_str().unwrap(), p))
+        .collect();
+    // Every peer placed exactly once.
+    assert_eq!((peers.len(), by_id.len()), (PEERS, PEERS));
+    let mut children: std::collections::HashMap<&str, usize> = Default::default();
+    let mut roots = 0;
+    for (i, _, assigned) in &clients {
+        let id = format!("p{i}");
+        let p = by_id[id.as_str()];
+        let capacity = claim(*i).unwrap_or(MAX_CHILDREN).min(MAX_CHILDREN);
+        // Its AssignParent told it the place it holds (joins move nobody).
+        let role = p["role"].as_str().unwrap();
+        let parent = p["parent"].as_str();
+        let depth = p["depth"].as_u64().unwrap() as u32;
+        assert_eq!(*assigned, assign(&id, role, parent, depth, 0));
+        match parent {
+            None => {
+                roots += 1;
+                assert_eq!((role, depth), ("Root", 0), "{p}");
+            }
+            Some(parent) => {
+                *children.entry(parent).or_default() += 1;
+                let want_role = if capacity == 0 { "Leaf" } else { "Relay" };
+                assert_eq!(role, want_role, "{p}");
+                assert_eq!(
+                    u64::from(depth),
+                    by_id[parent]["depth"].as_u64().unwrap() + 1,
+                    "{p}"
+                );
+            }
+        }
+        assert!(depth <= 12, "{p}");
+        assert!(
+            p["intended_children"].as_u64().unwrap() <= u64::from(capacity),
+            "{p}"
+        );
+    }
+    assert_eq!(roots, ROOTS);
+    for p in peers {
+        let id = p["peer_id"].as_str().unwrap();
+        let n = children.get(id).copied().unwrap_or(0);
+        assert_eq!(p["intended_children"], n, "{p}");
+    }
+    // Nothing else was sent to anyone.
+    for (_, ws, _) in &mut clients {
+        expect_nothing_queued(ws).await;
+    }
     srv.stop().await;
 }

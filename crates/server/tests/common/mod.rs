@@ -205,3 +205,33 @@ pub async fn mesh_json(srv: &TestServer) -> Value {
     assert_eq!(status, 200);
     serde_json::from_str(&body).expect("mesh JSON")
 }
+
+/// Polls server state (every 5 ms, for at most [`WAIT`]) until `done`:
+/// for what a server task does after the client can last observe it.
+pub async fn poll_until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut done: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(5));
+    loop {
+        every.tick().await;
+        if done().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not in time: {what}"
+        );
+    }
+}
+
+/// Waits until `/api/v1/mesh` counts `n` connections: a closed
+/// connection's permit is released by its server task once the socket is
+/// gone, which the client cannot observe.
+pub async fn wait_connections(srv: &TestServer, n: u64) {
+    poll_until("the connection count", || async {
+        mesh_json(srv).await["connections"] == n
+    })
+    .await;
+}
