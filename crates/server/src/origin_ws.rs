@@ -142,9 +142,9 @@ async fn goodbye(mut ws: WebSocket, app: &App, held: Held, bye: Option<Farewell>
     drop(connection);
 }
 
-/// Sends the ping that is due, if one is; false when the client is to be
-/// dropped: it answered no ping within the heartbeat timeout, or the
-/// socket failed.
+/// Checks liveness when a check is due and sends the ping that is due, if
+/// one is; false when the client is to be dropped: it answered no ping
+/// within the heartbeat timeout, or the socket failed.
 async fn ping_if_due(
     ws: &mut WebSocket,
     liveness: &mut Liveness,
@@ -152,7 +152,7 @@ async fn ping_if_due(
     track: &Track,
     who: &str,
 ) -> bool {
-    if !liveness.ping_due() {
+    if !liveness.check_due() {
         return true;
     }
     match liveness.on_due() {
@@ -160,6 +160,7 @@ async fn ping_if_due(
             tracing::debug!(track = %track.name, "{who} answered no ping");
             false
         }
+        Due::Quiet => true,
         Due::Ping => ws_util::send(ws, Message::Ping(Default::default()), limit).await,
     }
 }
@@ -186,7 +187,7 @@ async fn run_ingest(ws: &mut WebSocket, app: &App, track: &Track) -> Option<Fare
             _ = app.shutdown.cancelled() => {
                 return Some(Farewell::close(CLOSE_GOING_AWAY, "server shutting down"));
             }
-            _ = liveness.until_ping() => continue,
+            _ = liveness.until_due() => continue,
             m = ws.recv() => m,
         };
         match msg {
@@ -362,7 +363,7 @@ async fn stream(
                     Incoming::Gone => return None,
                     _ => liveness.seen(),
                 },
-                _ = liveness.until_ping() => {}
+                _ = liveness.until_due() => {}
             }
             continue;
         }
