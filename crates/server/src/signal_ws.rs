@@ -285,7 +285,15 @@ async fn session(
                 });
                 return (LeaveReason::Disconnect, bye);
             }
-            Event::In(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => last_seen = Instant::now(),
+            // Pongs answer our own pings; a client's pings are messages it
+            // chose to send, and each costs the server a pong.
+            Event::In(Some(Ok(Message::Pong(_)))) => last_seen = Instant::now(),
+            Event::In(Some(Ok(Message::Ping(_)))) => {
+                last_seen = Instant::now();
+                if let Some(bye) = admit(&mut bucket) {
+                    return (LeaveReason::Disconnect, Some(bye));
+                }
+            }
             Event::In(Some(Ok(Message::Binary(_)))) => {
                 last_seen = Instant::now();
                 if let Some(bye) = admit(&mut bucket) {

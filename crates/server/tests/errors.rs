@@ -76,9 +76,13 @@ async fn duplicate_peer_id_leaves_the_existing_session_untouched() {
 /// error ends the flood: a server that drops the connection with unread
 /// input resets it, and the test then fails on the missing Error frame.
 async fn flood(ws: &mut Ws, text: &str, n: usize) {
+    flood_with(ws, || Message::Text(text.into()), n).await
+}
+
+async fn flood_with(ws: &mut Ws, msg: impl Fn() -> Message, n: usize) {
     let writes = async {
         for _ in 0..n {
-            if ws.feed(Message::Text(text.into())).await.is_err() {
+            if ws.feed(msg()).await.is_err() {
                 return;
             }
         }
@@ -146,6 +150,21 @@ async fn flooding_is_rate_limited_and_closes() {
         assert_eq!(expect_closed(&mut a).await, Some(1008));
         expect_clean_end(&mut a).await;
     }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_ping_flood_is_rate_limited_like_messages() {
+    let srv = start(meshrelay_server::ServerConfig {
+        message_rate: 0.001,
+        message_burst: 3.0,
+        ..config()
+    })
+    .await;
+    let (mut a, _) = register(&srv, "a", "t", None).await; // 1 token
+    flood_with(&mut a, || Message::Ping(Default::default()), FLOOD).await;
+    expect_error(&mut a, "rate_limited").await;
+    assert_eq!(expect_closed(&mut a).await, Some(1008));
     srv.stop().await;
 }
 
