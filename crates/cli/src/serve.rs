@@ -45,23 +45,23 @@ pub struct ServeArgs {
     #[arg(long, env = "MESHRELAY_RING_OBJECTS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub ring_objects: u64,
     /// Bytes kept per track for resume (oldest objects dropped past it).
-    #[arg(long, env = "MESHRELAY_RING_BYTES", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, env = "MESHRELAY_RING_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub ring_bytes: usize,
     /// Bytes kept for resume over all tracks together: a track publishing
     /// past it drops its own oldest objects (keeping at least the newest).
-    #[arg(long, env = "MESHRELAY_RING_BYTES_TOTAL", default_value_t = 512 * 1024 * 1024)]
+    #[arg(long, env = "MESHRELAY_RING_BYTES_TOTAL", default_value_t = 512 * 1024 * 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub ring_bytes_total: usize,
     /// Largest /signal message in bytes; larger ones get `too_large` and a close.
-    #[arg(long, env = "MESHRELAY_MAX_SIGNAL_BYTES", default_value_t = 65536)]
+    #[arg(long, env = "MESHRELAY_MAX_SIGNAL_BYTES", default_value_t = 65536, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_signal_bytes: usize,
     /// Largest ingested object in bytes.
-    #[arg(long, env = "MESHRELAY_MAX_OBJECT_BYTES", default_value_t = 4 * 1024 * 1024)]
+    #[arg(long, env = "MESHRELAY_MAX_OBJECT_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_object_bytes: usize,
     /// Most peers per track (unlimited when unset).
-    #[arg(long, env = "MESHRELAY_MAX_PEERS_PER_TRACK")]
+    #[arg(long, env = "MESHRELAY_MAX_PEERS_PER_TRACK", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_peers_per_track: Option<usize>,
     /// Most peers over all tracks (unlimited when unset).
-    #[arg(long, env = "MESHRELAY_MAX_PEERS_TOTAL")]
+    #[arg(long, env = "MESHRELAY_MAX_PEERS_TOTAL", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_peers_total: Option<usize>,
     /// Most open WebSocket connections (/signal, /ws and /ingest together);
     /// an upgrade beyond it gets HTTP 503.

@@ -1,13 +1,20 @@
-//! `meshrelay serve` refuses tree limits that would refuse every peer.
+//! `meshrelay serve` refuses limits of 0, which would refuse every peer,
+//! message or object.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-const COUNT_FLAGS: [(&str, &str); 4] = [
+const COUNT_FLAGS: [(&str, &str); 10] = [
     ("--max-peers", "MESHRELAY_MAX_PEERS"),
     ("--mesh-root-peer-count", "MESHRELAY_MESH_ROOT_PEER_COUNT"),
     ("--mesh-max-depth", "MESHRELAY_MESH_MAX_DEPTH"),
     ("--signal-queue-bytes", "MESHRELAY_SIGNAL_QUEUE_BYTES"),
+    ("--ring-bytes", "MESHRELAY_RING_BYTES"),
+    ("--ring-bytes-total", "MESHRELAY_RING_BYTES_TOTAL"),
+    ("--max-signal-bytes", "MESHRELAY_MAX_SIGNAL_BYTES"),
+    ("--max-object-bytes", "MESHRELAY_MAX_OBJECT_BYTES"),
+    ("--max-peers-per-track", "MESHRELAY_MAX_PEERS_PER_TRACK"),
+    ("--max-peers-total", "MESHRELAY_MAX_PEERS_TOTAL"),
 ];
 
 fn meshrelay() -> Command {
