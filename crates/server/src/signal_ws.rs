@@ -206,6 +206,8 @@ async fn session(
     // skipped because a tick ran late.
     let sweeps_per_ping = (ping_every.as_nanos() / sweep_every.as_nanos()).max(1);
     let mut sweeps = 0u128;
+    // Pings sent and not yet answered: their pongs cost no rate budget.
+    let mut pings_owed = 0u32;
     let mut last_seen = Instant::now();
     // An unregistered session must Register by then (restarted by Leave).
     let register_by = tokio::time::sleep(cfg.register_timeout);
@@ -264,10 +266,11 @@ async fn session(
                     return (LeaveReason::Timeout, Some(bye));
                 }
                 sweeps += 1;
-                if sweeps.is_multiple_of(sweeps_per_ping)
-                    && !ws_util::send(ws, Message::Ping(Default::default()), send_limit).await
-                {
-                    return (LeaveReason::Disconnect, None);
+                if sweeps.is_multiple_of(sweeps_per_ping) {
+                    if !ws_util::send(ws, Message::Ping(Default::default()), send_limit).await {
+                        return (LeaveReason::Disconnect, None);
+                    }
+                    pings_owed = pings_owed.saturating_add(1);
                 }
             }
             Event::In(None) | Event::In(Some(Ok(Message::Close(_)))) => {
@@ -285,9 +288,17 @@ async fn session(
                 });
                 return (LeaveReason::Disconnect, bye);
             }
-            // Pongs answer our own pings; a client's pings are messages it
-            // chose to send, and each costs the server a pong.
-            Event::In(Some(Ok(Message::Pong(_)))) => last_seen = Instant::now(),
+            // A pong answering one of our pings is free; any other pong, and
+            // a client's ping (which costs the server a pong), is a message
+            // the client chose to send.
+            Event::In(Some(Ok(Message::Pong(_)))) => {
+                last_seen = Instant::now();
+                if pings_owed > 0 {
+                    pings_owed -= 1;
+                } else if let Some(bye) = admit(&mut bucket) {
+                    return (LeaveReason::Disconnect, Some(bye));
+                }
+            }
             Event::In(Some(Ok(Message::Ping(_)))) => {
                 last_seen = Instant::now();
                 if let Some(bye) = admit(&mut bucket) {

@@ -169,6 +169,21 @@ async fn a_ping_flood_is_rate_limited_like_messages() {
 }
 
 #[tokio::test]
+async fn an_unsolicited_pong_flood_is_rate_limited_like_messages() {
+    let srv = start(meshrelay_server::ServerConfig {
+        message_rate: 0.001,
+        message_burst: 3.0,
+        ..config()
+    })
+    .await;
+    let (mut a, _) = register(&srv, "a", "t", None).await; // 1 token
+    flood_with(&mut a, || Message::Pong(Default::default()), FLOOD).await;
+    expect_error(&mut a, "rate_limited").await;
+    assert_eq!(expect_closed(&mut a).await, Some(1008));
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn peer_limits_answer_mesh_full_and_keep_the_socket() {
     let srv = start(meshrelay_server::ServerConfig {
         max_peers_total: Some(2),
