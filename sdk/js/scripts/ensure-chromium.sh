@@ -20,9 +20,11 @@ if [ "$(id -u)" != "0" ]; then
     echo "  or set CHROMIUM_PATH to a Chromium binary." >&2
     exit 1
   fi
-  SUDO="sudo"
+  # -n: fail rather than wait at a password prompt; env: sudo resets the
+  # environment, so DEBIAN_FRONTEND must be passed through it.
+  SUDO="sudo -n"
 fi
 echo "ensure-chromium: installing Debian's chromium" >&2
-$SUDO apt-get update
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y chromium
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 test -x /usr/bin/chromium
