@@ -132,6 +132,7 @@ impl ServeArgs {
             send_queue: usize::try_from(self.send_queue).unwrap_or(usize::MAX),
             signal_queue_bytes: self.signal_queue_bytes,
             demo: !self.no_demo && self.demo.unwrap_or(true),
+            fixed_epoch: None,
         })
     }
 }

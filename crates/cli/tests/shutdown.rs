@@ -97,11 +97,18 @@ async fn signal_closes_peers_and_exits_zero(signal: &str) {
         .unwrap()
         .unwrap()
         .unwrap();
-    let assign: serde_json::Value = serde_json::from_str(assign.to_text().unwrap()).unwrap();
+    let mut assign: serde_json::Value = serde_json::from_str(assign.to_text().unwrap()).unwrap();
+    // The binary gives each track a random epoch: 16 hex digits.
+    let epoch = assign["epoch"].take();
+    let epoch = epoch.as_str().expect("an epoch");
+    assert!(
+        epoch.len() == 16 && epoch.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{epoch}"
+    );
     assert_eq!(
         assign,
         serde_json::json!({"type":"AssignParent","peer_id":"a","role":"Root","parent_id":null,
-                           "depth":0,"ice_servers":[],"next_object_id":0})
+                           "depth":0,"ice_servers":[],"next_object_id":0,"epoch":null})
     );
 
     server.kill(signal);

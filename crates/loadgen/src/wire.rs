@@ -134,7 +134,7 @@ mod tests {
     #[test]
     fn parses_server_messages() {
         let m = parse(
-            r#"{"type":"AssignParent","peer_id":"abc","role":"Relay","parent_id":"def","depth":1,"ice_servers":[{"urls":["stun:x"]}],"next_object_id":42}"#,
+            r#"{"type":"AssignParent","peer_id":"abc","role":"Relay","parent_id":"def","depth":1,"ice_servers":[{"urls":["stun:x"]}],"next_object_id":42,"epoch":"5d0c9a7e21f3b846"}"#,
         );
         assert_eq!(
             m,

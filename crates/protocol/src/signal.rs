@@ -104,6 +104,12 @@ pub enum ServerMessage {
         /// The next object id the origin will assign on the track (extension).
         #[serde(default)]
         next_object_id: u64,
+        /// The identity of the track's object-id sequence (extension): a
+        /// new value means the ids started again from 0 (a restarted
+        /// server, or a track created anew), so ids seen before are not
+        /// comparable with ids seen after.
+        #[serde(default)]
+        epoch: String,
     },
     /// A tree neighbour left.
     PeerLeft {
@@ -294,10 +300,11 @@ mod tests {
             depth: 1,
             ice_servers: serde_json::json!([]),
             next_object_id: 42,
+            epoch: "9f1c".into(),
         };
         assert_eq!(
             msg.to_json(),
-            r#"{"type":"AssignParent","peer_id":"abc","role":"Relay","parent_id":"def","depth":1,"ice_servers":[],"next_object_id":42}"#
+            r#"{"type":"AssignParent","peer_id":"abc","role":"Relay","parent_id":"def","depth":1,"ice_servers":[],"next_object_id":42,"epoch":"9f1c"}"#
         );
         let root = ServerMessage::AssignParent {
             peer_id: "r".into(),
@@ -306,6 +313,7 @@ mod tests {
             depth: 0,
             ice_servers: serde_json::json!([]),
             next_object_id: 0,
+            epoch: String::new(),
         };
         assert!(root.to_json().contains(r#""parent_id":null"#));
         assert_eq!(

@@ -51,6 +51,8 @@ pub struct TrackStatsView {
     pub objects_published: u64,
     /// Id the next object gets.
     pub next_object_id: u64,
+    /// The identity of the track's id sequence (as in `AssignParent`).
+    pub epoch: String,
     /// Objects written to egress subscribers.
     pub origin_objects_sent: u64,
     /// Bytes written to egress subscribers: framed objects and text notices.
@@ -134,6 +136,7 @@ pub async fn mesh(State(app): State<Arc<App>>, Query(q): Query<MeshQuery>) -> Js
             offload_percentage: tree.offload_percentage,
             objects_published: s.objects_published.load(Ordering::Relaxed),
             next_object_id: track.next_object_id(),
+            epoch: track.epoch.to_string(),
             origin_objects_sent: s.origin_objects_sent.load(Ordering::Relaxed),
             origin_bytes_sent: s.origin_bytes_sent.load(Ordering::Relaxed),
             subscribers: s.subscribers.load(Ordering::Relaxed),

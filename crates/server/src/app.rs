@@ -49,6 +49,10 @@ impl App {
                     config.ring_bytes,
                     Arc::new(RingBudget::new(config.ring_bytes_total)),
                 );
+                let registry = match &config.fixed_epoch {
+                    Some(epoch) => registry.with_fixed_epoch(epoch),
+                    None => registry,
+                };
                 if config.demo {
                     registry.with_track_shape(demo::DEMO_TRACK, demo::demo_mesh(&mesh))
                 } else {

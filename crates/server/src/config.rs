@@ -56,6 +56,11 @@ pub struct ServerConfig {
     pub signal_queue_bytes: usize,
     /// Run the built-in demo publisher on `demo/live`.
     pub demo: bool,
+    /// The `epoch` every track reports in `AssignParent`. `None` (the
+    /// default, and what `meshrelay serve` uses) gives each track a random
+    /// one when it is created; a fixed value is for tests that compare
+    /// messages exactly.
+    pub fixed_epoch: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +90,7 @@ impl Default for ServerConfig {
             send_queue: 256,
             signal_queue_bytes: 256 * 1024,
             demo: false,
+            fixed_epoch: None,
         }
     }
 }

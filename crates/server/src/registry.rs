@@ -23,6 +23,8 @@ pub struct Registry {
     ring_objects: usize,
     ring_bytes: usize,
     ring_budget: Arc<RingBudget>,
+    /// Every track's epoch, instead of a random one per track.
+    fixed_epoch: Option<Arc<str>>,
 }
 
 /// A claim on a track that keeps it alive; dropping it may drop the track.
@@ -67,7 +69,14 @@ impl Registry {
             ring_objects,
             ring_bytes,
             ring_budget,
+            fixed_epoch: None,
         }
+    }
+
+    /// Gives every track this epoch instead of a random one (for tests).
+    pub fn with_fixed_epoch(mut self, epoch: &str) -> Self {
+        self.fixed_epoch = Some(epoch.into());
+        self
     }
 
     /// Plans the track `name` with `mesh` instead of the server's limits.
@@ -102,6 +111,10 @@ impl Registry {
                     self.ring_bytes,
                     Arc::clone(&self.ring_budget),
                 );
+                let track = match &self.fixed_epoch {
+                    Some(epoch) => track.with_epoch(Arc::clone(epoch)),
+                    None => track,
+                };
                 tracks.entry(name).or_insert(Entry {
                     track: Arc::new(track),
                     users: 0,

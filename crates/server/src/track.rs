@@ -145,8 +145,21 @@ pub struct Track {
     mesh: Mutex<MeshState>,
     ring: Mutex<Ring>,
     next_id: watch::Sender<u64>,
+    /// Names this track's id sequence (see `AssignParent`'s `epoch`): a
+    /// track created anew restarts at 0 under a new epoch.
+    pub epoch: Arc<str>,
     /// Origin counters.
     pub stats: TrackStats,
+}
+
+/// A fresh epoch: 64 random bits in hex. Uniqueness is all it needs, so
+/// the standard library's randomly keyed hasher supplies them.
+fn random_epoch() -> Arc<str> {
+    use std::hash::{BuildHasher, Hasher};
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{bits:016x}").into()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -180,8 +193,15 @@ impl Track {
             }),
             ring: Mutex::new(Ring::new(ring_objects, ring_bytes, ring_budget)),
             next_id: watch::Sender::new(0),
+            epoch: random_epoch(),
             stats: TrackStats::default(),
         }
+    }
+
+    /// The same track under a chosen epoch.
+    pub fn with_epoch(mut self, epoch: Arc<str>) -> Self {
+        self.epoch = epoch;
+        self
     }
 
     /// The `AssignParent` text for a position.
@@ -193,6 +213,7 @@ impl Track {
             depth: a.depth,
             ice_servers: ctx.ice_servers.clone(),
             next_object_id: *self.next_id.borrow(),
+            epoch: self.epoch.to_string(),
         }
         .to_json()
         .into()
@@ -499,7 +520,7 @@ mod tests {
     fn assign(peer: &str, role: &str, parent: Option<&str>, depth: u32) -> serde_json::Value {
         serde_json::json!({
             "type": "AssignParent", "peer_id": peer, "role": role, "parent_id": parent,
-            "depth": depth, "ice_servers": [], "next_object_id": 0
+            "depth": depth, "ice_servers": [], "next_object_id": 0, "epoch": "e"
         })
     }
 
@@ -518,7 +539,8 @@ mod tests {
             8,
             1 << 20,
             Arc::new(RingBudget::new(usize::MAX)),
-        );
+        )
+        .with_epoch("e".into());
         let _old_a = join(&track, &ctx, "a", 1);
         let mut b = join(&track, &ctx, "b", 2);
         track.leave(&ctx, "a", 1, LeaveReason::Leave);
@@ -566,7 +588,8 @@ mod tests {
             8,
             1 << 20,
             Arc::new(RingBudget::new(usize::MAX)),
-        );
+        )
+        .with_epoch("e".into());
         // Roots a and z, b under a, c under z (ties go to the fewest children).
         let mut a = join(&track, &ctx, "a", 1);
         let mut z = join(&track, &ctx, "z", 2);
@@ -610,7 +633,8 @@ mod tests {
             8,
             1 << 20,
             Arc::new(RingBudget::new(usize::MAX)),
-        );
+        )
+        .with_epoch("e".into());
         // a (4 slots: 3 for relays) <- b, c.
         let mut a = join_with_queue(&track, &ctx, "a", 1, 4);
         let mut b = join(&track, &ctx, "b", 2);

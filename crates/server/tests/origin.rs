@@ -254,7 +254,7 @@ async fn admin_endpoints() {
     assert_eq!(
         mesh["tracks"],
         json!([{"track":"live/x","peer_count":2,"root_count":1,"offload_percentage":50.0,
-                "objects_published":0,"next_object_id":0,"origin_objects_sent":0,"origin_bytes_sent":0,
+                "objects_published":0,"next_object_id":0,"epoch":EPOCH,"origin_objects_sent":0,"origin_bytes_sent":0,
                 "subscribers":0,"publishers":0}])
     );
     let (status, _, body) = http_get(srv.addr, "/api/v1/mesh?peers=false").await;

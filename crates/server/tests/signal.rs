@@ -631,3 +631,51 @@ async fn concurrent_registers_build_a_valid_tree() {
     }
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn a_track_created_anew_names_a_new_epoch() {
+    let srv = start(meshrelay_server::ServerConfig {
+        fixed_epoch: None,
+        ..config()
+    })
+    .await;
+    let epoch = |v: &serde_json::Value| {
+        let e = v["epoch"].as_str().expect("an epoch").to_owned();
+        assert!(
+            e.len() == 16 && e.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{e}"
+        );
+        e
+    };
+    let (a, va) = register(&srv, "a", "t", None).await;
+    let (b, vb) = register(&srv, "b", "t", None).await;
+    let (_u, vu) = register(&srv, "u", "other", None).await;
+    let first = epoch(&va);
+    assert_eq!(epoch(&vb), first, "one track, one sequence");
+    assert_ne!(epoch(&vu), first, "each track its own");
+    let mesh = mesh_json(&srv).await;
+    let t = mesh["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["track"] == "t")
+        .unwrap();
+    assert_eq!(t["epoch"], first.as_str());
+
+    // Its last user gone, the track is dropped; the next Register on the
+    // same name creates it again, its ids from 0 under another epoch.
+    drop((a, b));
+    poll_until("track t dropped", || async {
+        let mesh = mesh_json(&srv).await;
+        mesh["tracks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["track"] != "t")
+    })
+    .await;
+    let (_c, vc) = register(&srv, "c", "t", None).await;
+    assert_eq!(vc["next_object_id"], 0);
+    assert_ne!(epoch(&vc), first);
+    srv.stop().await;
+}

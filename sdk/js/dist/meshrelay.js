@@ -359,7 +359,8 @@ function parseServerMessage(text) {
       return {
         ...m,
         parent_id: m.parent_id ?? null,
-        depth: typeof m.depth === "number" ? m.depth : 0
+        depth: typeof m.depth === "number" ? m.depth : 0,
+        next_object_id: exactId(m.next_object_id, text, "next_object_id")
       };
     case "PeerLeft":
       return typeof m.peer_id === "string" ? m : null;
@@ -372,6 +373,14 @@ function parseServerMessage(text) {
       return { type: "Error", code: String(m.code ?? "unknown"), reason: String(m.reason ?? "") };
   }
   return null;
+}
+function exactId(parsed, text, field) {
+  if (typeof parsed !== "number" || Number.isSafeInteger(parsed)) return parsed;
+  const found = [...text.matchAll(new RegExp(`"${field}"\\s*:\\s*(\\d+)`, "g"))].at(-1);
+  return found ? found[1] : parsed;
+}
+function epochOf(m) {
+  return typeof m.epoch === "string" && m.epoch !== "" ? m.epoch : null;
 }
 function nextObjectIdOf(m) {
   const v = m.next_object_id;
@@ -486,6 +495,8 @@ var MeshPeer = class {
   /** Signal sockets in a row that closed without opening. */
   signalFailures = 0;
   assignment = null;
+  /** The epoch of the id sequence being delivered, once a server named one. */
+  epoch = null;
   sequencer;
   parentLink = null;
   /** Previous parents kept delivering until the new path covers the stream. */
@@ -520,6 +531,7 @@ var MeshPeer = class {
     childrenDropped: 0,
     chunksDiscarded: 0,
     signalConnects: 0,
+    restarts: 0,
     lastObjectId: null
   };
   connectResolvers = [];
@@ -540,9 +552,12 @@ var MeshPeer = class {
       initialMs: config.reconnectInitialMs ?? 500,
       maxMs: config.reconnectMaxMs ?? 15e3
     });
-    this.sequencer = new Sequencer(null, {
-      maxBufferedObjects: config.maxBufferedObjects,
-      maxBufferedBytes: config.maxBufferedBytes
+    this.sequencer = this.newSequencer(null);
+  }
+  newSequencer(start) {
+    return new Sequencer(start, {
+      maxBufferedObjects: this.cfg.maxBufferedObjects,
+      maxBufferedBytes: this.cfg.maxBufferedBytes
     });
   }
   // ---------------------------------------------------------------- getters
@@ -811,8 +826,13 @@ var MeshPeer = class {
       parentId: m.parent_id ?? null,
       depth: m.depth,
       iceServers: Array.isArray(m.ice_servers) ? m.ice_servers : [],
-      nextObjectId: nextObjectIdOf(m)
+      nextObjectId: nextObjectIdOf(m),
+      epoch: epochOf(m)
     };
+    if (a.epoch !== null) {
+      if (this.epoch !== null && a.epoch !== this.epoch) this.restartSequence(a.nextObjectId, a.epoch);
+      this.epoch = a.epoch;
+    }
     this.assignment = a;
     if (a.nextObjectId !== null) this.sequencer.start(a.nextObjectId);
     this.log(`assigned role=${a.role} parent=${a.parentId} depth=${a.depth} next=${a.nextObjectId}`);
@@ -841,6 +861,29 @@ var MeshPeer = class {
     this.emit("onAssign", a);
     this.reconcile();
     if (first) this.reportForwarded();
+  }
+  /**
+   * The ids start again under a new epoch: every link carries the old
+   * sequence (a parent or child still on it would be read as holding ids it
+   * does not have), so all are closed, and the reorder buffer starts anew.
+   */
+  restartSequence(next, epoch) {
+    this.log(`epoch ${this.epoch} -> ${epoch}: ids start again at ${next}`);
+    this.counters.restarts++;
+    this.cancelParentRetry();
+    if (this.parentLink) this.closeUpstream(this.parentLink, "new epoch");
+    this.parentLink = null;
+    for (const u of this.oldParents) this.closeUpstream(u, "new epoch");
+    this.oldParents = [];
+    if (this.originReader) this.closeUpstream(this.originReader, "new epoch");
+    this.originReader = null;
+    for (const c of [...this.childMap.values()]) this.closeChild(c, "new epoch", false);
+    this.sequencer = this.newSequencer(next);
+    this.stall = null;
+    this.counters.lastObjectId = null;
+    this.originRetryAt = 0;
+    this.originBackoff.reset();
+    this.emit("onRestart", next, epoch);
   }
   onPeerLeft(peerId) {
     this.log(`PeerLeft ${peerId}`);

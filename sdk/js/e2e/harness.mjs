@@ -56,13 +56,14 @@ export function binaryPath() {
 }
 
 /**
- * Starts `meshrelay serve --listen 127.0.0.1:<free port> --no-demo <args>`
- * and waits for /healthz. `opts` maps to the planner flags.
+ * Starts `meshrelay serve --listen 127.0.0.1:<port> --no-demo <args>` and
+ * waits for /healthz. `opts` maps to the planner flags; `port` defaults to a
+ * free one.
  */
-export async function startServer({ rootPeerCount, maxPeers, demo = false, extraArgs = [] } = {}) {
+export async function startServer({ rootPeerCount, maxPeers, demo = false, extraArgs = [], port } = {}) {
   const bin = binaryPath();
   if (!existsSync(bin)) throw new Error(`${bin} not found: run \`cargo build --release -p meshrelay-cli\` first`);
-  const port = await freePort();
+  port ??= await freePort();
   const args = ["serve", "--listen", `127.0.0.1:${port}`, demo ? "--demo" : "--no-demo"];
   if (rootPeerCount !== undefined) args.push("--mesh-root-peer-count", String(rootPeerCount));
   if (maxPeers !== undefined) args.push("--max-peers", String(maxPeers));

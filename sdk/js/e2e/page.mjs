@@ -12,6 +12,9 @@ const rec = {
   childClose: [],
   lost: [],
   errors: [],
+  restarts: [],
+  /** Index in `ids` where the current id sequence (epoch) began. */
+  sequenceStart: 0,
   logs: [],
 };
 window.rec = rec;
@@ -26,7 +29,7 @@ window.startPeer = async (cfg) => {
     iceCandidateFilter: loopbackOnly,
     onFrame(objectId, bytes) {
       const id = Number(objectId);
-      const prev = rec.ids.length ? rec.ids[rec.ids.length - 1] : null;
+      const prev = rec.ids.length > rec.sequenceStart ? rec.ids[rec.ids.length - 1] : null;
       if (prev !== null && id !== prev + 1) rec.outOfOrder.push([prev, id]);
       rec.ids.push(id);
       if (!checkPayload(id, bytes)) rec.bad.push(id);
@@ -45,6 +48,10 @@ window.startPeer = async (cfg) => {
     },
     onError(code, reason) {
       rec.errors.push([code, reason]);
+    },
+    onRestart(next, epoch) {
+      rec.restarts.push([str(next), epoch]);
+      rec.sequenceStart = rec.ids.length;
     },
     log(m) {
       rec.logs.push(`${(performance.now() / 1000).toFixed(3)} ${m}`);
@@ -69,6 +76,7 @@ window.snapshot = () => {
     outOfOrder: rec.outOfOrder.slice(0, 20),
     lost: rec.lost,
     errors: rec.errors,
+    restarts: rec.restarts,
     role: p.role,
     parent: p.parent,
     depth: p.depth,

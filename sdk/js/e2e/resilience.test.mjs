@@ -14,8 +14,10 @@ import {
   openPeer,
   publish,
   sharedBrowser,
+  startServer,
   waitAllDelivered,
   waitFor,
+  waitParentsOnly,
   waitParentsOpen,
   withServer,
 } from "./harness.mjs";
@@ -198,6 +200,65 @@ describe("meshrelay SDK resilience in Chromium", () => {
       );
       assert.ok(Number(sb.stats.fromOrigin) > 0, "b took what it missed from the origin");
       assert.equal(Number(sb.stats.fromParent) + Number(sb.stats.fromOrigin), N, "each object delivered once, from one source");
+    });
+  });
+
+  test("the server restarts: every peer re-registers under a new epoch and delivers the new ids from 0", async () => {
+    const opts = { rootPeerCount: 1, maxPeers: 1 };
+    await withServer(opts, async (first, peers) => {
+      const track = "e2e/restart";
+      const quickReconnect = { reconnectInitialMs: 100, reconnectMaxMs: 1000 };
+      for (const id of ["a", "b", "c"]) peers.push(await openPeer(shared, first, { peerId: id, track, ...quickReconnect }));
+      await waitParentsOpen(peers);
+      const N1 = 150;
+      await publish(first, track, N1, { intervalMs: 5 });
+      await waitAllDelivered(peers, N1);
+      for (const p of peers) await expectExact(assert, p, N1);
+      const oldEpoch = (await getMesh(first)).tracks[0].epoch;
+
+      // The same address, a new process: the track's ids begin again at 0.
+      await first.stop();
+      const second = await startServer({ ...opts, port: first.port });
+      try {
+        const mesh = await waitFor(
+          async () => {
+            const m = await getMesh(second);
+            return m.peer_count === 3 ? m : false;
+          },
+          { message: "all three peers registered on the new server" },
+        );
+        const epoch = mesh.tracks[0].epoch;
+        assert.notEqual(epoch, oldEpoch);
+        const before = await Promise.all(peers.map((p) => p.snapshot()));
+        for (const s of before) assert.deepEqual(s.restarts, [["0", epoch]], `${s.peerId} restarted once, at 0`);
+        // Each one's new links are up before the second stream begins, so a
+        // non-root peer gets all of it from its new parent.
+        await waitParentsOnly(peers);
+        const N2 = 150;
+        await publish(second, track, N2, { intervalMs: 5 });
+        await waitFor(
+          async () => {
+            const snaps = await Promise.all(peers.map((p) => p.snapshot()));
+            return snaps.every((s) => s.count === N1 + N2);
+          },
+          { message: `every peer to deliver ${N1} + ${N2} objects` },
+        );
+        const want = [...Array(N1).keys(), ...Array(N2).keys()];
+        for (const [i, p] of peers.entries()) {
+          const s = await p.snapshot();
+          assert.equal(s.badCount, 0, `${p.peerId}: objects with wrong bytes`);
+          assert.deepEqual(s.outOfOrder, [], `${p.peerId}: out-of-order deliveries`);
+          assert.deepEqual(s.lost, [], `${p.peerId}: lost objects`);
+          assert.deepEqual(await p.ids(), want, `${p.peerId}: the first stream, then the second from 0`);
+          const m = mesh.peers.find((x) => x.peer_id === p.peerId);
+          if (m.role !== "Root") {
+            const gained = Number(s.stats.fromParent) - Number(before[i].stats.fromParent);
+            assert.equal(gained, N2, `${p.peerId} got the second stream from its new parent`);
+          }
+        }
+      } finally {
+        await second.stop();
+      }
     });
   });
 });

@@ -32,6 +32,7 @@ import {
   isValidPeerId,
   isValidTrack,
   nextObjectIdOf,
+  epochOf,
   parseResumeGap,
   parseServerMessage,
   signalUrlWithToken,
@@ -49,6 +50,8 @@ export interface Assignment {
   iceServers: RTCIceServerLike[];
   /** The origin's next object id when the assignment was made (extension), or null. */
   nextObjectId: bigint | null;
+  /** The track's id sequence (extension, see `onRestart`), or null when the server sends none. */
+  epoch: string | null;
 }
 
 /** Counters since the MeshPeer was created (see `MeshPeer.stats`). */
@@ -81,6 +84,8 @@ export interface MeshPeerStats {
   chunksDiscarded: number;
   /** Signal (re)connections made. */
   signalConnects: number;
+  /** Times the track's ids started again under a new epoch (see `onRestart`). */
+  restarts: number;
   /** Last delivered id, or null. */
   lastObjectId: bigint | null;
 }
@@ -127,6 +132,14 @@ export interface MeshPeerConfig {
   onError?: (code: string, reason: string) => void;
   /** Ids that could not be had from anywhere (origin no longer keeps them). */
   onLost?: (firstLost: bigint, count: number) => void;
+  /**
+   * The track's object ids started again: an AssignParent named another
+   * epoch than the one before (the server restarted, or the track was
+   * created anew). Ids from the old sequence are not comparable with the new
+   * ones, so every link is dropped and delivery goes on from `nextObjectId`
+   * of the new sequence; a player should reset its decoder here.
+   */
+  onRestart?: (nextObjectId: bigint | null, epoch: string) => void;
   /** Diagnostic log. */
   log?: (message: string) => void;
   /** Server's peer timeout; heartbeats go every third of it. Default 10,000 ms (the server default). */
@@ -190,7 +203,15 @@ export interface MeshPeerConfig {
 type State = "idle" | "connecting" | "open" | "closed";
 
 /** The integrator's notification callbacks: each is called through `MeshPeer.emit`. */
-type CallbackName = "onFrame" | "onChildOpen" | "onChildClose" | "onAssign" | "onParentOpen" | "onError" | "onLost";
+type CallbackName =
+  | "onFrame"
+  | "onChildOpen"
+  | "onChildClose"
+  | "onAssign"
+  | "onParentOpen"
+  | "onError"
+  | "onLost"
+  | "onRestart";
 
 /** What the reorder buffer holds per object. */
 interface Received {
@@ -335,7 +356,9 @@ export class MeshPeer {
   private signalFailures = 0;
 
   private assignment: Assignment | null = null;
-  private readonly sequencer: Sequencer<Received>;
+  /** The epoch of the id sequence being delivered, once a server named one. */
+  private epoch: string | null = null;
+  private sequencer: Sequencer<Received>;
   private parentLink: Upstream | null = null;
   /** Previous parents kept delivering until the new path covers the stream. */
   private oldParents: Upstream[] = [];
@@ -369,6 +392,7 @@ export class MeshPeer {
     childrenDropped: 0,
     chunksDiscarded: 0,
     signalConnects: 0,
+    restarts: 0,
     lastObjectId: null,
   };
   private connectResolvers: { resolve: (a: Assignment) => void; reject: (e: Error) => void }[] = [];
@@ -390,9 +414,13 @@ export class MeshPeer {
       initialMs: config.reconnectInitialMs ?? 500,
       maxMs: config.reconnectMaxMs ?? 15_000,
     });
-    this.sequencer = new Sequencer<Received>(null, {
-      maxBufferedObjects: config.maxBufferedObjects,
-      maxBufferedBytes: config.maxBufferedBytes,
+    this.sequencer = this.newSequencer(null);
+  }
+
+  private newSequencer(start: bigint | null): Sequencer<Received> {
+    return new Sequencer<Received>(start, {
+      maxBufferedObjects: this.cfg.maxBufferedObjects,
+      maxBufferedBytes: this.cfg.maxBufferedBytes,
     });
   }
 
@@ -704,7 +732,12 @@ export class MeshPeer {
       depth: m.depth,
       iceServers: Array.isArray(m.ice_servers) ? m.ice_servers : [],
       nextObjectId: nextObjectIdOf(m),
+      epoch: epochOf(m),
     };
+    if (a.epoch !== null) {
+      if (this.epoch !== null && a.epoch !== this.epoch) this.restartSequence(a.nextObjectId, a.epoch);
+      this.epoch = a.epoch;
+    }
     this.assignment = a;
     if (a.nextObjectId !== null) this.sequencer.start(a.nextObjectId);
     this.log(`assigned role=${a.role} parent=${a.parentId} depth=${a.depth} next=${a.nextObjectId}`);
@@ -736,6 +769,31 @@ export class MeshPeer {
     this.emit("onAssign", a);
     this.reconcile();
     if (first) this.reportForwarded();
+  }
+
+  /**
+   * The ids start again under a new epoch: every link carries the old
+   * sequence (a parent or child still on it would be read as holding ids it
+   * does not have), so all are closed, and the reorder buffer starts anew.
+   */
+  private restartSequence(next: bigint | null, epoch: string): void {
+    this.log(`epoch ${this.epoch} -> ${epoch}: ids start again at ${next}`);
+    this.counters.restarts++;
+    this.cancelParentRetry();
+    if (this.parentLink) this.closeUpstream(this.parentLink, "new epoch");
+    this.parentLink = null;
+    for (const u of this.oldParents) this.closeUpstream(u, "new epoch");
+    this.oldParents = [];
+    if (this.originReader) this.closeUpstream(this.originReader, "new epoch");
+    this.originReader = null;
+    for (const c of [...this.childMap.values()]) this.closeChild(c, "new epoch", false);
+    this.sequencer = this.newSequencer(next);
+    this.stall = null;
+    this.counters.lastObjectId = null;
+    // The server that named the new epoch is up: read its egress at once.
+    this.originRetryAt = 0;
+    this.originBackoff.reset();
+    this.emit("onRestart", next, epoch);
   }
 
   private onPeerLeft(peerId: string): void {

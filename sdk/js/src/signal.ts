@@ -15,6 +15,12 @@ export interface AssignParentMessage {
   ice_servers?: RTCIceServerLike[];
   /** Extension: next object id the origin will assign on the track. */
   next_object_id?: number | string | null;
+  /**
+   * Extension: names the track's object-id sequence. A different value than
+   * before means the ids started again from 0 (a restarted server, or the
+   * track created anew).
+   */
+  epoch?: string;
 }
 
 /** An RTCIceServer as the server sends it (`--mesh-ice-servers`), without the DOM type. */
@@ -73,6 +79,7 @@ export function parseServerMessage(text: string): ServerMessage | null {
         ...(m as object),
         parent_id: (m.parent_id as string | null | undefined) ?? null,
         depth: typeof m.depth === "number" ? m.depth : 0,
+        next_object_id: exactId(m.next_object_id, text, "next_object_id"),
       } as AssignParentMessage;
     case "PeerLeft":
       return typeof m.peer_id === "string" ? (m as ServerMessage) : null;
@@ -85,6 +92,22 @@ export function parseServerMessage(text: string): ServerMessage | null {
       return { type: "Error", code: String(m.code ?? "unknown"), reason: String(m.reason ?? "") };
   }
   return null;
+}
+
+/**
+ * A top-level id field as JSON.parse gave it, or, when the number is beyond
+ * 2^53 (where JSON.parse rounds), its digits read from the text: the last
+ * occurrence, as the server writes the field after the nested ice_servers.
+ */
+function exactId(parsed: unknown, text: string, field: string): unknown {
+  if (typeof parsed !== "number" || Number.isSafeInteger(parsed)) return parsed;
+  const found = [...text.matchAll(new RegExp(`"${field}"\\s*:\\s*(\\d+)`, "g"))].at(-1);
+  return found ? found[1] : parsed;
+}
+
+/** The AssignParent `epoch` extension, or null when absent or empty. */
+export function epochOf(m: AssignParentMessage): string | null {
+  return typeof m.epoch === "string" && m.epoch !== "" ? m.epoch : null;
 }
 
 /** The AssignParent `next_object_id` extension as a bigint, or null. */

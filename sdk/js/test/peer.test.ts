@@ -904,3 +904,88 @@ describe("MeshPeer object size bound", () => {
     peer.close();
   });
 });
+
+describe("MeshPeer across a new epoch (the ids started again)", () => {
+  const signals = () => FakeWebSocket.all.filter((w) => w.url.endsWith("/signal"));
+
+  /** Drops the signal socket and answers the next Register with `assign`. */
+  async function reRegister(assign: Record<string, unknown>) {
+    signals().at(-1)!.serverClose(1006);
+    await vi.advanceTimersByTimeAsync(20_000);
+    const sig = signals().at(-1)!;
+    sig.open();
+    expect(sig.json()[0]).toMatchObject({ type: "Register", peer_id: "me" });
+    sig.serverText({ type: "AssignParent", peer_id: "me", ice_servers: [], ...assign });
+    await flush();
+    return sig;
+  }
+
+  it("a root restarts its sequence at the new next_object_id and reads the new origin from there", async () => {
+    const restarts: string[] = [];
+    const { peer, frames } = makePeer({ onRestart: (next, epoch) => restarts.push(`${next} ${epoch}`) });
+    await joined(peer, { ...ROOT, next_object_id: 0, epoch: "A" });
+    const first = originSockets()[0]!;
+    first.open();
+    for (let i = 0; i < 5; i++) first.serverBinary(obj(i));
+    first.serverClose(1006);
+    // The server restarted: its ids begin again at 0 under epoch B.
+    await reRegister({ ...ROOT, next_object_id: 0, epoch: "B" });
+    expect(restarts).toEqual(["0 B"]);
+    expect(peer.stats.restarts).toBe(1);
+    expect(peer.nextObjectId).toBe(0n);
+    // Readers opened before the restart (from=5) are closed; one reads from 0.
+    const live = originSockets().filter((w) => w.readyState !== FakeWebSocket.CLOSED);
+    expect(live.map((w) => new URL(w.url).searchParams.get("from"))).toEqual(["0"]);
+    live[0]!.open();
+    for (let i = 0; i < 3; i++) live[0]!.serverBinary(obj(i));
+    expect(ids(frames)).toEqual([0, 1, 2, 3, 4, 0, 1, 2]);
+    peer.close();
+  });
+
+  it("a relay drops its old parent and children, and offers to its new parent", async () => {
+    const restarts: string[] = [];
+    const { peer, frames, events, p } = await relayUnderP(0, {
+      onRestart: (next, epoch) => restarts.push(`${next} ${epoch}`),
+    });
+    // relayUnderP's AssignParent carried no epoch; the next one names A.
+    const sig0 = signals().at(-1)!;
+    sig0.serverText({ type: "AssignParent", peer_id: "me", ice_servers: [], ...UNDER_P, next_object_id: 0, epoch: "A" });
+    await flush();
+    await openChild(sig0, "kid");
+    p.dc.recv(obj(0));
+    p.dc.recv(obj(1));
+    expect(ids(frames)).toEqual([0, 1]);
+    const sig = await reRegister({ role: "Relay", parent_id: "Q", depth: 1, next_object_id: 7, epoch: "B" });
+    expect(restarts).toEqual(["7 B"]);
+    expect(p.pc.closed).toBe(true);
+    expect(events).toContain("close kid new epoch");
+    expect(peer.children).toEqual([]);
+    const q = await parentLink(sig, "Q");
+    q.dc.open();
+    // Ids below the new next are not delivered; the new sequence runs from 7.
+    q.dc.recv(obj(6));
+    q.dc.recv(obj(7));
+    q.dc.recv(obj(8));
+    expect(ids(frames)).toEqual([0, 1, 7, 8]);
+    peer.close();
+  });
+
+  it("the same epoch, or none (an LVQR server), keeps the sequence", async () => {
+    const restarts: string[] = [];
+    const { peer, frames } = makePeer({ onRestart: (next, epoch) => restarts.push(`${next} ${epoch}`) });
+    await joined(peer, { ...ROOT, next_object_id: 0, epoch: "A" });
+    const first = originSockets()[0]!;
+    first.open();
+    for (let i = 0; i < 5; i++) first.serverBinary(obj(i));
+    await reRegister({ ...ROOT, next_object_id: 5, epoch: "A" });
+    await reRegister({ ...ROOT, next_object_id: 5 });
+    expect(restarts).toEqual([]);
+    expect(peer.stats.restarts).toBe(0);
+    expect(peer.nextObjectId).toBe(5n);
+    // The first reader was never dropped: it goes on from 5.
+    first.serverBinary(obj(4));
+    first.serverBinary(obj(5));
+    expect(ids(frames)).toEqual([0, 1, 2, 3, 4, 5]);
+    peer.close();
+  });
+});

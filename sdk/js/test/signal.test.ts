@@ -4,6 +4,7 @@ import {
   egressUrl,
   isValidPeerId,
   isValidTrack,
+  epochOf,
   loopbackOnly,
   nextObjectIdOf,
   parseServerMessage,
@@ -20,6 +21,21 @@ describe("signal helpers", () => {
     const lvqr = parseServerMessage('{"type":"AssignParent","peer_id":"a","role":"Root","depth":0}') as AssignParentMessage;
     expect(lvqr.parent_id).toBeNull();
     expect(nextObjectIdOf(lvqr)).toBeNull();
+    expect(epochOf(lvqr)).toBeNull();
+  });
+
+  it("reads next_object_id beyond 2^53 exactly, and the epoch extension", () => {
+    const m = parseServerMessage(
+      '{"type":"AssignParent","peer_id":"a","role":"Root","parent_id":null,"depth":0,"ice_servers":[],"next_object_id":9007199254740993,"epoch":"9f1c"}',
+    ) as AssignParentMessage;
+    expect(nextObjectIdOf(m)).toBe(9007199254740993n);
+    expect(epochOf(m)).toBe("9f1c");
+    // An ice server string that looks like the field does not fool it.
+    const tricky = parseServerMessage(
+      '{"type":"AssignParent","peer_id":"a","role":"Root","depth":0,"ice_servers":[{"urls":"stun:x","username":"\\"next_object_id\\":7"}],"next_object_id":9007199254740995,"epoch":""}',
+    ) as AssignParentMessage;
+    expect(nextObjectIdOf(tricky)).toBe(9007199254740995n);
+    expect(epochOf(tricky)).toBeNull();
   });
 
   it("rejects malformed and unknown frames", () => {

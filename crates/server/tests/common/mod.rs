@@ -13,6 +13,9 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// The epoch every track of a test server reports (see [`config`]).
+pub const EPOCH: &str = "e";
+
 /// Longest any single awaited event may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
 
@@ -46,6 +49,7 @@ pub fn config() -> ServerConfig {
     ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         demo: false,
+        fixed_epoch: Some(EPOCH.into()),
         ..ServerConfig::default()
     }
 }
@@ -181,6 +185,7 @@ pub fn assign(
         "depth": depth,
         "ice_servers": [],
         "next_object_id": next_object_id,
+        "epoch": EPOCH,
     })
 }
 
