@@ -11,32 +11,76 @@ async fn malformed_messages_get_codes_and_the_session_stays_open() {
     let srv = start(config()).await;
     let mut ws = connect(&srv.url("/signal")).await;
     send(&mut ws, "{not json").await;
-    expect_error(&mut ws, "invalid_json").await;
+    expect_error(
+        &mut ws,
+        "invalid_json",
+        "not a JSON object with a string \"type\": key must be a string at line 1 column 2",
+    )
+    .await;
     send(&mut ws, r#"{"type":"Dance"}"#).await;
-    expect_error(&mut ws, "unknown_type").await;
+    expect_error(&mut ws, "unknown_type", "unknown message type \"Dance\"").await;
     send(&mut ws, r#"{"type":"Register","peer_id":"a"}"#).await;
-    expect_error(&mut ws, "invalid_json").await;
+    expect_error(
+        &mut ws,
+        "invalid_json",
+        "malformed Register: missing field `track`",
+    )
+    .await;
     ws.send(Message::Binary(vec![1, 2, 3].into()))
         .await
         .unwrap();
-    expect_error(&mut ws, "invalid_json").await;
+    expect_error(
+        &mut ws,
+        "invalid_json",
+        "binary frames are not accepted on /signal",
+    )
+    .await;
     send(&mut ws, r#"{"type":"Heartbeat"}"#).await;
-    expect_error(&mut ws, "expected_register").await;
+    expect_error(
+        &mut ws,
+        "expected_register",
+        "the first message must be Register",
+    )
+    .await;
     send(&mut ws, register_json("bad id", "t", None)).await;
-    expect_error(&mut ws, "invalid_peer_id").await;
+    expect_error(
+        &mut ws,
+        "invalid_peer_id",
+        "peer_id may contain only A-Z, a-z, 0-9, '_' and '-'",
+    )
+    .await;
     send(&mut ws, register_json(&"x".repeat(65), "t", None)).await;
-    expect_error(&mut ws, "invalid_peer_id").await;
-    for track in ["/t", "t/", "a//b", "a/../b", "a b"] {
+    expect_error(
+        &mut ws,
+        "invalid_peer_id",
+        "peer_id is longer than 64 characters",
+    )
+    .await;
+    for (track, why) in [
+        ("/t", "track may not start or end with '/'"),
+        ("t/", "track may not start or end with '/'"),
+        ("a//b", "track may not contain '//'"),
+        ("a/../b", "track may not contain '..'"),
+        (
+            "a b",
+            "track may contain only A-Z, a-z, 0-9, '.', '_', '/' and '-'",
+        ),
+    ] {
         send(&mut ws, register_json("a", track, None)).await;
-        expect_error(&mut ws, "invalid_track").await;
+        expect_error(&mut ws, "invalid_track", why).await;
     }
     // Still open: a valid Register now succeeds.
     send(&mut ws, register_json("a", "t", None)).await;
     assert_eq!(recv_json(&mut ws).await, assign("a", "Root", None, 0, 0));
     send(&mut ws, register_json("a2", "t", None)).await;
-    expect_error(&mut ws, "duplicate_register").await;
+    expect_error(
+        &mut ws,
+        "duplicate_register",
+        "this session is already registered",
+    )
+    .await;
     send(&mut ws, "[]").await;
-    expect_error(&mut ws, "invalid_json").await;
+    expect_error(&mut ws, "invalid_json", "not a JSON object with a string \"type\": invalid length 0, expected struct TypeOnly with 1 element at line 1 column 2").await;
     assert_eq!(mesh_json(&srv).await["peer_count"], 1);
     srv.stop().await;
 }
@@ -51,7 +95,12 @@ async fn duplicate_peer_id_leaves_the_existing_session_untouched() {
     let (mut a, _) = register(&srv, "a", "t", None).await;
     let mut imposter = connect(&srv.url("/signal")).await;
     send(&mut imposter, register_json("a", "t", None)).await;
-    expect_error(&mut imposter, "duplicate_peer_id").await;
+    expect_error(
+        &mut imposter,
+        "duplicate_peer_id",
+        "peer id a is already registered on this track",
+    )
+    .await;
     // The imposter may retry with another id on the same socket.
     send(&mut imposter, register_json("b", "t", None)).await;
     assert_eq!(
@@ -120,14 +169,24 @@ async fn oversized_message_is_refused_and_closes() {
     let big = format!(r#"{{"type":"Heartbeat","pad":"{}"}}"#, "x".repeat(1024));
     send(&mut a, big).await;
     flood(&mut a, r#"{"type":"Heartbeat"}"#, FLOOD).await;
-    expect_error(&mut a, "too_large").await;
+    expect_error(
+        &mut a,
+        "too_large",
+        "message of 1053 bytes exceeds the limit of 1024",
+    )
+    .await;
     assert_eq!(expect_closed(&mut a).await, Some(1009));
     expect_clean_end(&mut a).await;
     // Far beyond the limit: tungstenite's own cap refuses the frame header,
     // and the server still answers too_large and 1009.
     let (mut b, _) = register(&srv, "b", "t", None).await;
     send(&mut b, "x".repeat(100_000)).await;
-    expect_error(&mut b, "too_large").await;
+    expect_error(
+        &mut b,
+        "too_large",
+        "message exceeds the limit of 1024 bytes",
+    )
+    .await;
     assert_eq!(expect_closed(&mut b).await, Some(1009));
     srv.stop().await;
 }
@@ -146,7 +205,7 @@ async fn flooding_is_rate_limited_and_closes() {
         send(&mut a, r#"{"type":"Heartbeat"}"#).await; // 2
         send(&mut a, r#"{"type":"Heartbeat"}"#).await; // 3
         flood(&mut a, r#"{"type":"Heartbeat"}"#, FLOOD).await; // over
-        expect_error(&mut a, "rate_limited").await;
+        expect_error(&mut a, "rate_limited", "too many messages; slow down").await;
         assert_eq!(expect_closed(&mut a).await, Some(1008));
         expect_clean_end(&mut a).await;
     }
@@ -163,7 +222,7 @@ async fn a_ping_flood_is_rate_limited_like_messages() {
     .await;
     let (mut a, _) = register(&srv, "a", "t", None).await; // 1 token
     flood_with(&mut a, || Message::Ping(Default::default()), FLOOD).await;
-    expect_error(&mut a, "rate_limited").await;
+    expect_error(&mut a, "rate_limited", "too many messages; slow down").await;
     assert_eq!(expect_closed(&mut a).await, Some(1008));
     srv.stop().await;
 }
@@ -178,7 +237,7 @@ async fn an_unsolicited_pong_flood_is_rate_limited_like_messages() {
     .await;
     let (mut a, _) = register(&srv, "a", "t", None).await; // 1 token
     flood_with(&mut a, || Message::Pong(Default::default()), FLOOD).await;
-    expect_error(&mut a, "rate_limited").await;
+    expect_error(&mut a, "rate_limited", "too many messages; slow down").await;
     assert_eq!(expect_closed(&mut a).await, Some(1008));
     srv.stop().await;
 }
@@ -194,12 +253,12 @@ async fn peer_limits_answer_mesh_full_and_keep_the_socket() {
     let (_a, _) = register(&srv, "a", "t1", None).await;
     let mut b = connect(&srv.url("/signal")).await;
     send(&mut b, register_json("b", "t1", None)).await;
-    expect_error(&mut b, "mesh_full").await;
+    expect_error(&mut b, "mesh_full", "this track has reached its peer limit").await;
     send(&mut b, register_json("b", "t2", None)).await;
     assert_eq!(recv_json(&mut b).await, assign("b", "Root", None, 0, 0));
     let mut c = connect(&srv.url("/signal")).await;
     send(&mut c, register_json("c", "t3", None)).await;
-    expect_error(&mut c, "mesh_full").await;
+    expect_error(&mut c, "mesh_full", "the server has reached its peer limit").await;
     srv.stop().await;
 }
 
@@ -214,7 +273,12 @@ async fn track_limit_refuses_new_tracks_but_not_existing_ones() {
     let _egress = connect(&srv.url("/ws/t2")).await;
     let mut b = connect(&srv.url("/signal")).await;
     send(&mut b, register_json("b", "t3", None)).await;
-    expect_error(&mut b, "mesh_full").await;
+    expect_error(
+        &mut b,
+        "mesh_full",
+        "the server has reached its track limit",
+    )
+    .await;
     for path in ["/ws/t3", "/ingest/t3"] {
         match tokio_tungstenite::connect_async(srv.url(path).as_str()).await {
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
@@ -244,7 +308,7 @@ async fn depth_limit_answers_mesh_full() {
     assert_eq!(bv, assign("b", "Relay", Some("a"), 1, 0));
     let mut c = connect(&srv.url("/signal")).await;
     send(&mut c, register_json("c", "t", None)).await;
-    expect_error(&mut c, "mesh_full").await;
+    expect_error(&mut c, "mesh_full", "tree depth limit of 1 reached").await;
     srv.stop().await;
 }
 
@@ -387,7 +451,12 @@ async fn slow_consumer_is_cut_off_and_its_leave_planned() {
     // deaf, reading at last, gets what reached its socket (all but the
     // three queued offers), then the Error, then the Close.
     expect_n(&mut deaf, accepted - 3, &offer).await;
-    expect_error(&mut deaf, "slow_consumer").await;
+    expect_error(
+        &mut deaf,
+        "slow_consumer",
+        "the server's queue towards this client overflowed",
+    )
+    .await;
     assert_eq!(expect_closed(&mut deaf).await, Some(1013));
     srv.stop().await;
 }
@@ -408,7 +477,7 @@ async fn a_session_that_never_registers_is_closed_at_the_deadline() {
     let mut idle = connect(&srv.url("/signal")).await;
     // Reading answers the pings, so the heartbeat never ends this session:
     // the registration deadline does, with an Error and close code 1008.
-    expect_error(&mut idle, "expected_register").await;
+    expect_error(&mut idle, "expected_register", "no Register within 1.5s").await;
     assert!(
         opened.elapsed() >= register_timeout,
         "{:?}",
@@ -421,7 +490,7 @@ async fn a_session_that_never_registers_is_closed_at_the_deadline() {
     let (mut left, _) = register(&srv, "a", "t", None).await;
     send(&mut left, r#"{"type":"Leave"}"#).await;
     let left_at = tokio::time::Instant::now();
-    expect_error(&mut left, "expected_register").await;
+    expect_error(&mut left, "expected_register", "no Register within 1.5s").await;
     assert!(
         left_at.elapsed() >= register_timeout,
         "{:?}",
@@ -442,7 +511,7 @@ async fn a_session_that_never_registers_is_closed_at_the_deadline() {
     });
     // The deadline of a session opened after b's registration passes...
     let mut probe = connect(&srv.url("/signal")).await;
-    expect_error(&mut probe, "expected_register").await;
+    expect_error(&mut probe, "expected_register", "no Register within 1.5s").await;
     // ...and b is still served.
     tx.send(Message::Text(r#"{"type":"Nope"}"#.into()))
         .await

@@ -188,7 +188,12 @@ async fn oversized_object_is_refused_and_closes() {
     tokio::time::timeout(WAIT, flood)
         .await
         .expect("flood written");
-    expect_error(&mut publisher, "too_large").await;
+    expect_error(
+        &mut publisher,
+        "too_large",
+        "object exceeds the limit of 1000 bytes",
+    )
+    .await;
     assert_eq!(expect_closed(&mut publisher).await, Some(1009));
     match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut publisher))
         .await
@@ -237,7 +242,7 @@ async fn admin_endpoints() {
     send(&mut b, r#"{"type":"ForwardReport","forwarded_frames":7}"#).await;
     // The reports are handled in order before this error reply.
     send(&mut b, r#"{"type":"Nope"}"#).await;
-    expect_error(&mut b, "unknown_type").await;
+    expect_error(&mut b, "unknown_type", "unknown message type \"Nope\"").await;
     let mesh = mesh_json(&srv).await;
     assert_eq!(mesh["enabled"], true);
     assert_eq!(mesh["peer_count"], 2);

@@ -126,19 +126,39 @@ async fn sdp_is_relayed_between_neighbours_only_and_from_is_checked() {
 
     // c -> a: not a neighbour; nothing reaches a.
     send(&mut c, r#"{"type":"Offer","from":"c","to":"a","sdp":"x"}"#).await;
-    expect_error(&mut c, "not_neighbour").await;
+    expect_error(
+        &mut c,
+        "not_neighbour",
+        "a is not this peer's parent or child",
+    )
+    .await;
     // c speaking for b: refused; nothing reaches a or b.
     send(&mut c, r#"{"type":"Offer","from":"b","to":"a","sdp":"x"}"#).await;
-    expect_error(&mut c, "spoofed_from").await;
+    expect_error(
+        &mut c,
+        "spoofed_from",
+        "\"from\" must be this session's own peer id",
+    )
+    .await;
     send(&mut c, r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#).await;
-    expect_error(&mut c, "spoofed_from").await;
+    expect_error(
+        &mut c,
+        "spoofed_from",
+        "\"from\" must be this session's own peer id",
+    )
+    .await;
     // An unknown recipient is not a neighbour either.
     send(
         &mut c,
         r#"{"type":"Answer","from":"c","to":"ghost","sdp":"x"}"#,
     )
     .await;
-    expect_error(&mut c, "not_neighbour").await;
+    expect_error(
+        &mut c,
+        "not_neighbour",
+        "ghost is not this peer's parent or child",
+    )
+    .await;
     // The sessions stay open, and the next thing a and b receive is the
     // legitimate follow-up, proving nothing else was relayed to them.
     let marker_a = r#"{"type":"Offer","from":"b","to":"a","sdp":"marker-a"}"#;
@@ -509,7 +529,12 @@ async fn a_session_may_register_again_after_leave() {
     assert_eq!(recv_json(&mut b).await, assign("b", "Root", None, 0, 0));
     // Unregistered now: relaying is refused until it registers again.
     send(&mut a, r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#).await;
-    expect_error(&mut a, "expected_register").await;
+    expect_error(
+        &mut a,
+        "expected_register",
+        "the first message must be Register",
+    )
+    .await;
     send(&mut a, register_json("a", "t", None)).await;
     assert_eq!(
         recv_json(&mut a).await,
@@ -532,7 +557,7 @@ async fn a_session_may_register_again_after_leave() {
     );
     assert_eq!(mesh_json(&srv).await["peer_count"], 1);
     send(&mut b, r#"{"type":"Nope"}"#).await;
-    expect_error(&mut b, "unknown_type").await;
+    expect_error(&mut b, "unknown_type", "unknown message type \"Nope\"").await;
     srv.stop().await;
 }
 

@@ -124,12 +124,12 @@ pub async fn recv_json(ws: &mut Ws) -> Value {
     }
 }
 
-/// Asserts the next message is an `Error` with this code.
-pub async fn expect_error(ws: &mut Ws, code: &str) {
-    let v = recv_json(ws).await;
-    assert_eq!(v["type"], "Error", "{v}");
-    assert_eq!(v["code"], code, "{v}");
-    assert!(v["reason"].as_str().is_some_and(|r| !r.is_empty()), "{v}");
+/// Asserts the next message is exactly this `Error`.
+pub async fn expect_error(ws: &mut Ws, code: &str, reason: &str) {
+    assert_eq!(
+        recv_json(ws).await,
+        serde_json::json!({"type": "Error", "code": code, "reason": reason})
+    );
 }
 
 /// Asserts the server closes the socket (close frame or end of stream).
