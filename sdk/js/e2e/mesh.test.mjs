@@ -45,6 +45,9 @@ describe("meshrelay SDK in Chromium", () => {
       assert.equal(relay.assignment.parentId, "root");
       assert.equal(relay.assignment.next, "0");
       await waitParentsOpen(peers);
+      // Only loopback candidates were exchanged, so the link runs on 127.0.0.1.
+      const path = await waitFor(() => relay.parentPath(), { message: "the relay's selected candidate pair" });
+      assert.deepEqual(path, { local: "127.0.0.1", remote: "127.0.0.1" });
 
       const N = 120;
       await publish(server, track, N, { intervalMs: 5 });
@@ -104,6 +107,7 @@ describe("meshrelay SDK in Chromium", () => {
         .sort((x, y) => y.intended_children - x.intended_children)[0];
       assert.ok(inner, `an inner peer at depth 1 with children: ${JSON.stringify(before.peers)}`);
       const orphans = before.peers.filter((p) => p.parent === inner.peer_id).map((p) => p.peer_id);
+      assert.ok(orphans.length > 0, "the inner peer has children on /api/v1/mesh");
       log(`closing inner peer ${inner.peer_id} (children ${orphans.join(", ")}) mid-stream`);
       const victim = peers.find((p) => p.peerId === inner.peer_id);
 
@@ -164,6 +168,11 @@ describe("meshrelay SDK in Chromium", () => {
         }
       }
       assert.ok(mesh.peers.filter((p) => p.parent == null).length <= 2, "at most 2 roots");
+      for (const p of mesh.peers) {
+        const kids = mesh.peers.filter((c) => c.parent === p.peer_id).length;
+        assert.equal(p.intended_children, kids, `${p.peer_id} intended_children`);
+        assert.ok(kids <= 2, `${p.peer_id} has ${kids} children, more than --max-peers 2`);
+      }
       for (const id of orphans) assert.notEqual(byId[id].parent, inner.peer_id);
       // And the peers agree with the server about their parents.
       for (const p of remaining) {

@@ -99,6 +99,23 @@ window.dropChildLinks = () => {
   return n;
 };
 
+// Test hook: the addresses of the ICE candidate pair that carries the
+// parent DataChannel, or null before one is selected (reaches into the
+// SDK's private state on purpose).
+window.parentPath = async () => {
+  const pc = window.peer.parentLink?.pc;
+  if (!pc) return null;
+  const stats = await pc.getStats();
+  let pair = null;
+  stats.forEach((r) => {
+    if (r.type === "transport" && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId);
+  });
+  if (!pair) return null;
+  const local = stats.get(pair.localCandidateId);
+  const remote = stats.get(pair.remoteCandidateId);
+  return { local: local?.address ?? null, remote: remote?.address ?? null };
+};
+
 // Test hook: flood the signal socket so the server cuts it off
 // (rate_limited), to exercise the reconnect path.
 window.floodSignal = (n) => {

@@ -657,6 +657,17 @@ describe("MeshPeer stalled sources", () => {
 describe("MeshPeer when the browser refuses the ICE servers", () => {
   const STUN = [{ urls: "stun:127.0.0.1:3478" }];
 
+  it("uses AssignParent's ice_servers over the config's, for the parent link and for children", async () => {
+    const TURN = [{ urls: ["turn:127.0.0.1:3478"], username: "u", credential: "c" }];
+    const made = makePeer({ iceServers: STUN });
+    const sig = await joined(made.peer, { ...UNDER_P, ice_servers: TURN, next_object_id: 0 });
+    expect(FakePeerConnection.all[0]!.config).toEqual({ iceServers: TURN });
+    sig.serverText({ type: "Offer", from: "kid", to: "me", sdp: "v=0 offer" });
+    await flush();
+    expect(FakePeerConnection.all[1]!.config).toEqual({ iceServers: TURN });
+    made.peer.close();
+  });
+
   it("falls back to the config's iceServers, reports rtc_config once, and connect() resolves", async () => {
     const errors: string[] = [];
     const made = makePeer({ iceServers: STUN, onError: (code, reason) => errors.push(`${code} ${reason}`) });
