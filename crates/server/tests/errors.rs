@@ -213,32 +213,23 @@ async fn flooding_is_rate_limited_and_closes() {
 }
 
 #[tokio::test]
-async fn a_ping_flood_is_rate_limited_like_messages() {
+async fn a_ping_or_unsolicited_pong_flood_is_rate_limited_like_messages() {
     let srv = start(meshrelay_server::ServerConfig {
         message_rate: 0.001,
         message_burst: 3.0,
         ..config()
     })
     .await;
-    let (mut a, _) = register(&srv, "a", "t", None).await; // 1 token
-    flood_with(&mut a, || Message::Ping(Default::default()), FLOOD).await;
-    expect_error(&mut a, "rate_limited", "too many messages; slow down").await;
-    assert_eq!(expect_closed(&mut a).await, Some(1008));
-    srv.stop().await;
-}
-
-#[tokio::test]
-async fn an_unsolicited_pong_flood_is_rate_limited_like_messages() {
-    let srv = start(meshrelay_server::ServerConfig {
-        message_rate: 0.001,
-        message_burst: 3.0,
-        ..config()
-    })
-    .await;
-    let (mut a, _) = register(&srv, "a", "t", None).await; // 1 token
-    flood_with(&mut a, || Message::Pong(Default::default()), FLOOD).await;
-    expect_error(&mut a, "rate_limited", "too many messages; slow down").await;
-    assert_eq!(expect_closed(&mut a).await, Some(1008));
+    for id in ["ping", "pong"] {
+        let frame = || match id {
+            "ping" => Message::Ping(Default::default()),
+            _ => Message::Pong(Default::default()),
+        };
+        let (mut a, _) = register(&srv, id, "t", None).await; // 1 token
+        flood_with(&mut a, frame, FLOOD).await;
+        expect_error(&mut a, "rate_limited", "too many messages; slow down").await;
+        assert_eq!(expect_closed(&mut a).await, Some(1008), "{id}");
+    }
     srv.stop().await;
 }
 

@@ -628,14 +628,18 @@ var MeshPeer = class {
     this.heartbeatTimer = this.reportTimer = this.maintenanceTimer = null;
     this.signalReconnectTimer = this.parentRetryTimer = null;
     this.dropSignal(1e3, "leave");
-    if (this.parentLink) this.closeUpstream(this.parentLink, "closed");
-    this.parentLink = null;
-    for (const u of this.oldParents) this.closeUpstream(u, "closed");
-    this.oldParents = [];
-    if (this.originReader) this.closeUpstream(this.originReader, "closed");
-    this.originReader = null;
-    for (const c of this.childMap.values()) this.closeChild(c, "closed", false);
+    this.closeLinks("closed");
     this.rejectConnect(new Error("closed"));
+  }
+  /** Closes every parent, origin and child link. */
+  closeLinks(reason) {
+    if (this.parentLink) this.closeUpstream(this.parentLink, reason);
+    this.parentLink = null;
+    for (const u of this.oldParents) this.closeUpstream(u, reason);
+    this.oldParents = [];
+    if (this.originReader) this.closeUpstream(this.originReader, reason);
+    this.originReader = null;
+    for (const c of [...this.childMap.values()]) this.closeChild(c, reason, false);
   }
   /**
    * Feeds one object into the peer (a root fed by the integrator, with
@@ -871,13 +875,7 @@ var MeshPeer = class {
     this.log(`epoch ${this.epoch} -> ${epoch}: ids start again at ${next}`);
     this.counters.restarts++;
     this.cancelParentRetry();
-    if (this.parentLink) this.closeUpstream(this.parentLink, "new epoch");
-    this.parentLink = null;
-    for (const u of this.oldParents) this.closeUpstream(u, "new epoch");
-    this.oldParents = [];
-    if (this.originReader) this.closeUpstream(this.originReader, "new epoch");
-    this.originReader = null;
-    for (const c of [...this.childMap.values()]) this.closeChild(c, "new epoch", false);
+    this.closeLinks("new epoch");
     this.sequencer = this.newSequencer(next);
     this.stall = null;
     this.counters.lastObjectId = null;

@@ -931,13 +931,19 @@ describe("MeshPeer across a new epoch (the ids started again)", () => {
     return sig;
   }
 
-  it("a root restarts its sequence at the new next_object_id and reads the new origin from there", async () => {
+  /** A root on epoch A that delivered objects 0..4 from its origin reader. */
+  async function rootOnEpochA() {
     const restarts: string[] = [];
-    const { peer, frames } = makePeer({ onRestart: (next, epoch) => restarts.push(`${next} ${epoch}`) });
-    await joined(peer, { ...ROOT, next_object_id: 0, epoch: "A" });
+    const made = makePeer({ onRestart: (next, epoch) => restarts.push(`${next} ${epoch}`) });
+    await joined(made.peer, { ...ROOT, next_object_id: 0, epoch: "A" });
     const first = originSockets()[0]!;
     first.open();
     for (let i = 0; i < 5; i++) first.serverBinary(obj(i));
+    return { ...made, restarts, first };
+  }
+
+  it("a root restarts its sequence at the new next_object_id and reads the new origin from there", async () => {
+    const { peer, frames, restarts, first } = await rootOnEpochA();
     first.serverClose(1006);
     // The server restarted: its ids begin again at 0 under epoch B.
     await reRegister({ ...ROOT, next_object_id: 0, epoch: "B" });
@@ -982,12 +988,7 @@ describe("MeshPeer across a new epoch (the ids started again)", () => {
   });
 
   it("the same epoch, or none (an LVQR server), keeps the sequence", async () => {
-    const restarts: string[] = [];
-    const { peer, frames } = makePeer({ onRestart: (next, epoch) => restarts.push(`${next} ${epoch}`) });
-    await joined(peer, { ...ROOT, next_object_id: 0, epoch: "A" });
-    const first = originSockets()[0]!;
-    first.open();
-    for (let i = 0; i < 5; i++) first.serverBinary(obj(i));
+    const { peer, frames, restarts, first } = await rootOnEpochA();
     await reRegister({ ...ROOT, next_object_id: 5, epoch: "A" });
     await reRegister({ ...ROOT, next_object_id: 5 });
     expect(restarts).toEqual([]);
