@@ -246,8 +246,8 @@ export async function openPeer(shared, server, { peerId, track, capacity, ...res
     snapshot: () => page.evaluate(() => window.snapshot()),
     /** Test hook: as the parent, kill every child connection without telling the server. */
     dropChildLinks: () => page.evaluate(() => window.dropChildLinks()),
-    /** Test hook: `{local, remote}` addresses of the parent link's selected ICE candidate pair. */
-    parentPath: () => page.evaluate(() => window.parentPath()),
+    /** Test hook: `{parent, children: {id: address}}`, the local address each link sends from. */
+    linkAddresses: () => page.evaluate(() => window.linkAddresses()),
     /** Test hook: send `n` Heartbeats at once on the signal socket. */
     floodSignal: (n) => page.evaluate((k) => window.floodSignal(k), n),
     ids: () => page.evaluate(() => window.rec.ids),

@@ -45,9 +45,15 @@ describe("meshrelay SDK in Chromium", () => {
       assert.equal(relay.assignment.parentId, "root");
       assert.equal(relay.assignment.next, "0");
       await waitParentsOpen(peers);
-      // Only loopback candidates were exchanged, so the link runs on 127.0.0.1.
-      const path = await waitFor(() => relay.parentPath(), { message: "the relay's selected candidate pair" });
-      assert.deepEqual(path, { local: "127.0.0.1", remote: "127.0.0.1" });
+      // Both ends of the link send from 127.0.0.1: the DataChannel runs on loopback.
+      const ends = await waitFor(
+        async () => {
+          const [r, c] = await Promise.all([root.linkAddresses(), relay.linkAddresses()]);
+          return r.children.relay && c.parent ? [r.children.relay, c.parent] : false;
+        },
+        { message: "a selected candidate pair at both ends" },
+      );
+      assert.deepEqual(ends, ["127.0.0.1", "127.0.0.1"]);
 
       const N = 120;
       await publish(server, track, N, { intervalMs: 5 });

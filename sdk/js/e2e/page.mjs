@@ -99,21 +99,25 @@ window.dropChildLinks = () => {
   return n;
 };
 
-// Test hook: the addresses of the ICE candidate pair that carries the
-// parent DataChannel, or null before one is selected (reaches into the
-// SDK's private state on purpose).
-window.parentPath = async () => {
-  const pc = window.peer.parentLink?.pc;
-  if (!pc) return null;
+// Test hook: the local address of the selected ICE candidate pair of the
+// parent link and of each child link (null before one is selected). The
+// local side is what each end sends from; remote addresses of peer-reflexive
+// candidates are hidden in stats, so each end reports its own. Reaches into
+// the SDK's private state on purpose.
+async function localAddress(pc) {
   const stats = await pc.getStats();
   let pair = null;
   stats.forEach((r) => {
     if (r.type === "transport" && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId);
   });
-  if (!pair) return null;
-  const local = stats.get(pair.localCandidateId);
-  const remote = stats.get(pair.remoteCandidateId);
-  return { local: local?.address ?? null, remote: remote?.address ?? null };
+  return pair ? (stats.get(pair.localCandidateId)?.address ?? null) : null;
+}
+
+window.linkAddresses = async () => {
+  const p = window.peer;
+  const children = {};
+  for (const c of p.childMap.values()) children[c.peerId] = await localAddress(c.pc);
+  return { parent: p.parentLink?.pc ? await localAddress(p.parentLink.pc) : null, children };
 };
 
 // Test hook: flood the signal socket so the server cuts it off

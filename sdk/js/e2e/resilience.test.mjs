@@ -229,7 +229,14 @@ describe("meshrelay SDK resilience in Chromium", () => {
         );
         const epoch = mesh.tracks[0].epoch;
         assert.notEqual(epoch, oldEpoch);
-        const before = await Promise.all(peers.map((p) => p.snapshot()));
+        // Registered on the server is not yet told in the page: await that.
+        const before = await waitFor(
+          async () => {
+            const snaps = await Promise.all(peers.map((p) => p.snapshot()));
+            return snaps.every((s) => s.restarts.length > 0) ? snaps : false;
+          },
+          { message: "every page to see the new epoch" },
+        );
         for (const s of before) assert.deepEqual(s.restarts, [["0", epoch]], `${s.peerId} restarted once, at 0`);
         // Each one's new links are up before the second stream begins, so a
         // non-root peer gets all of it from its new parent.
