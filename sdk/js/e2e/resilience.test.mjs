@@ -60,9 +60,19 @@ describe("meshrelay SDK resilience in Chromium", () => {
       log(`b: fromParent=${sb.stats.fromParent} fromOrigin=${sb.stats.fromOrigin}; c: fromParent=${sc.stats.fromParent} fromOrigin=${sc.stats.fromOrigin} gapsRepaired=${sc.stats.gapsRepaired}`);
       assert.ok(Number(sc.stats.fromOrigin) > 0, "c bridged the dead link from the origin");
       assert.ok(Number(sc.stats.gapsRepaired) >= 1);
+      // Its parent link back, c stops reading the origin once the parent
+      // delivers again: publish more so that it does, however late the link
+      // came back.
       await waitParentsOpen([c]);
-      const after = await c.snapshot();
-      assert.equal(after.readingOrigin, false, "c stopped reading the origin once its parent delivered again");
+      const M = 50;
+      await publish(server, track, M, { intervalMs: 10, start: N });
+      await waitAllDelivered(peers, N + M);
+      await waitFor(async () => !(await c.snapshot()).readingOrigin, {
+        message: "c to stop reading the origin once its parent delivers again",
+      });
+      await expectExact(assert, a, N + M);
+      await expectExact(assert, b, N + M, joinedAt);
+      await expectExact(assert, c, N + M, Number(c.assignment.next));
     });
   });
 
