@@ -61,6 +61,12 @@ pub enum ClientMessage {
     Heartbeat,
     /// Leave the tree now (extension).
     Leave,
+    /// The sender stopped feeding its child `peer_id` (it could not keep
+    /// up); the server moves that child elsewhere when it can (extension).
+    DropChild {
+        /// The child.
+        peer_id: String,
+    },
 }
 
 /// A peer's role as told in `AssignParent`.
@@ -156,7 +162,7 @@ pub struct DecodeError {
     pub reason: String,
 }
 
-const CLIENT_TYPES: [&str; 7] = [
+const CLIENT_TYPES: [&str; 8] = [
     "Register",
     "Offer",
     "Answer",
@@ -164,6 +170,7 @@ const CLIENT_TYPES: [&str; 7] = [
     "ForwardReport",
     "Heartbeat",
     "Leave",
+    "DropChild",
 ];
 
 /// Parses one client text frame, telling malformed JSON (`invalid_json`)
@@ -248,6 +255,12 @@ mod tests {
             ),
             (r#"{"type":"Heartbeat"}"#, ClientMessage::Heartbeat),
             (r#"{"type":"Leave","extra":1}"#, ClientMessage::Leave),
+            (
+                r#"{"type":"DropChild","peer_id":"b"}"#,
+                ClientMessage::DropChild {
+                    peer_id: "b".into(),
+                },
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(decode_client(text).unwrap(), want, "{text}");

@@ -48,6 +48,11 @@ pub enum Step {
     Heartbeat,
     /// Leave the tree; the session goes back to unregistered.
     Leave,
+    /// Move the peer's child `child` (a valid id) to another parent.
+    DropChild {
+        /// The child.
+        child: String,
+    },
 }
 
 /// Decides what to do with one text frame in `state`.
@@ -105,6 +110,10 @@ pub fn step(state: &SessionState, text: &str) -> Step {
         ClientMessage::ForwardReport { forwarded_frames } => Step::ForwardReport(forwarded_frames),
         ClientMessage::Heartbeat => Step::Heartbeat,
         ClientMessage::Leave => Step::Leave,
+        ClientMessage::DropChild { peer_id } => match validate_peer_id(&peer_id) {
+            Ok(()) => Step::DropChild { child: peer_id },
+            Err((code, why)) => Step::Reply(code, why.into()),
+        },
     }
 }
 
@@ -132,6 +141,7 @@ impl Step {
             Step::ForwardReport(_) => "forward_report",
             Step::Heartbeat => "heartbeat",
             Step::Leave => "leave",
+            Step::DropChild { .. } => "drop_child",
         }
     }
 }

@@ -364,6 +364,19 @@ async fn session(
                         }
                         None
                     }
+                    // A refusal leaves the session open, as for a relay.
+                    Step::DropChild { child } => {
+                        let refused = reg.as_ref().and_then(|r| {
+                            let track = r.lease.track();
+                            track.drop_child(&app.ctx, &r.peer_id, r.id, &child).err()
+                        });
+                        if let Some((code, reason)) = refused {
+                            if !ws_util::send_error(ws, code, &reason, send_limit).await {
+                                return (LeaveReason::Disconnect, None);
+                            }
+                        }
+                        None
+                    }
                     Step::ForwardReport(n) => {
                         if let Some(r) = reg.as_ref() {
                             r.lease.track().forward_report(&r.peer_id, r.id, n);

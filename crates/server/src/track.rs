@@ -309,6 +309,46 @@ impl Track {
         }
     }
 
+    /// `parent`, held by `registration`, stopped feeding its child `child`:
+    /// moves the child, with its subtree, to the best other place and tells
+    /// every peer that moved. A child with nowhere else to go stays.
+    pub fn drop_child(
+        &self,
+        ctx: &MeshCtx,
+        parent: &str,
+        registration: u64,
+        child: &str,
+    ) -> Result<(), (ErrorCode, String)> {
+        let mut st = lock(&self.mesh);
+        if !st.holds(parent, registration) {
+            return Err((
+                ErrorCode::SpoofedFrom,
+                format!("this session no longer holds peer id {parent}"),
+            ));
+        }
+        let is_child = st
+            .planner
+            .assignment(child)
+            .is_some_and(|a| a.parent.as_deref() == Some(parent));
+        if !is_child {
+            return Err((
+                ErrorCode::NotNeighbour,
+                format!("{child} is not this peer's child"),
+            ));
+        }
+        let Ok(changed) = st.planner.reassign(child) else {
+            return Ok(());
+        };
+        let mut doomed = Vec::new();
+        for a in &changed {
+            let text = self.assign_text(ctx, a);
+            deliver(&mut st, &a.peer_id, text, &mut doomed);
+        }
+        metrics::counter!(crate::metrics::REASSIGNMENTS).increment(changed.len() as u64);
+        self.drain_doomed(&mut st, ctx, doomed);
+        Ok(())
+    }
+
     /// Replaces the forwarded-object count of `peer_id`, if `registration`
     /// still holds it.
     pub fn forward_report(&self, peer_id: &str, registration: u64, forwarded: u64) {

@@ -704,3 +704,65 @@ async fn a_track_created_anew_names_a_new_epoch() {
     assert_ne!(epoch(&vc), first);
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn drop_child_moves_the_child_with_its_subtree_and_only_for_its_parent() {
+    // a -> {b, c}; b -> d.
+    let srv = start(tree_config(1, 2)).await;
+    let (mut a, _) = register(&srv, "a", "t", None).await;
+    let (mut b, bv) = register(&srv, "b", "t", None).await;
+    let (mut c, cv) = register(&srv, "c", "t", None).await;
+    let (mut d, dv) = register(&srv, "d", "t", None).await;
+    assert_eq!(bv, assign("b", "Relay", Some("a"), 1, 0));
+    assert_eq!(cv, assign("c", "Relay", Some("a"), 1, 0));
+    assert_eq!(dv, assign("d", "Relay", Some("b"), 2, 0));
+
+    // a could not keep up with b: b moves under c, d comes along.
+    send(&mut a, r#"{"type":"DropChild","peer_id":"b"}"#).await;
+    assert_eq!(
+        recv_json(&mut b).await,
+        assign("b", "Relay", Some("c"), 2, 0)
+    );
+    assert_eq!(
+        recv_json(&mut d).await,
+        assign("d", "Relay", Some("b"), 3, 0)
+    );
+    let mesh = mesh_json(&srv).await;
+    assert_eq!(place_of(&mesh, "b"), (json!("c"), json!(2)));
+    assert_eq!(place_of(&mesh, "d"), (json!("b"), json!(3)));
+
+    // Only a peer's own children: not a grandchild, not its parent.
+    send(&mut a, r#"{"type":"DropChild","peer_id":"d"}"#).await;
+    expect_error(&mut a, "not_neighbour", "d is not this peer's child").await;
+    send(&mut c, r#"{"type":"DropChild","peer_id":"a"}"#).await;
+    expect_error(&mut c, "not_neighbour", "a is not this peer's child").await;
+    send(&mut c, r#"{"type":"DropChild","peer_id":"x y"}"#).await;
+    let why = "peer_id may contain only A-Z, a-z, 0-9, '_' and '-'";
+    expect_error(&mut c, "invalid_peer_id", why).await;
+    let mut stranger = connect(&srv.url("/signal")).await;
+    send(&mut stranger, r#"{"type":"DropChild","peer_id":"b"}"#).await;
+    let why = "the first message must be Register";
+    expect_error(&mut stranger, "expected_register", why).await;
+
+    // c has nowhere else to go (every other free slot is in its own
+    // subtree, and a is the parent that dropped it): it stays, and nobody
+    // is told anything.
+    send(&mut a, r#"{"type":"DropChild","peer_id":"c"}"#).await;
+    for ws in [&mut a, &mut b, &mut c, &mut d] {
+        expect_nothing_queued(ws).await;
+    }
+    let mesh = mesh_json(&srv).await;
+    assert_eq!(place_of(&mesh, "c"), (json!("a"), json!(1)));
+    srv.stop().await;
+}
+
+/// `(parent, depth)` of `id` on `/api/v1/mesh`.
+fn place_of(mesh: &serde_json::Value, id: &str) -> (serde_json::Value, serde_json::Value) {
+    let p = mesh["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer_id"] == id)
+        .unwrap_or_else(|| panic!("{id} on /api/v1/mesh"));
+    (p["parent"].clone(), p["depth"].clone())
+}

@@ -1288,6 +1288,7 @@ var MeshPeer = class {
     this.cooldown.set(c.peerId, t + (this.cfg.slowChildCooldownMs ?? 3e4));
     if (this.cooldown.size > MAX_COOLDOWN_ENTRIES) this.cooldown.delete(this.cooldown.keys().next().value);
     this.closeChild(c, `slow consumer: bufferedAmount ${buffered}`, true);
+    this.send({ type: "DropChild", peer_id: c.peerId });
     return true;
   }
   /**

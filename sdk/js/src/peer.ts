@@ -1241,6 +1241,8 @@ export class MeshPeer {
     this.cooldown.set(c.peerId, t + (this.cfg.slowChildCooldownMs ?? 30_000));
     if (this.cooldown.size > MAX_COOLDOWN_ENTRIES) this.cooldown.delete(this.cooldown.keys().next().value!);
     this.closeChild(c, `slow consumer: bufferedAmount ${buffered}`, true);
+    // Ask for it to be fed by another parent; until then it reads the origin.
+    this.send({ type: "DropChild", peer_id: c.peerId });
     return true;
   }
 

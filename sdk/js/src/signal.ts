@@ -56,7 +56,9 @@ export type ClientMessage =
   | NegotiationMessage
   | { type: "ForwardReport"; forwarded_frames: number }
   | { type: "Heartbeat" }
-  | { type: "Leave" };
+  | { type: "Leave" }
+  /** Extension: this peer stopped feeding its child `peer_id`; the server places it elsewhere. */
+  | { type: "DropChild"; peer_id: string };
 
 const SERVER_MESSAGE_TYPES = new Set(["AssignParent", "PeerLeft", "Offer", "Answer", "IceCandidate", "Error"]);
 

@@ -165,6 +165,8 @@ describe("MeshPeer as a root", () => {
     await vi.advanceTimersByTimeAsync(1500);
     expect(events.some((e) => e.startsWith("close b slow consumer"))).toBe(true);
     expect(peer.children).toEqual(["a"]);
+    // The server is asked, once, to give b another parent.
+    expect(sig.json().filter((m) => m.type === "DropChild")).toEqual([{ type: "DropChild", peer_id: "b" }]);
     origin.serverBinary(obj(3));
     expect(dcA.sent.length).toBe(5); // 2 chunks + 1, 2, 3: a was never stalled
     expect(peer.stats.childrenDropped).toBe(1);
