@@ -336,16 +336,9 @@ impl Track {
                 format!("{child} is not this peer's child"),
             ));
         }
-        let Ok(changed) = st.planner.reassign(child) else {
-            return Ok(());
-        };
-        let mut doomed = Vec::new();
-        for a in &changed {
-            let text = self.assign_text(ctx, a);
-            deliver(&mut st, &a.peer_id, text, &mut doomed);
+        if let Ok(changed) = st.planner.reassign(child) {
+            self.tell_moved(&mut st, ctx, &changed);
         }
-        metrics::counter!(crate::metrics::REASSIGNMENTS).increment(changed.len() as u64);
-        self.drain_doomed(&mut st, ctx, doomed);
         Ok(())
     }
 
@@ -376,16 +369,21 @@ impl Track {
     pub fn place_detached(&self, ctx: &MeshCtx) {
         let mut st = lock(&self.mesh);
         let changed = st.planner.place_detached();
+        self.tell_moved(&mut st, ctx, &changed);
+    }
+
+    /// Sends each moved peer its new `AssignParent`.
+    fn tell_moved(&self, st: &mut MeshState, ctx: &MeshCtx, changed: &[PeerAssignment]) {
         if changed.is_empty() {
             return;
         }
         let mut doomed = Vec::new();
-        for a in &changed {
+        for a in changed {
             let text = self.assign_text(ctx, a);
-            deliver(&mut st, &a.peer_id, text, &mut doomed);
+            deliver(st, &a.peer_id, text, &mut doomed);
         }
         metrics::counter!(crate::metrics::REASSIGNMENTS).increment(changed.len() as u64);
-        self.drain_doomed(&mut st, ctx, doomed);
+        self.drain_doomed(st, ctx, doomed);
     }
 
     fn plan_leave(
