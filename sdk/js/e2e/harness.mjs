@@ -185,22 +185,6 @@ export async function withServer(opts, fn) {
   }
 }
 
-/**
- * Waits until every non-root peer's DataChannel to its parent is open and it
- * no longer reads the origin: everything it gets next comes from its parent.
- * Resolves with the snapshots that showed it.
- */
-export async function waitParentsOnly(peers, timeoutMs = 20_000) {
-  return waitFor(
-    async () => {
-      const snaps = await Promise.all(peers.map((p) => p.snapshot()));
-      const pending = snaps.filter((s) => s.role !== "Root" && (!s.parentConnected || s.readingOrigin));
-      return pending.length === 0 ? snaps : false;
-    },
-    { timeoutMs, message: `the non-root peers among ${peers.map((p) => p.peerId).join(", ")} to receive from their parent only` },
-  );
-}
-
 /** Waits until every non-root peer's DataChannel to its parent is open. */
 export async function waitParentsOpen(peers) {
   await waitFor(
@@ -264,8 +248,9 @@ export async function openPeer(shared, server, { peerId, track, capacity, ...res
  * Publishes objects start..start+count-1 (payload(i)) to /ingest/{track},
  * one every `intervalMs`. The origin numbers a track's objects from 0 and
  * goes on across publisher connections, so `start` must be the number of
- * objects the track already had. `onSent(i)` runs after object i is sent.
- * Resolves after the last one (with the socket drained and closed).
+ * objects the track already had. `onSent(i)` runs after object i is sent;
+ * when it returns true, no more are sent. Resolves, with how many were sent,
+ * after the last one (with the socket drained and closed).
  */
 export async function publish(server, track, count, { intervalMs = 10, onSent, token, start = 0 } = {}) {
   const ws = new WebSocket(`${server.ws}/ingest/${track}`, token ? [`lvqr.bearer.${token}`] : undefined);
@@ -274,9 +259,12 @@ export async function publish(server, track, count, { intervalMs = 10, onSent, t
     ws.once("error", reject);
   });
   ws.on("message", (d) => log(`ingest said: ${d}`));
-  for (let i = start; i < start + count; i++) {
+  let sent = 0;
+  while (sent < count) {
+    const i = start + sent;
     await new Promise((resolve, reject) => ws.send(payload(i), { binary: true }, (err) => (err ? reject(err) : resolve())));
-    if (onSent) await onSent(i);
+    sent++;
+    if (onSent && (await onSent(i)) === true) break;
     if (intervalMs > 0) await new Promise((r) => setTimeout(r, intervalMs));
   }
   await new Promise((r) => {
@@ -284,6 +272,34 @@ export async function publish(server, track, count, { intervalMs = 10, onSent, t
     ws.close(1000);
     setTimeout(r, 2000);
   });
+  return sent;
+}
+
+/**
+ * Publishes objects from `start`, one every `intervalMs`, until every
+ * non-root peer among `peers` receives from its parent only, and resolves
+ * with how many it sent. A new parent proves that it covers the stream only
+ * by delivering, so a peer re-parented after a stream went quiet keeps its
+ * origin reader until objects flow again: this gives them something to
+ * flow. Fails after `max` objects.
+ */
+export async function publishUntilParentsOnly(server, track, peers, start, { intervalMs = 20, max = 500 } = {}) {
+  let pending = [];
+  const sent = await publish(server, track, max, {
+    intervalMs,
+    start,
+    onSent: async () => {
+      const snaps = await Promise.all(peers.map((p) => p.snapshot()));
+      pending = snaps.filter((s) => s.role !== "Root" && (!s.parentConnected || s.readingOrigin));
+      return pending.length === 0;
+    },
+  });
+  if (pending.length > 0) {
+    const why = pending.map((s) => `${s.peerId} (parent ${s.parent}, connected ${s.parentConnected}, reading origin ${s.readingOrigin})`);
+    throw new Error(`after ${sent} objects, still not fed by their parent only: ${why.join("; ")}`);
+  }
+  log(`${peers.map((p) => p.peerId).join(", ")}: fed by their parents only after ${sent} more objects`);
+  return sent;
 }
 
 export async function getMesh(server) {

@@ -15,7 +15,7 @@ import {
   sdkRoot,
   waitAllDelivered,
   waitFor,
-  waitParentsOnly,
+  publishUntilParentsOnly,
   waitParentsOpen,
   withServer,
 } from "./harness.mjs";
@@ -190,12 +190,16 @@ describe("meshrelay SDK in Chromium", () => {
       // peer (the orphans included) receives from its new parent and has
       // stopped reading the origin, a second batch reaches each of them
       // entirely from its parent, and the roots entirely from the origin.
-      const settled = await waitParentsOnly(remaining);
+      // A new parent proves that it covers only by delivering, so objects
+      // flow until then.
+      const settling = await publishUntilParentsOnly(server, track, remaining, N);
+      await waitAllDelivered(remaining, N + settling);
+      const settled = await Promise.all(remaining.map((p) => p.snapshot()));
       const M = 100;
-      await publish(server, track, M, { intervalMs: 10, start: N });
-      await waitAllDelivered(remaining, N + M);
+      await publish(server, track, M, { intervalMs: 10, start: N + settling });
+      await waitAllDelivered(remaining, N + settling + M);
       for (const p of remaining) {
-        const s = await expectExact(assert, p, N + M);
+        const s = await expectExact(assert, p, N + settling + M);
         const s0 = settled.find((x) => x.peerId === p.peerId);
         const grew = (k) => Number(s.stats[k]) - Number(s0.stats[k]);
         assert.equal(grew("delivered"), M, `${p.peerId} delivered the second batch`);
