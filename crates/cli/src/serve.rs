@@ -41,6 +41,9 @@ pub struct ServeArgs {
     /// /signal needs no token even when --subscribe-token is set.
     #[arg(long, env = "MESHRELAY_NO_AUTH_SIGNAL")]
     pub no_auth_signal: bool,
+    /// Token required on /api/v1/mesh and /metrics (Authorization: Bearer <token> or ?token=).
+    #[arg(long, env = "MESHRELAY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// Objects kept per track for ?from= resume.
     #[arg(long, env = "MESHRELAY_RING_OBJECTS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub ring_objects: u64,
@@ -117,6 +120,7 @@ impl ServeArgs {
             ice_servers,
             subscribe_token: self.subscribe_token.clone().filter(|t| !t.is_empty()),
             publish_token: self.publish_token.clone().filter(|t| !t.is_empty()),
+            admin_token: self.admin_token.clone().filter(|t| !t.is_empty()),
             no_auth_signal: self.no_auth_signal,
             ring_objects: usize::try_from(self.ring_objects).unwrap_or(usize::MAX),
             ring_bytes: self.ring_bytes,

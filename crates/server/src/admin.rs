@@ -2,8 +2,10 @@
 //! SDK bundle and the demo page.
 
 use crate::app::App;
-use axum::extract::{Query, State};
-use axum::http::header;
+use crate::auth;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -86,6 +88,40 @@ pub struct MeshView {
 pub struct MeshQuery {
     /// Include the per-peer list (default true; O(peers)).
     peers: Option<bool>,
+}
+
+/// The token part of an admin request's query.
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+/// Lets an admin request through only with the `--admin-token` (when one is
+/// set): `Authorization: Bearer <token>` or `?token=`. Otherwise 401 with a
+/// `WWW-Authenticate` challenge, and the handler never runs.
+pub async fn require_admin_token(
+    State(app): State<Arc<App>>,
+    Query(q): Query<TokenQuery>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if auth::admin_allowed(
+        app.config.admin_token.as_deref(),
+        authorization,
+        q.token.as_deref(),
+    ) {
+        return next.run(req).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer realm=\"meshrelay admin\"")],
+        "admin token required: Authorization: Bearer <token> or ?token=\n",
+    )
+        .into_response()
 }
 
 /// Percentage of all peers fed by a peer, over tracks given as

@@ -1,4 +1,6 @@
-//! Token check for WebSocket upgrades: subprotocol `lvqr.bearer.<token>` or `?token=`.
+//! Token checks: WebSocket upgrades (subprotocol `lvqr.bearer.<token>` or
+//! `?token=`) and admin requests (`Authorization: Bearer <token>` or
+//! `?token=`).
 
 /// The subprotocol prefix that carries a bearer token.
 pub const BEARER_PREFIX: &str = "lvqr.bearer.";
@@ -41,6 +43,24 @@ pub fn check<'a>(
     AuthDecision::Deny
 }
 
+/// Whether an admin request may pass: no token configured, or the
+/// `Authorization` header is `Bearer <token>`, or the query's token matches.
+pub fn admin_allowed(
+    expected: Option<&str>,
+    authorization: Option<&str>,
+    query_token: Option<&str>,
+) -> bool {
+    let Some(expected) = expected else {
+        return true;
+    };
+    let bearer = authorization.and_then(|h| {
+        let (scheme, token) = h.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    bearer.is_some_and(|t| constant_time_eq(t, expected))
+        || query_token.is_some_and(|t| constant_time_eq(t, expected))
+}
+
 /// Compares without an early exit on the first differing byte.
 fn constant_time_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -71,5 +91,19 @@ mod tests {
         assert_eq!(check(t, ["lvqr.bearer.nope"], None), AuthDecision::Deny);
         assert_eq!(check(t, [], Some("s3cre")), AuthDecision::Deny);
         assert_eq!(check(t, [], None), AuthDecision::Deny);
+    }
+
+    #[test]
+    fn admin_by_bearer_header_or_query() {
+        assert!(admin_allowed(None, None, None));
+        let t = Some("s3cret");
+        assert!(admin_allowed(t, Some("Bearer s3cret"), None));
+        assert!(admin_allowed(t, Some("bearer  s3cret "), None));
+        assert!(admin_allowed(t, None, Some("s3cret")));
+        assert!(!admin_allowed(t, None, None));
+        assert!(!admin_allowed(t, Some("Bearer s3cre"), None));
+        assert!(!admin_allowed(t, Some("Basic s3cret"), None));
+        assert!(!admin_allowed(t, Some("s3cret"), None));
+        assert!(!admin_allowed(t, Some("Bearer nope"), Some("nope")));
     }
 }

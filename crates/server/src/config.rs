@@ -27,6 +27,8 @@ pub struct ServerConfig {
     pub publish_token: Option<String>,
     /// `/signal` needs no token even when a subscribe token is set.
     pub no_auth_signal: bool,
+    /// Token required on `/api/v1/mesh` and `/metrics`, if any.
+    pub admin_token: Option<String>,
     /// Objects kept per track for `?from=` resume.
     pub ring_objects: usize,
     /// Bytes kept per track for resume (the ring drops oldest objects past it).
@@ -76,6 +78,7 @@ impl Default for ServerConfig {
             subscribe_token: None,
             publish_token: None,
             no_auth_signal: false,
+            admin_token: None,
             ring_objects: 1024,
             ring_bytes: 64 * 1024 * 1024,
             ring_bytes_total: 512 * 1024 * 1024,

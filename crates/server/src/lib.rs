@@ -120,12 +120,18 @@ fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 
 /// The HTTP routes.
 pub fn router(app: Arc<App>) -> Router {
+    let admin = Router::new()
+        .route("/api/v1/mesh", get(admin::mesh))
+        .route("/metrics", get(admin::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            admin::require_admin_token,
+        ));
     Router::new()
         .route("/signal", get(signal_ws::handler))
         .route("/ingest/{*track}", get(origin_ws::ingest))
         .route("/ws/{*track}", get(origin_ws::egress))
-        .route("/api/v1/mesh", get(admin::mesh))
-        .route("/metrics", get(admin::metrics))
+        .merge(admin)
         .route("/healthz", get(admin::healthz))
         .route("/sdk/meshrelay.js", get(admin::sdk))
         .route("/", get(admin::demo_page))

@@ -516,6 +516,60 @@ async fn no_auth_signal_opens_only_signal() {
 }
 
 #[tokio::test]
+async fn admin_token_guards_mesh_and_metrics_only() {
+    let srv = start(meshrelay_server::ServerConfig {
+        admin_token: Some("adm1n".into()),
+        ..config()
+    })
+    .await;
+    // Peers are not admins: /signal and the egress need no admin token.
+    let (_a, a) = register(&srv, "a", "t", None).await;
+    assert_eq!(a, assign("a", "Root", None, 0, 0));
+    let (_egress, _) = tokio_tungstenite::connect_async(srv.url("/ws/t").as_str())
+        .await
+        .expect("egress without an admin token");
+    for path in ["/api/v1/mesh", "/api/v1/mesh?peers=false", "/metrics"] {
+        let (status, head, body) = http_get(srv.addr, path).await;
+        assert_eq!(status, 401, "{path} without a token");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("www-authenticate: bearer realm=\"meshrelay admin\""),
+            "{path}: {head}"
+        );
+        assert_eq!(
+            body,
+            "admin token required: Authorization: Bearer <token> or ?token=\n"
+        );
+        let wrong = http_get_with(srv.addr, path, &[("Authorization", "Bearer adm1")]).await;
+        assert_eq!(wrong.0, 401, "{path} with a wrong token");
+        let basic = http_get_with(srv.addr, path, &[("Authorization", "Basic adm1n")]).await;
+        assert_eq!(basic.0, 401, "{path} with another scheme");
+    }
+    let (status, _, body) = http_get_with(
+        srv.addr,
+        "/api/v1/mesh",
+        &[("Authorization", "Bearer adm1n")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mesh: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(mesh["peers"][0]["peer_id"], "a");
+    let (status, _, body) = http_get(srv.addr, "/api/v1/mesh?peers=false&token=adm1n").await;
+    assert_eq!(status, 200);
+    let mesh: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(mesh["peer_count"], 1);
+    assert_eq!(mesh["peers"], json!([]));
+    let (status, _, body) =
+        http_get_with(srv.addr, "/metrics", &[("Authorization", "Bearer adm1n")]).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\nmeshrelay_peers "), "{body}");
+    // Liveness probes and the SDK stay open.
+    assert_eq!(http_get(srv.addr, "/healthz").await.0, 200);
+    assert_eq!(http_get(srv.addr, "/sdk/meshrelay.js").await.0, 200);
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn a_session_may_register_again_after_leave() {
     let srv = start(tree_config(1, 3)).await;
     let (mut a, _) = register(&srv, "a", "t", None).await;

@@ -13,13 +13,13 @@ after(async () => {
   await browser?.close();
 });
 
-test("demo page: add two viewers on demo/live", async () => {
-  const server = await startServer({ rootPeerCount: 1, maxPeers: 2, demo: true });
+async function twoViewers({ extraArgs = [], query = "" } = {}) {
+  const server = await startServer({ rootPeerCount: 1, maxPeers: 2, demo: true, extraArgs });
   const context = await browser.newContext({ permissions: ["camera", "microphone"] });
   try {
     const page = await context.newPage();
     page.on("pageerror", (e) => log(`[demo pageerror] ${e.message}`));
-    await page.goto(`${server.base}/demo`);
+    await page.goto(`${server.base}/demo${query}`);
     await page.click("#add");
     await waitFor(async () => (await page.locator("#viewers tr").count()) === 1, { message: "first viewer row" });
     await page.click("#add");
@@ -41,4 +41,12 @@ test("demo page: add two viewers on demo/live", async () => {
     await context.close();
     await server.stop();
   }
-});
+}
+
+test("demo page: add two viewers on demo/live", () => twoViewers());
+
+test("demo page on a server with subscribe and admin tokens, given in the page's address", () =>
+  twoViewers({
+    extraArgs: ["--subscribe-token", "sub-t", "--admin-token", "adm-t"],
+    query: "?token=sub-t&admin_token=adm-t",
+  }));

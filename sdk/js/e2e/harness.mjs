@@ -298,7 +298,7 @@ export async function publishUntilParentsOnly(server, track, peers, start, { int
     const why = pending.map((s) => `${s.peerId} (parent ${s.parent}, connected ${s.parentConnected}, reading origin ${s.readingOrigin})`);
     throw new Error(`after ${sent} objects, still not fed by their parent only: ${why.join("; ")}`);
   }
-  log(`${peers.map((p) => p.peerId).join(", ")}: fed by their parents only after ${sent} more objects`);
+  log(`${peers.map((p) => p.peerId).join(", ")}: fed by their parents only after ${sent} more object${sent === 1 ? "" : "s"}`);
   return sent;
 }
 
