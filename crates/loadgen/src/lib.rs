@@ -15,6 +15,8 @@
 //! limit, and every phase is bounded in time. Used by `meshrelay
 //! bench-signal` and by the `meshrelay-loadgen` binary.
 
+#[cfg(test)]
+mod against_server;
 mod args;
 mod bench;
 mod churn;

@@ -39,9 +39,70 @@ pub(crate) fn verdict(r: &Registration, s: &Search) -> Option<String> {
     None
 }
 
+/// One step of a search: what was offered, what came of it.
+#[derive(Debug)]
+pub(crate) struct Step {
+    pub(crate) registration: Registration,
+    /// Why the step was not sustained; `None` if it was.
+    pub(crate) verdict: Option<String>,
+}
+
+/// A finished search.
+#[derive(Debug)]
+pub(crate) struct SearchOutcome {
+    /// Every step run, in order; only the last may have a verdict.
+    pub(crate) steps: Vec<Step>,
+    /// The highest offered rate sustained, if any.
+    pub(crate) best: Option<f64>,
+    /// Whether the last step sustained `--max-rate` itself.
+    pub(crate) reached_max: bool,
+}
+
 /// Runs the search and prints one row per step and the result.
 pub(crate) async fn run(plan: &Plan, search: Search) -> anyhow::Result<()> {
+    let outcome = execute(plan, search).await;
+    println!("{}", render(plan, &search, &outcome));
+    Ok(())
+}
+
+/// Runs the search: steps of rising offered rate until one is not sustained,
+/// `--max-rate` is reached or `--max-steps` have run.
+pub(crate) async fn execute(plan: &Plan, search: Search) -> SearchOutcome {
     let cfg = client_config(plan);
+    let mut outcome = SearchOutcome {
+        steps: Vec::new(),
+        best: None,
+        reached_max: false,
+    };
+    let mut rate = plan.rate;
+    for step in 1..=search.max_steps {
+        let fleet = Arc::new(Fleet::new(format!("{}s{step}-", plan.prefix), plan.clients));
+        let mut tasks = JoinSet::new();
+        eprintln!("step {step}: offering {rate:.0}/s...");
+        let registration = register::register_all(&fleet, &cfg, rate, &mut tasks).await;
+        shutdown(&fleet, &mut tasks).await;
+        let verdict = verdict(&registration, &search);
+        let failed = verdict.is_some();
+        outcome.steps.push(Step {
+            registration,
+            verdict,
+        });
+        if failed {
+            break;
+        }
+        outcome.best = Some(rate);
+        if rate >= search.max_rate {
+            outcome.reached_max = true;
+            break;
+        }
+        rate = (rate * search.step).min(search.max_rate);
+        sleep(BETWEEN_STEPS).await;
+    }
+    outcome
+}
+
+/// The report: one row per step, then the result.
+pub(crate) fn render(plan: &Plan, search: &Search, outcome: &SearchOutcome) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -55,47 +116,34 @@ pub(crate) async fn run(plan: &Plan, search: Search) -> anyhow::Result<()> {
         "  {:>4} {:>9} {:>9} {:>11} {:>9} {:>9} {:>9}  verdict",
         "step", "offered/s", "achieved", "registered", "p50 ms", "p99 ms", "max ms"
     );
-    let mut best: Option<f64> = None;
-    let mut rate = plan.rate;
-    for step in 1..=search.max_steps {
-        let fleet = Arc::new(Fleet::new(format!("{}s{step}-", plan.prefix), plan.clients));
-        let mut tasks = JoinSet::new();
-        eprintln!("step {step}: offering {rate:.0}/s...");
-        let r = register::register_all(&fleet, &cfg, rate, &mut tasks).await;
-        shutdown(&fleet, &mut tasks).await;
-        let v = verdict(&r, &search);
+    for (i, s) in outcome.steps.iter().enumerate() {
+        let r = &s.registration;
         let _ = writeln!(
             out,
             "  {:>4} {:>9.0} {:>9.0} {:>11} {:>9} {:>9} {:>9}  {}",
-            step,
+            i + 1,
             r.offered_rate,
             r.achieved_rate,
             format!("{}/{}", r.registered, r.launched),
             ms(r.latency.p50),
             ms(r.latency.p99),
             ms(r.latency.max),
-            v.as_deref().unwrap_or("sustained")
+            s.verdict.as_deref().unwrap_or("sustained")
         );
-        if v.is_some() {
-            break;
-        }
-        best = Some(rate);
-        if rate >= search.max_rate {
-            let _ = writeln!(out, "  (reached --max-rate)");
-            break;
-        }
-        rate = (rate * search.step).min(search.max_rate);
-        sleep(BETWEEN_STEPS).await;
+    }
+    if outcome.reached_max {
+        let _ = writeln!(out, "  (reached --max-rate)");
     }
     let _ = writeln!(
         out,
         "\nhighest sustained registration rate: {}",
-        best.map_or("none (the first step already failed)".to_string(), |b| {
-            format!("{b:.0} /s")
-        })
+        outcome
+            .best
+            .map_or("none (the first step already failed)".to_string(), |b| {
+                format!("{b:.0} /s")
+            })
     );
-    println!("{out}");
-    Ok(())
+    out
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
-//! Ping-based liveness of one origin WebSocket (`/ingest`, `/ws`), as on
-//! `/signal`: a ping every heartbeat timeout / 3, and a client from which
-//! nothing (pongs included) arrived within the timeout is presumed gone,
-//! which is checked at least every second (so it is dropped within the
-//! timeout plus a second).
+//! Ping-based liveness of one WebSocket (`/signal`, `/ingest`, `/ws`): a
+//! ping every heartbeat timeout / 3, and a client from which nothing (pongs
+//! included) arrived within the timeout is presumed gone, which is checked
+//! at least every second (so it is dropped within the timeout plus a second,
+//! however rare the pings).
 
 use std::time::Duration;
 use tokio::time::Instant;

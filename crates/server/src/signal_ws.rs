@@ -2,6 +2,7 @@
 
 use crate::app::App;
 use crate::auth::{self, AuthDecision};
+use crate::liveness::{Due, Liveness};
 use crate::outbox::{self, Outbox};
 use crate::ratelimit::TokenBucket;
 use crate::registry::Lease;
@@ -195,20 +196,9 @@ async fn session(
         cfg.message_burst,
         std::time::Instant::now(),
     );
-    let timeout = cfg.heartbeat_timeout;
-    let ping_every = (timeout / 3).max(Duration::from_millis(10));
-    // Liveness is checked at least every second, so a dead peer is gone
-    // within the timeout plus a second however long the timeout is.
-    let sweep_every = ping_every.min(Duration::from_secs(1));
-    let mut sweep = tokio::time::interval_at(Instant::now() + sweep_every, sweep_every);
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Pings go out every few sweeps: at least every `ping_every`, never
-    // skipped because a tick ran late.
-    let sweeps_per_ping = (ping_every.as_nanos() / sweep_every.as_nanos()).max(1);
-    let mut sweeps = 0u128;
+    let mut liveness = Liveness::new(cfg.heartbeat_timeout);
     // Pings sent and not yet answered: their pongs cost no rate budget.
     let mut pings_owed = 0u32;
-    let mut last_seen = Instant::now();
     // An unregistered session must Register by then (restarted by Leave).
     let register_by = tokio::time::sleep(cfg.register_timeout);
     tokio::pin!(register_by);
@@ -222,7 +212,7 @@ async fn session(
             _ = app.shutdown.cancelled() => Event::Shutdown,
             code = killed(reg) => Event::Killed(code),
             _ = &mut register_by, if unregistered => Event::RegisterDeadline,
-            _ = sweep.tick() => Event::Tick,
+            _ = liveness.until_due() => Event::Tick,
             Some(out) = rx.recv() => Event::Out(out),
             incoming = ws.recv() => Event::In(incoming),
         };
@@ -254,8 +244,8 @@ async fn session(
                     return (LeaveReason::Disconnect, None);
                 }
             }
-            Event::Tick => {
-                if last_seen.elapsed() > timeout {
+            Event::Tick => match liveness.on_due() {
+                Due::Gone => {
                     tracing::debug!(
                         peer_id = reg.as_ref().map(|r| r.peer_id.as_str()),
                         "heartbeat timeout"
@@ -265,14 +255,14 @@ async fn session(
                     let bye = Farewell::close(ws_util::CLOSE_GOING_AWAY, "heartbeat timeout");
                     return (LeaveReason::Timeout, Some(bye));
                 }
-                sweeps += 1;
-                if sweeps.is_multiple_of(sweeps_per_ping) {
+                Due::Ping => {
                     if !ws_util::send(ws, Message::Ping(Default::default()), send_limit).await {
                         return (LeaveReason::Disconnect, None);
                     }
                     pings_owed = pings_owed.saturating_add(1);
                 }
-            }
+                Due::Quiet => {}
+            },
             Event::In(None) | Event::In(Some(Ok(Message::Close(_)))) => {
                 return (LeaveReason::Disconnect, None)
             }
@@ -292,7 +282,7 @@ async fn session(
             // a client's ping (which costs the server a pong), is a message
             // the client chose to send.
             Event::In(Some(Ok(Message::Pong(_)))) => {
-                last_seen = Instant::now();
+                liveness.seen();
                 if pings_owed > 0 {
                     pings_owed -= 1;
                 } else if let Some(bye) = admit(&mut bucket) {
@@ -300,13 +290,13 @@ async fn session(
                 }
             }
             Event::In(Some(Ok(Message::Ping(_)))) => {
-                last_seen = Instant::now();
+                liveness.seen();
                 if let Some(bye) = admit(&mut bucket) {
                     return (LeaveReason::Disconnect, Some(bye));
                 }
             }
             Event::In(Some(Ok(Message::Binary(_)))) => {
-                last_seen = Instant::now();
+                liveness.seen();
                 if let Some(bye) = admit(&mut bucket) {
                     return (LeaveReason::Disconnect, Some(bye));
                 }
@@ -316,7 +306,7 @@ async fn session(
                 }
             }
             Event::In(Some(Ok(Message::Text(text)))) => {
-                last_seen = Instant::now();
+                liveness.seen();
                 if text.len() > cfg.max_signal_bytes {
                     let why = format!(
                         "message of {} bytes exceeds the limit of {}",

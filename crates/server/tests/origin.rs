@@ -25,6 +25,42 @@ fn payload(i: u64) -> Vec<u8> {
 }
 
 #[tokio::test]
+async fn assign_parent_carries_the_tracks_next_object_id() {
+    let srv = start(meshrelay_server::ServerConfig {
+        root_peer_count: 1,
+        ..config()
+    })
+    .await;
+    // The reader sees each object once the origin has numbered it.
+    let mut reader = connect(&srv.url("/ws/t?from=0")).await;
+    let mut publisher = connect(&srv.url("/ingest/t")).await;
+    for i in 0..3u64 {
+        publisher
+            .send(Message::Binary(payload(i).into()))
+            .await
+            .unwrap();
+        assert_eq!(next_binary(&mut reader).await, framed(i, &payload(i)));
+    }
+    let (mut a, av) = register(&srv, "a", "t", None).await;
+    assert_eq!(av, assign("a", "Root", None, 0, 3));
+    let (mut b, bv) = register(&srv, "b", "t", None).await;
+    assert_eq!(bv, assign("b", "Relay", Some("a"), 1, 3));
+    publisher
+        .send(Message::Binary(payload(3).into()))
+        .await
+        .unwrap();
+    assert_eq!(next_binary(&mut reader).await, framed(3, &payload(3)));
+    // A re-assignment says where the stream is now.
+    send(&mut a, r#"{"type":"Leave"}"#).await;
+    assert_eq!(
+        recv_json(&mut b).await,
+        json!({"type":"PeerLeft","peer_id":"a"})
+    );
+    assert_eq!(recv_json(&mut b).await, assign("b", "Root", None, 0, 4));
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn ingest_to_egress_is_byte_exact_and_resumable() {
     let srv = start(meshrelay_server::ServerConfig {
         ring_objects: 4,

@@ -385,10 +385,10 @@ async fn peer_that_stops_answering_pings_is_evicted() {
 }
 
 #[tokio::test]
-async fn a_dead_peer_is_evicted_within_a_second_of_a_long_timeout() {
-    // Pings (every timeout / 3 = 1.8 s) are rarer than the liveness sweep
-    // (every second): eviction must not wait for a ping tick.
-    let timeout = Duration::from_millis(5_400);
+async fn a_dead_peer_is_evicted_no_sooner_than_its_timeout_and_its_child_re_told() {
+    // How soon after the timeout eviction comes (within a second, not on
+    // the rarer ping grid) is `liveness`'s unit test, on a paused clock.
+    let timeout = Duration::from_millis(2_400);
     let srv = start(meshrelay_server::ServerConfig {
         heartbeat_timeout: timeout,
         ..tree_config(1, 3)
@@ -397,22 +397,15 @@ async fn a_dead_peer_is_evicted_within_a_second_of_a_long_timeout() {
     let (mut mute, _) = register(&srv, "mute", "t", None).await;
     let (mut child, cv) = register(&srv, "child", "t", None).await;
     assert_eq!(cv, assign("child", "Relay", Some("mute"), 1, 0));
-    // The last message leaves 0.2 s into the session, off both tick grids,
-    // so the ping grid would evict at 7.2 s (7.0 s after it) and the sweep
-    // at 6 s (5.8 s after it).
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let last = tokio::time::Instant::now();
     send(&mut mute, r#"{"type":"Heartbeat"}"#).await;
     // mute never reads again, so it answers no ping.
-    let left = tokio::time::timeout(timeout * 2, recv_json_untimed(&mut child))
+    let left = tokio::time::timeout(timeout * 3, recv_json_untimed(&mut child))
         .await
         .expect("evicted");
     assert_eq!(left, json!({"type":"PeerLeft","peer_id":"mute"}));
     let after = last.elapsed();
-    assert!(
-        after >= timeout && after < timeout + Duration::from_millis(1_200),
-        "evicted {after:?} after its last message"
-    );
+    assert!(after >= timeout, "evicted {after:?} after its last message");
     assert_eq!(
         recv_json(&mut child).await,
         assign("child", "Root", None, 0, 0)

@@ -267,10 +267,13 @@ export async function publish(server, track, count, { intervalMs = 10, onSent, t
     if (onSent && (await onSent(i)) === true) break;
     if (intervalMs > 0) await new Promise((r) => setTimeout(r, intervalMs));
   }
-  await new Promise((r) => {
-    ws.once("close", r);
+  await new Promise((resolve, reject) => {
+    const late = setTimeout(() => reject(new Error(`/ingest/${track}: no closing handshake within 5 s`)), 5_000);
+    ws.once("close", () => {
+      clearTimeout(late);
+      resolve();
+    });
     ws.close(1000);
-    setTimeout(r, 2000);
   });
   return sent;
 }

@@ -53,6 +53,13 @@ describe("meshrelay SDK resilience in Chromium", () => {
         },
       });
       assert.equal(dropped, 1, "b had one child link to kill");
+      // The publisher waited after sending ids 0..60 while b and c joined:
+      // they are told the id the stream is at, not 0 (60 only if the origin
+      // had not yet read the last one).
+      for (const p of [b, c]) {
+        const next = Number(p.assignment.next);
+        assert.ok(next === 60 || next === 61, `${p.peerId} joined at next_object_id ${next}, want 61`);
+      }
       await waitAllDelivered(peers, N);
       await expectExact(assert, a, N);
       const sb = await expectExact(assert, b, N, joinedAt);
