@@ -80,6 +80,11 @@ pub struct ServeArgs {
     /// Burst of /signal messages allowed above the sustained rate.
     #[arg(long, env = "MESHRELAY_MESSAGE_BURST", default_value_t = 200.0, value_parser = positive)]
     pub message_burst: f64,
+    /// Bytes per second a /signal peer may relay (SDP, ICE) to each of its
+    /// neighbours, in bursts of four seconds' worth (or one largest
+    /// message); beyond it the sender gets `rate_limited`.
+    #[arg(long, env = "MESHRELAY_RELAY_BYTES_PER_SEC", default_value_t = 65536.0, value_parser = positive)]
+    pub relay_bytes_per_sec: f64,
     /// Messages queued towards one /signal client; a quarter is kept for
     /// AssignParent and PeerLeft, and a client whose queue overflows even
     /// for those is cut off (`slow_consumer`).
@@ -133,6 +138,7 @@ impl ServeArgs {
             max_tracks: usize::try_from(self.max_tracks).unwrap_or(usize::MAX),
             message_rate: self.message_rate,
             message_burst: self.message_burst,
+            relay_bytes_rate: self.relay_bytes_per_sec,
             send_queue: usize::try_from(self.send_queue).unwrap_or(usize::MAX),
             signal_queue_bytes: self.signal_queue_bytes,
             demo: !self.no_demo && self.demo.unwrap_or(true),

@@ -52,6 +52,10 @@ pub struct ServerConfig {
     pub message_rate: f64,
     /// Burst of `/signal` messages allowed above the sustained rate.
     pub message_burst: f64,
+    /// Bytes per second one `/signal` session may relay to each of its
+    /// neighbours (see [`crate::relay_budget`]), in bursts of four seconds'
+    /// worth or one largest message, whichever is more.
+    pub relay_bytes_rate: f64,
     /// Messages queued towards one signaling client (see [`crate::outbox`]).
     pub send_queue: usize,
     /// Bytes of text queued towards one signaling client (see [`crate::outbox`]).
@@ -63,6 +67,14 @@ pub struct ServerConfig {
     /// one when it is created; a fixed value is for tests that compare
     /// messages exactly.
     pub fixed_epoch: Option<String>,
+}
+
+impl ServerConfig {
+    /// A fresh per-session relay budget under these settings.
+    pub fn relay_budget(&self) -> crate::relay_budget::RelayBudget {
+        let burst = (4.0 * self.relay_bytes_rate).max(self.max_signal_bytes as f64);
+        crate::relay_budget::RelayBudget::new(self.relay_bytes_rate, burst)
+    }
 }
 
 impl Default for ServerConfig {
@@ -90,6 +102,7 @@ impl Default for ServerConfig {
             max_tracks: 1024,
             message_rate: 100.0,
             message_burst: 200.0,
+            relay_bytes_rate: 64.0 * 1024.0,
             send_queue: 256,
             signal_queue_bytes: 256 * 1024,
             demo: false,

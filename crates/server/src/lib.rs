@@ -18,6 +18,7 @@ pub mod origin_ws;
 pub mod outbox;
 pub mod ratelimit;
 pub mod registry;
+pub mod relay_budget;
 pub mod ring;
 pub mod session;
 pub mod signal_ws;

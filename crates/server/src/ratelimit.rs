@@ -25,15 +25,27 @@ impl TokenBucket {
 
     /// Takes one token; false when the bucket is empty.
     pub fn allow(&mut self, now: Instant) -> bool {
+        self.allow_n(1.0, now)
+    }
+
+    /// Takes `cost` tokens if the bucket holds them; false (taking none)
+    /// otherwise. A cost above the burst never passes.
+    pub fn allow_n(&mut self, cost: f64, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= cost {
+            self.tokens -= cost;
             true
         } else {
             false
         }
+    }
+
+    /// Whether the bucket is full again at `now` (nothing taken is still owed).
+    pub fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
     }
 }
 
@@ -51,5 +63,21 @@ mod tests {
         assert!(b.allow(t0 + Duration::from_millis(100)));
         assert!(!b.allow(t0 + Duration::from_millis(100)));
         assert!(b.allow(t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn costs_in_bulk() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(100.0, 250.0, t0);
+        assert!(b.allow_n(200.0, t0));
+        assert!(!b.allow_n(100.0, t0), "50 left");
+        assert!(b.allow_n(50.0, t0));
+        assert!(!b.is_full(t0));
+        assert!(
+            !b.allow_n(251.0, t0 + Duration::from_secs(60)),
+            "above the burst"
+        );
+        assert!(b.is_full(t0 + Duration::from_secs(3)));
+        assert!(b.allow_n(250.0, t0 + Duration::from_secs(3)));
     }
 }

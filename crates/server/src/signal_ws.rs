@@ -196,6 +196,7 @@ async fn session(
         cfg.message_burst,
         std::time::Instant::now(),
     );
+    let mut relay_budget = cfg.relay_budget();
     let mut liveness = Liveness::new(cfg.heartbeat_timeout);
     // Pings sent and not yet answered: their pongs cost no rate budget.
     let mut pings_owed = 0u32;
@@ -205,16 +206,19 @@ async fn session(
 
     loop {
         let unregistered = reg.is_none();
-        // Ticks come before queued frames so a steady stream towards the
-        // client can never postpone the liveness check.
+        // Ticks come first so a steady stream either way can never postpone
+        // the liveness check; the client's own frames come before queued
+        // ones so neighbours keeping its queue busy cannot leave its
+        // heartbeats unread (its input is rate-limited, so it cannot starve
+        // the queue in turn).
         let event = tokio::select! {
             biased;
             _ = app.shutdown.cancelled() => Event::Shutdown,
             code = killed(reg) => Event::Killed(code),
             _ = &mut register_by, if unregistered => Event::RegisterDeadline,
             _ = liveness.until_due() => Event::Tick,
-            Some(out) = rx.recv() => Event::Out(out),
             incoming = ws.recv() => Event::In(incoming),
+            Some(out) = rx.recv() => Event::Out(out),
         };
         match event {
             Event::Shutdown => {
@@ -295,8 +299,17 @@ async fn session(
                     return (LeaveReason::Disconnect, Some(bye));
                 }
             }
-            Event::In(Some(Ok(Message::Binary(_)))) => {
+            Event::In(Some(Ok(Message::Binary(bytes)))) => {
                 liveness.seen();
+                if bytes.len() > cfg.max_signal_bytes {
+                    let why = format!(
+                        "message of {} bytes exceeds the limit of {}",
+                        bytes.len(),
+                        cfg.max_signal_bytes
+                    );
+                    let bye = Farewell::error(ErrorCode::TooLarge, why, Input::InSync);
+                    return (LeaveReason::Disconnect, Some(bye));
+                }
                 if let Some(bye) = admit(&mut bucket) {
                     return (LeaveReason::Disconnect, Some(bye));
                 }
@@ -345,7 +358,9 @@ async fn session(
                     Step::Relay { to, text } => {
                         let refused = reg.as_ref().and_then(|r| {
                             let track = r.lease.track();
-                            track.relay(&r.peer_id, r.id, &to, text.into()).err()
+                            track
+                                .relay(&r.peer_id, r.id, &to, text.into(), &mut relay_budget)
+                                .err()
                         });
                         if let Some((code, reason)) = refused {
                             if !ws_util::send_error(ws, code, &reason, send_limit).await {

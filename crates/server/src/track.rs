@@ -3,6 +3,7 @@
 //! held across an `.await` (all sends are `try_send`).
 
 use crate::outbox::{Class, Outbox, PushError};
+use crate::relay_budget::RelayBudget;
 use crate::ring::{Read, Ring, RingBudget, Start};
 use axum::extract::ws::Utf8Bytes;
 use meshrelay_mesh::{MeshConfig, MeshError, PeerAssignment, PeerInfo, PeerRole, Planner};
@@ -270,15 +271,18 @@ impl Track {
     }
 
     /// Relays a frame from `from`, held by `registration`, to its tree
-    /// neighbour `to`. A recipient whose queue has no room for relayed
-    /// frames is left alone: the frame is dropped and the sender refused
-    /// with `rate_limited`, so no client can get another cut off.
+    /// neighbour `to`, charged to the sender's `budget` for `to`. A
+    /// recipient whose queue has no room for relayed frames, or that the
+    /// sender has sent its budget's worth already, is left alone: the frame
+    /// is dropped and the sender refused with `rate_limited`, so no client
+    /// can get another cut off.
     pub fn relay(
         &self,
         from: &str,
         registration: u64,
         to: &str,
         text: Utf8Bytes,
+        budget: &mut RelayBudget,
     ) -> Result<(), (ErrorCode, String)> {
         let st = lock(&self.mesh);
         // Checked under the same lock as the neighbour test: the session may
@@ -298,6 +302,12 @@ impl Track {
         let Some(h) = st.sessions.get(to) else {
             return Ok(());
         };
+        if !budget.allow(to, text.len(), Instant::now()) {
+            return Err((
+                ErrorCode::RateLimited,
+                format!("relaying to {to} faster than its budget allows; this message was dropped"),
+            ));
+        }
         match h.tx.push(text, Class::Relay) {
             Ok(()) => Ok(()),
             Err(PushError::Full) => Err((
@@ -503,6 +513,10 @@ fn deliver(st: &mut MeshState, to: &str, text: Utf8Bytes, doomed: &mut Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unlimited() -> RelayBudget {
+        RelayBudget::new(1e15, 1e15)
+    }
     use futures_util::FutureExt;
 
     fn ctx(root_peer_count: usize) -> MeshCtx {
@@ -588,7 +602,7 @@ mod tests {
         let offer = r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#;
 
         // The old registration (its session not yet closed) is refused.
-        let refused = track.relay("a", 1, "b", offer.into());
+        let refused = track.relay("a", 1, "b", offer.into(), &mut unlimited());
         assert_eq!(refused.map_err(|e| e.0), Err(ErrorCode::SpoofedFrom));
         track.forward_report("a", 1, 99);
         track.leave(&ctx, "a", 1, LeaveReason::Disconnect);
@@ -599,7 +613,9 @@ mod tests {
         assert_eq!((a.parent.as_deref(), a.forwarded_frames), (Some("b"), 0));
 
         // The current holder is served.
-        track.relay("a", 3, "b", offer.into()).unwrap();
+        track
+            .relay("a", 3, "b", offer.into(), &mut unlimited())
+            .unwrap();
         track.forward_report("a", 3, 7);
         assert_eq!(
             b.queued(),
@@ -679,9 +695,11 @@ mod tests {
         let _c = join(&track, &ctx, "c", 3);
         let offer = r#"{"type":"Offer","from":"b","to":"a","sdp":"x"}"#;
         for _ in 0..3 {
-            track.relay("b", 2, "a", offer.into()).unwrap();
+            track
+                .relay("b", 2, "a", offer.into(), &mut unlimited())
+                .unwrap();
         }
-        let refused = track.relay("b", 2, "a", offer.into());
+        let refused = track.relay("b", 2, "a", offer.into(), &mut unlimited());
         assert_eq!(refused.map_err(|e| e.0), Err(ErrorCode::RateLimited));
         assert_eq!(track.peer_count(), 3);
         // The planner's message still fits, and a stays in the tree.
@@ -690,6 +708,8 @@ mod tests {
         assert_eq!(a.queued(), [o.clone(), o.clone(), o, left("c")]);
         assert_eq!(b.queued(), NOTHING);
         assert_eq!(track.peer_count(), 2);
-        track.relay("b", 2, "a", offer.into()).unwrap();
+        track
+            .relay("b", 2, "a", offer.into(), &mut unlimited())
+            .unwrap();
     }
 }

@@ -363,6 +363,7 @@ async fn a_child_flooding_its_parent_is_refused_and_the_parent_keeps_its_place()
         root_peer_count: 1,
         message_rate: 1e9,
         message_burst: 1e9,
+        relay_bytes_rate: 1e9,
         ..config()
     })
     .await;
@@ -407,6 +408,77 @@ async fn a_child_flooding_its_parent_is_refused_and_the_parent_keeps_its_place()
 }
 
 #[tokio::test]
+async fn relaying_past_the_byte_budget_is_refused_and_the_recipient_untouched() {
+    // 1,000 bytes/s to each neighbour, in bursts of one largest message.
+    let srv = start(meshrelay_server::ServerConfig {
+        root_peer_count: 1,
+        relay_bytes_rate: 1000.0,
+        max_signal_bytes: 4096,
+        ..config()
+    })
+    .await;
+    let (mut r, _) = register(&srv, "r", "t", None).await;
+    let (mut c, _) = register(&srv, "c", "t", None).await;
+    let (mut d, _) = register(&srv, "d", "t", None).await;
+    let offer = |from: &str| {
+        let sdp = "x".repeat(1_900);
+        format!(r#"{{"type":"Offer","from":"{from}","to":"r","sdp":"{sdp}"}}"#)
+    };
+    // Two fit in 4,096 bytes; the third is dropped and its sender told.
+    for _ in 0..3 {
+        send(&mut c, offer("c")).await;
+    }
+    expect_error(
+        &mut c,
+        "rate_limited",
+        "relaying to r faster than its budget allows; this message was dropped",
+    )
+    .await;
+    // Another neighbour has a budget of its own, and r hears exactly what
+    // was relayed, in order, and is still in the tree.
+    send(&mut d, offer("d")).await;
+    expect_n(&mut r, 2, &offer("c")).await;
+    assert_eq!(
+        recv_json(&mut r).await,
+        serde_json::from_str::<serde_json::Value>(&offer("d")).unwrap()
+    );
+    send(
+        &mut r,
+        r#"{"type":"Answer","from":"r","to":"c","sdp":"ok"}"#,
+    )
+    .await;
+    assert_eq!(
+        recv_json(&mut c).await,
+        serde_json::json!({"type":"Answer","from":"r","to":"c","sdp":"ok"})
+    );
+    assert_eq!(mesh_json(&srv).await["peer_count"], 3);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_large_binary_frame_is_refused_as_too_large_and_closes() {
+    let srv = start(meshrelay_server::ServerConfig {
+        max_signal_bytes: 1024,
+        ..config()
+    })
+    .await;
+    let (mut a, _) = register(&srv, "a", "t", None).await;
+    // Over the limit, under the hard cap at which the frame header itself
+    // is refused.
+    a.send(Message::Binary(vec![0u8; 1500].into()))
+        .await
+        .unwrap();
+    expect_error(
+        &mut a,
+        "too_large",
+        "message of 1500 bytes exceeds the limit of 1024",
+    )
+    .await;
+    assert_eq!(expect_closed(&mut a).await, Some(1009));
+    srv.stop().await;
+}
+
+#[tokio::test]
 async fn slow_consumer_is_cut_off_and_its_leave_planned() {
     let srv = start(meshrelay_server::ServerConfig {
         root_peer_count: 1,
@@ -414,6 +486,7 @@ async fn slow_consumer_is_cut_off_and_its_leave_planned() {
         send_queue: 4,
         message_rate: 1e9,
         message_burst: 1e9,
+        relay_bytes_rate: 1e9,
         ..config()
     })
     .await;
