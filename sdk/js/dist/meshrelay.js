@@ -120,7 +120,11 @@ function parseDataChannelMessage(message) {
   };
 }
 var ChunkAssembler = class {
-  /** `maxObjectBytes`: chunked objects whose total length is above it are discarded before any allocation. */
+  /**
+   * `maxObjectBytes`: chunked objects whose total length is above it are
+   * discarded before any allocation. A partial object holds at most twice
+   * the bytes received so far (and never more than its total).
+   */
   constructor(maxObjectBytes = DEFAULT_MAX_OBJECT_BYTES) {
     this.maxObjectBytes = maxObjectBytes;
   }
@@ -129,6 +133,10 @@ var ChunkAssembler = class {
   /** True while a partial object is being assembled. */
   get assembling() {
     return this.current !== null;
+  }
+  /** Bytes allocated for the partial object: at most twice what it has received. */
+  get allocatedBytes() {
+    return this.current?.buf.byteLength ?? 0;
   }
   /** Takes the next message of the channel; throws FramingError for one too short to parse. */
   push(message) {
@@ -167,12 +175,18 @@ var ChunkAssembler = class {
         });
         return events;
       }
-      this.current = { objectId: msg.objectId, total: msg.total, buf: new Uint8Array(msg.total), received: 0 };
+      this.current = { objectId: msg.objectId, total: msg.total, buf: new Uint8Array(0), received: 0 };
     }
     const c = this.current;
-    if (c.received + msg.bytes.byteLength > c.total) {
+    const end = c.received + msg.bytes.byteLength;
+    if (end > c.total) {
       this.discard(events, "chunk overruns the total length");
       return events;
+    }
+    if (end > c.buf.byteLength) {
+      const grown = new Uint8Array(Math.min(c.total, Math.max(end, 2 * c.buf.byteLength)));
+      grown.set(c.buf.subarray(0, c.received));
+      c.buf = grown;
     }
     c.buf.set(msg.bytes, c.received);
     c.received += msg.bytes.byteLength;
@@ -203,11 +217,11 @@ var Sequencer = class {
   /** The ids in `buffered`, as a min-heap: the lowest is found in O(1). */
   heap = new MinHeap();
   bufferedBytes = 0;
-  maxObjects;
+  window;
   maxBytes;
   constructor(start = null, options = {}) {
     this.nextId = start;
-    this.maxObjects = options.maxBufferedObjects ?? 4096;
+    this.window = BigInt(Math.max(1, Math.floor(options.maxBufferedObjects ?? 4096)));
     this.maxBytes = options.maxBufferedBytes ?? 128 * 1024 * 1024;
   }
   /** The next id to deliver, or null before the start is known. */
@@ -232,10 +246,14 @@ var Sequencer = class {
   }
   /** Offers one object. Starts the sequence at `objectId` if not started. */
   offer(objectId, payload, source) {
-    const result = { delivered: [], duplicate: false, lost: [] };
+    const result = { delivered: [], duplicate: false, lost: [], tooFarAhead: false };
     if (this.nextId === null) this.nextId = objectId;
     if (objectId < this.nextId || this.buffered.has(objectId)) {
       result.duplicate = true;
+      return result;
+    }
+    if (objectId - this.nextId >= this.window) {
+      result.tooFarAhead = true;
       return result;
     }
     if (objectId === this.nextId) {
@@ -247,7 +265,7 @@ var Sequencer = class {
     this.buffered.set(objectId, { payload, source });
     this.heap.push(objectId);
     this.bufferedBytes += payload.byteLength;
-    while (this.buffered.size > this.maxObjects || this.bufferedBytes > this.maxBytes && this.buffered.size > 0) {
+    while (this.bufferedBytes > this.maxBytes && this.buffered.size > 0) {
       const lowest = this.lowestBuffered();
       this.skipInto(lowest, result);
     }
@@ -268,7 +286,7 @@ var Sequencer = class {
    * delivers and the ids lost.
    */
   skipTo(id) {
-    const result = { delivered: [], duplicate: false, lost: [] };
+    const result = { delivered: [], duplicate: false, lost: [], tooFarAhead: false };
     if (this.nextId === null) {
       this.nextId = id;
       return result;
@@ -524,6 +542,7 @@ var MeshPeer = class {
     gapsRepaired: 0,
     lost: 0,
     duplicates: 0,
+    tooFarAhead: 0,
     delivered: 0,
     forwarded: 0,
     bytesReceived: 0,
@@ -1044,6 +1063,8 @@ var MeshPeer = class {
         } else {
           this.counters.chunksDiscarded++;
           this.log(`discarded partial object ${e.objectId} (${e.reason})`);
+          u.lastId = e.objectId;
+          u.firstId = e.objectId + 1n;
         }
       }
       this.reconcile();
@@ -1209,8 +1230,12 @@ var MeshPeer = class {
   /** Counts and delivers what one offer or skip to the reorder buffer released. */
   accept(r) {
     if (r.duplicate) this.counters.duplicates++;
+    if (r.tooFarAhead) this.counters.tooFarAhead++;
     this.handleLost(r.lost);
-    for (const d of r.delivered) this.deliver(d);
+    for (const d of r.delivered) {
+      if (this.state === "closed") return;
+      this.deliver(d);
+    }
   }
   handleLost(lost) {
     for (const g of lost) {
@@ -1369,7 +1394,7 @@ var MeshPeer = class {
     } else {
       open = keep = true;
     }
-    if (open && this.originReader === null && now() >= this.originRetryAt) {
+    if (open && this.originReader === null && this.registered && now() >= this.originRetryAt) {
       this.openOrigin();
     } else if (!keep && this.originReader !== null) {
       this.closeUpstream(this.originReader, "a parent path covers the stream");

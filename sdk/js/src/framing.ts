@@ -150,12 +150,21 @@ export class ChunkAssembler {
   private current: { objectId: bigint; total: number; buf: Uint8Array; received: number } | null =
     null;
 
-  /** `maxObjectBytes`: chunked objects whose total length is above it are discarded before any allocation. */
+  /**
+   * `maxObjectBytes`: chunked objects whose total length is above it are
+   * discarded before any allocation. A partial object holds at most twice
+   * the bytes received so far (and never more than its total).
+   */
   constructor(private readonly maxObjectBytes: number = DEFAULT_MAX_OBJECT_BYTES) {}
 
   /** True while a partial object is being assembled. */
   get assembling(): boolean {
     return this.current !== null;
+  }
+
+  /** Bytes allocated for the partial object: at most twice what it has received. */
+  get allocatedBytes(): number {
+    return this.current?.buf.byteLength ?? 0;
   }
 
   /** Takes the next message of the channel; throws FramingError for one too short to parse. */
@@ -196,12 +205,20 @@ export class ChunkAssembler {
         });
         return events;
       }
-      this.current = { objectId: msg.objectId, total: msg.total, buf: new Uint8Array(msg.total), received: 0 };
+      // The buffer grows with what arrives: a header alone claiming a large
+      // total costs no more than its own bytes.
+      this.current = { objectId: msg.objectId, total: msg.total, buf: new Uint8Array(0), received: 0 };
     }
     const c = this.current!;
-    if (c.received + msg.bytes.byteLength > c.total) {
+    const end = c.received + msg.bytes.byteLength;
+    if (end > c.total) {
       this.discard(events, "chunk overruns the total length");
       return events;
+    }
+    if (end > c.buf.byteLength) {
+      const grown = new Uint8Array(Math.min(c.total, Math.max(end, 2 * c.buf.byteLength)));
+      grown.set(c.buf.subarray(0, c.received));
+      c.buf = grown;
     }
     c.buf.set(msg.bytes, c.received);
     c.received += msg.bytes.byteLength;

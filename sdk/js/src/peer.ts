@@ -70,6 +70,8 @@ export interface MeshPeerStats {
   lost: number;
   /** Copies received that had already been delivered. */
   duplicates: number;
+  /** Objects refused for lying beyond the reorder window (`maxBufferedObjects` ids ahead). */
+  tooFarAhead: number;
   /** Objects delivered to onFrame. */
   delivered: number;
   /** Object sends to children (one per object per child): reported as forwarded_frames. */
@@ -188,7 +190,11 @@ export interface MeshPeerConfig {
   reconnectMaxMs?: number;
   /** `origin` (default): a root reads /ws/{track}. `external`: the integrator calls pushFrame(). */
   rootSource?: "origin" | "external";
-  /** Most objects the reorder buffer holds while waiting for a hole to be filled. Default 4,096. */
+  /**
+   * The reorder window: ids at most this far past the next one are taken
+   * (held while a hole before them is filled); higher ones are refused,
+   * so no parent can make the sequence jump ahead. Default 4,096.
+   */
   maxBufferedObjects?: number;
   /**
    * Largest chunked object taken from a parent; a larger one is discarded
@@ -385,6 +391,7 @@ export class MeshPeer {
     gapsRepaired: 0,
     lost: 0,
     duplicates: 0,
+    tooFarAhead: 0,
     delivered: 0,
     forwarded: 0,
     bytesReceived: 0,
@@ -975,6 +982,11 @@ export class MeshPeer {
         } else {
           this.counters.chunksDiscarded++;
           this.log(`discarded partial object ${e.objectId} (${e.reason})`);
+          // The run from this parent breaks at the lost object: unless we
+          // have it already, the parent no longer covers, and the origin is
+          // read from it (even if nothing more comes from the parent).
+          u.lastId = e.objectId;
+          u.firstId = e.objectId + 1n;
         }
       }
       this.reconcile();
@@ -1155,8 +1167,13 @@ export class MeshPeer {
   /** Counts and delivers what one offer or skip to the reorder buffer released. */
   private accept(r: OfferResult<Received>): void {
     if (r.duplicate) this.counters.duplicates++;
+    if (r.tooFarAhead) this.counters.tooFarAhead++;
     this.handleLost(r.lost);
-    for (const d of r.delivered) this.deliver(d);
+    for (const d of r.delivered) {
+      // onFrame may have closed the peer: nothing is delivered after close().
+      if (this.state === "closed") return;
+      this.deliver(d);
+    }
   }
 
   private handleLost(lost: Gap[]): void {
@@ -1329,7 +1346,10 @@ export class MeshPeer {
     } else {
       open = keep = true;
     }
-    if (open && this.originReader === null && now() >= this.originRetryAt) {
+    // Not while unregistered: a server that restarted meanwhile numbers a
+    // new sequence, which only its AssignParent's epoch can tell us, so
+    // nothing is read from a new origin connection before that.
+    if (open && this.originReader === null && this.registered && now() >= this.originRetryAt) {
       this.openOrigin();
     } else if (!keep && this.originReader !== null) {
       this.closeUpstream(this.originReader, "a parent path covers the stream");

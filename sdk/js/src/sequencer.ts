@@ -21,13 +21,23 @@ export interface OfferResult<S> {
   duplicate: boolean;
   /** Id ranges given up on (never delivered), [from, to). */
   lost: Gap[];
+  /**
+   * The offered object lies beyond the window (`maxBufferedObjects` ids
+   * from the next one) and was refused: it is offered again, by a source
+   * that covers the ids before it, once the window gets there.
+   */
+  tooFarAhead: boolean;
 }
 
-/** Bounds of the reorder buffer: past either, the oldest hole is given up. */
+/** Bounds of the reorder buffer. */
 export interface SequencerOptions {
-  /** Most objects held while waiting for a gap to be filled. */
+  /**
+   * The window: only ids below next + this are taken (and so at most this
+   * many held while a gap waits to be filled). One source cannot make the
+   * sequence jump further than that ahead, however high the ids it sends.
+   */
   maxBufferedObjects?: number;
-  /** Most payload bytes held while waiting for a gap to be filled. */
+  /** Most payload bytes held while waiting for a gap to be filled; past it the oldest hole is given up. */
   maxBufferedBytes?: number;
 }
 
@@ -49,12 +59,12 @@ export class Sequencer<S> {
   /** The ids in `buffered`, as a min-heap: the lowest is found in O(1). */
   private readonly heap = new MinHeap();
   private bufferedBytes = 0;
-  private readonly maxObjects: number;
+  private readonly window: bigint;
   private readonly maxBytes: number;
 
   constructor(start: bigint | null = null, options: SequencerOptions = {}) {
     this.nextId = start;
-    this.maxObjects = options.maxBufferedObjects ?? 4096;
+    this.window = BigInt(Math.max(1, Math.floor(options.maxBufferedObjects ?? 4096)));
     this.maxBytes = options.maxBufferedBytes ?? 128 * 1024 * 1024;
   }
 
@@ -85,10 +95,14 @@ export class Sequencer<S> {
 
   /** Offers one object. Starts the sequence at `objectId` if not started. */
   offer(objectId: bigint, payload: Uint8Array, source: S): OfferResult<S> {
-    const result: OfferResult<S> = { delivered: [], duplicate: false, lost: [] };
+    const result: OfferResult<S> = { delivered: [], duplicate: false, lost: [], tooFarAhead: false };
     if (this.nextId === null) this.nextId = objectId;
     if (objectId < this.nextId || this.buffered.has(objectId)) {
       result.duplicate = true;
+      return result;
+    }
+    if (objectId - this.nextId >= this.window) {
+      result.tooFarAhead = true;
       return result;
     }
     if (objectId === this.nextId) {
@@ -100,7 +114,7 @@ export class Sequencer<S> {
     this.buffered.set(objectId, { payload, source });
     this.heap.push(objectId);
     this.bufferedBytes += payload.byteLength;
-    while (this.buffered.size > this.maxObjects || (this.bufferedBytes > this.maxBytes && this.buffered.size > 0)) {
+    while (this.bufferedBytes > this.maxBytes && this.buffered.size > 0) {
       // Give up on the oldest hole: jump to the lowest buffered id.
       const lowest = this.lowestBuffered()!;
       this.skipInto(lowest, result);
@@ -124,7 +138,7 @@ export class Sequencer<S> {
    * delivers and the ids lost.
    */
   skipTo(id: bigint): OfferResult<S> {
-    const result: OfferResult<S> = { delivered: [], duplicate: false, lost: [] };
+    const result: OfferResult<S> = { delivered: [], duplicate: false, lost: [], tooFarAhead: false };
     if (this.nextId === null) {
       this.nextId = id;
       return result;

@@ -169,6 +169,35 @@ describe("DataChannel chunking", () => {
     expect(big.assembling).toBe(true);
   });
 
+  it("allocates as bytes arrive, not as the header claims: at most twice what was received", () => {
+    const a = new ChunkAssembler();
+    const total = DEFAULT_MAX_OBJECT_BYTES;
+    const headerOnly = (id: bigint) => {
+      const m = new Uint8Array(16);
+      const v = new DataView(m.buffer);
+      v.setBigUint64(0, id | CHUNK_FLAG);
+      v.setUint32(8, total);
+      return m;
+    };
+    // Headers claiming 4 MiB, each discarding the one before: nothing held.
+    for (let i = 0n; i < 100n; i++) a.push(headerOnly(i));
+    expect(a.assembling).toBe(true);
+    expect(a.allocatedBytes).toBe(0);
+    const whole = bytes(total, 5);
+    const msgs = frameForDataChannel(200n, whole);
+    let received = 0;
+    let o: Extract<AssemblyEvent, { type: "object" }>[] = [];
+    for (const m of msgs) {
+      o = objects(a.push(m));
+      received += m.byteLength - 16;
+      if (o.length === 0) expect(a.allocatedBytes).toBeLessThanOrEqual(2 * received);
+    }
+    expect(o.length).toBe(1);
+    expect(o[0]!.payload.byteLength).toBe(total);
+    expect(Buffer.from(o[0]!.payload).equals(Buffer.from(whole))).toBe(true);
+    expect(a.allocatedBytes).toBe(0);
+  });
+
   it("honours a smaller maximum message size", () => {
     const msgs = frameForDataChannel(9n, bytes(1000), 100);
     for (const m of msgs) expect(m.byteLength).toBeLessThanOrEqual(100);

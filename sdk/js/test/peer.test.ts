@@ -274,6 +274,70 @@ describe("MeshPeer as a relay", () => {
     peer.close();
   });
 
+  it("repairs a discarded chunked object from the origin at once, even when nothing follows it", async () => {
+    const { peer, frames, p: { dc } } = await relayUnderP();
+    dc.recv(obj(0));
+    const chunks = frameForDataChannel(1n, new Uint8Array(150_000).fill(1));
+    dc.recv(chunks[0]!);
+    dc.recv(chunks[2]!); // object 1 is discarded, and the stream goes quiet
+    expect(originSockets().map((w) => w.url)).toEqual(["ws://h:1/ws/live/t?from=1"]);
+    const origin = originSockets()[0]!;
+    origin.open();
+    origin.serverBinary(encodeObject(1n, new Uint8Array(150_000).fill(1)));
+    expect(frames).toEqual([
+      [0n, 10],
+      [1n, 150_000],
+    ]);
+    // The parent covers again from 2: the origin is let go.
+    dc.recv(obj(2));
+    expect(origin.readyState).toBe(FakeWebSocket.CLOSED);
+    expect(ids(frames)).toEqual([0, 1, 2]);
+    peer.close();
+  });
+
+  it("reads from the origin the objects above maxObjectBytes that a parent can only send in chunks", async () => {
+    const { peer, frames, p: { dc } } = await relayUnderP(0, { maxObjectBytes: 100_000 });
+    for (const m of frameForDataChannel(0n, new Uint8Array(150_000).fill(3))) dc.recv(m);
+    expect(frames).toEqual([]);
+    const origin = originSockets()[0]!;
+    expect(origin.url).toBe("ws://h:1/ws/live/t?from=0");
+    origin.open();
+    origin.serverBinary(encodeObject(0n, new Uint8Array(150_000).fill(3)));
+    expect(frames).toEqual([[0n, 150_000]]);
+    peer.close();
+  });
+
+  it("refuses ids a parent sends beyond the reorder window, and forwards none of them", async () => {
+    const { peer, frames, sig, p: { dc } } = await relayUnderP(0, { maxBufferedObjects: 16 });
+    const kid = await openChild(sig, "kid");
+    dc.recv(obj(0));
+    for (let i = 0; i < 5_000; i++) dc.recv(encodeObject(2n ** 62n + BigInt(i), new Uint8Array(8)));
+    expect(peer.stats.tooFarAhead).toBe(5_000);
+    expect(peer.stats.lost).toBe(0);
+    expect(peer.nextObjectId).toBe(1n);
+    dc.recv(obj(1));
+    dc.recv(obj(2));
+    expect(ids(frames)).toEqual([0, 1, 2]);
+    expect(kid.sent.length).toBe(3);
+    peer.close();
+  });
+
+  it("delivers nothing more once onFrame has called close(), mid-batch", async () => {
+    let peer: MeshPeer | null = null;
+    const seen: number[] = [];
+    const made = await relayUnderP(0, {
+      onFrame: (id) => {
+        seen.push(Number(id));
+        if (id === 1n) peer!.close();
+      },
+    });
+    peer = made.peer;
+    for (const i of [1, 2, 3]) made.p.dc.recv(obj(i));
+    made.p.dc.recv(obj(0)); // releases 0..3 at once
+    expect(seen).toEqual([0, 1]);
+    expect(peer.stats.delivered).toBe(2);
+  });
+
   it("re-parents without a gap: keeps the old parent until the new one covers the next id", async () => {
     const { peer, frames, sig, p } = await relayUnderP();
     for (const i of [0, 1, 2]) p.dc.recv(obj(i));
@@ -986,6 +1050,30 @@ describe("MeshPeer across a new epoch (the ids started again)", () => {
     q.dc.recv(obj(7));
     q.dc.recv(obj(8));
     expect(ids(frames)).toEqual([0, 1, 7, 8]);
+    peer.close();
+  });
+
+  it("opens no origin reader while unregistered: only the next AssignParent's epoch says which sequence it serves", async () => {
+    const { peer, frames, restarts, first } = await rootOnEpochA();
+    // Server restart: both sockets go (an origin socket that went first
+    // would find the server down on its immediate retry); the origin could
+    // be reached again before the signal is.
+    signals().at(-1)!.serverClose(1001);
+    first.serverClose(1001);
+    const closed = signals().at(-1)!;
+    await vi.advanceTimersByTimeAsync(20_000);
+    expect(originSockets().filter((w) => w !== first)).toEqual([]);
+    const sig = signals().at(-1)!;
+    expect(sig).not.toBe(closed);
+    sig.open();
+    sig.serverText({ type: "AssignParent", peer_id: "me", ice_servers: [], ...ROOT, next_object_id: 0, epoch: "B" });
+    await flush();
+    expect(restarts).toEqual(["0 B"]);
+    const live = originSockets().filter((w) => w !== first);
+    expect(live.map((w) => new URL(w.url).searchParams.get("from"))).toEqual(["0"]);
+    live[0]!.open();
+    live[0]!.serverBinary(obj(0));
+    expect(ids(frames)).toEqual([0, 1, 2, 3, 4, 0]);
     peer.close();
   });
 

@@ -60,20 +60,24 @@ describe("Sequencer", () => {
 
   it("skipTo below next does nothing", () => {
     const s = new Sequencer<string>(10n);
-    expect(s.skipTo(5n)).toEqual({ delivered: [], duplicate: false, lost: [] });
+    expect(s.skipTo(5n)).toEqual({ delivered: [], duplicate: false, lost: [], tooFarAhead: false });
     expect(s.next).toBe(10n);
   });
 
-  it("bounds the buffer by count: jumps over the oldest hole", () => {
+  it("takes only ids within the window: one source cannot make it jump ahead", () => {
     const s = new Sequencer<string>(0n, { maxBufferedObjects: 3 });
-    s.offer(2n, p(2), "x");
-    s.offer(3n, p(3), "x");
-    s.offer(5n, p(5), "x");
-    const r = s.offer(6n, p(6), "x");
-    expect(r.lost).toEqual([{ from: 0n, to: 2n }]);
-    expect(ids(r)).toEqual([2n, 3n]);
+    expect(s.offer(2n, p(2), "x").tooFarAhead).toBe(false);
+    const far = s.offer(3n, p(3), "x");
+    expect(far).toEqual({ delivered: [], duplicate: false, lost: [], tooFarAhead: true });
+    // A flood of ids far ahead neither buffers nor skips anything.
+    for (let i = 0; i < 10_000; i++) expect(s.offer(2n ** 62n + BigInt(i), p(9), "evil").tooFarAhead).toBe(true);
+    expect(s.bufferedCount).toBe(1);
+    expect(s.next).toBe(0n);
+    // The honest stream goes on, and the refused id is taken once in the window.
+    expect(ids(s.offer(0n, p(0), "x"))).toEqual([0n]);
+    expect(ids(s.offer(1n, p(1), "x"))).toEqual([1n, 2n]);
+    expect(ids(s.offer(3n, p(3), "x"))).toEqual([3n]);
     expect(s.next).toBe(4n);
-    expect(s.bufferedCount).toBe(2);
   });
 
   it("bounds the buffer by bytes", () => {
@@ -110,7 +114,7 @@ describe("Sequencer", () => {
     }
   });
 
-  it("gap() names the lowest buffered id after any mix of offers, skips and overflow (checked by brute force)", () => {
+  it("gap() names the lowest buffered id after any mix of offers, skips and refusals beyond the window (checked by brute force)", () => {
     let seed = 777;
     const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
     const s = new Sequencer<string>(0n, { maxBufferedObjects: 20 });
@@ -123,7 +127,8 @@ describe("Sequencer", () => {
       } else {
         const id = next + BigInt(Math.floor(rnd() * 40));
         const r = s.offer(id, p(1), "x");
-        if (!r.duplicate && id !== next) held.add(id);
+        expect(r.tooFarAhead).toBe(id - next >= 20n);
+        if (!r.duplicate && !r.tooFarAhead && id !== next) held.add(id);
         for (const d of r.delivered) held.delete(d.objectId);
       }
       const lowest = held.size === 0 ? null : [...held].reduce((a, b) => (b < a ? b : a));
