@@ -89,7 +89,7 @@ mod tests {
     fn figures() {
         assert_eq!(mb(1_000_000), "1024.0 MB");
         assert_eq!(kb_per(1000, 2000, 0), "n/a");
-        // 1000 KiB over 8 items = 128 KiB = 131.072 kB each.
+        // 1000 KiB over 8 items = 125 KiB = 128.0 kB each.
         assert_eq!(kb_per(1000, 2000, 8), "128.0 kB");
     }
 }

@@ -436,6 +436,14 @@ fn leaves_never_deepen_a_uniform_tree() {
     }
     let depth = |p: &Planner| p.snapshot("t").iter().map(|i| i.depth).max().unwrap();
     let start = depth(&planner);
+    // The shallowest tree of 2,000 with 4 roots and 3 children each.
+    let (mut held, mut level, mut shallowest) = (4u32, 4u32, 0u32);
+    while held < 2000 {
+        level *= 3;
+        held += level;
+        shallowest += 1;
+    }
+    assert_eq!(start, shallowest);
     for (next, i) in (2000..).zip((0..2000).step_by(3)) {
         planner.leave(&format!("p{i}")).unwrap();
         planner.join(&format!("p{next}"), None, now).unwrap();

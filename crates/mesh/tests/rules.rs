@@ -40,14 +40,18 @@ fn first_peers_are_roots_up_to_the_root_count() {
 
 #[test]
 fn parent_is_the_shallowest_with_a_free_slot_then_the_least_loaded() {
-    let mut p = planner(2, 2, 4);
-    join_all(&mut p, &["r1", "r2", "c1", "c2", "c3", "c4", "g1"]);
-    // c1..c4 spread over both roots before anyone goes to depth 2.
-    for c in ["c1", "c2", "c3", "c4"] {
+    let mut p = planner(3, 2, 4);
+    let kids = |p: &Planner, r: &str| p.peer(r, "t").unwrap().children.len();
+    join_all(&mut p, &["r1", "r2", "c1", "c2", "c3", "c4"]);
+    // Both roots have room throughout: the least loaded one takes each
+    // newcomer (the first with a free slot would have taken three).
+    assert_eq!((kids(&p, "r1"), kids(&p, "r2")), (2, 2));
+    join_all(&mut p, &["c5", "c6", "g1"]);
+    for c in ["c1", "c2", "c3", "c4", "c5", "c6"] {
         assert_eq!(depth(&p, c), 1);
     }
-    assert_eq!(p.peer("r1", "t").unwrap().children.len(), 2);
-    assert_eq!(p.peer("r2", "t").unwrap().children.len(), 2);
+    // Nobody goes to depth 2 while depth 1 has room.
+    assert_eq!((kids(&p, "r1"), kids(&p, "r2")), (3, 3));
     assert_eq!(depth(&p, "g1"), 2);
 }
 
@@ -303,17 +307,52 @@ fn orphans_with_no_room_anywhere_are_reported_unplaced_and_wait() {
     p.check_invariants().unwrap();
 }
 
+/// r (capacity 1) -> a (capacity 2) -> {b, c} (capacity 0): when a leaves,
+/// its one freed slot under r can host only one of its two children.
+fn two_leaves_under_a_relay() -> Planner {
+    let mut p = planner(2, 1, 4);
+    let now = Instant::now();
+    p.join("r", Some(1), now).unwrap();
+    p.join("a", Some(2), now).unwrap();
+    p.join("b", Some(0), now).unwrap();
+    p.join("c", Some(0), now).unwrap();
+    assert_eq!(parent(&p, "c").as_deref(), Some("a"));
+    p
+}
+
+#[test]
+fn the_leave_result_names_peers_that_could_not_be_placed() {
+    let mut p = two_leaves_under_a_relay();
+    let out = p.leave("a").unwrap();
+    assert_eq!(out.unplaced.len(), 1, "{out:?}");
+    let waiting = out.unplaced[0].as_str();
+    let placed = if waiting == "b" { "c" } else { "b" };
+    assert_eq!(parent(&p, placed).as_deref(), Some("r"));
+    assert_eq!(parent(&p, waiting), None);
+    assert_eq!(p.waiting_count(), 1);
+    // Both orphans are told: one its new parent, one that it has none.
+    let mut told: Vec<_> = out.changed.iter().map(|a| a.peer_id.as_str()).collect();
+    told.sort();
+    assert_eq!(told, ["b", "c"]);
+    p.check_invariants().unwrap();
+}
+
 #[test]
 fn peers_that_fit_nowhere_wait_and_are_placed_when_room_frees() {
-    let mut p = planner(1, 1, 2);
-    join_all(&mut p, &["r", "a", "b"]);
-    // Chain r -> a -> b at the depth limit; a new root slot appears only when r leaves.
-    let out = p.leave("a").unwrap();
-    // b takes a's place: nobody waits.
-    assert!(out.unplaced.is_empty());
-    assert_eq!(parent(&p, "b").as_deref(), Some("r"));
+    let mut p = two_leaves_under_a_relay();
+    let waiting = p.leave("a").unwrap().unplaced[0].clone();
+    let placed = if waiting == "b" { "c" } else { "b" };
+    // The placed one leaving frees r's slot: the waiting one takes it in
+    // the same step.
+    let out = p.leave(placed).unwrap();
+    assert!(out.unplaced.is_empty(), "{out:?}");
+    assert_eq!(p.waiting_count(), 0);
+    assert_eq!(parent(&p, &waiting).as_deref(), Some("r"));
+    assert!(out.changed.iter().any(|a| a.peer_id == waiting), "{out:?}");
+    p.check_invariants().unwrap();
 
-    // A detached subtree too tall to fit is split, never dropped.
+    // A subtree detached without re-planning waits for place_detached,
+    // which moves it whole and updates every depth in it.
     let mut p = planner(1, 1, 3);
     join_all(&mut p, &["r", "a", "b", "c"]);
     let orphans = p.remove_detaching("a").unwrap();
@@ -328,7 +367,7 @@ fn peers_that_fit_nowhere_wait_and_are_placed_when_room_frees() {
 }
 
 #[test]
-fn the_leave_result_names_peers_that_could_not_be_placed() {
+fn a_leave_lists_only_the_peers_it_newly_left_unplaced() {
     let mut p = planner(2, 1, 1);
     let now = Instant::now();
     p.join("r", None, now).unwrap();
@@ -343,15 +382,13 @@ fn the_leave_result_names_peers_that_could_not_be_placed() {
     assert_eq!(placed.len(), 1);
     assert_eq!(p.waiting_count(), 1);
     let waiting = if parent(&p, "a").is_none() { "a" } else { "b" };
-    // When n leaves, the placed one takes the root slot and the waiting one stays unplaced.
+    // When n leaves, the placed one takes the root slot and the waiting one
+    // stays unplaced, as it already was.
     let out = p.leave("n").unwrap();
     assert_eq!(p.root_count(), 1);
     assert_eq!(p.waiting_count(), 1);
     assert!(p.assignment(waiting).unwrap().parent.is_none());
-    assert!(
-        out.unplaced.is_empty(),
-        "only newly unplaced peers are listed: {out:?}"
-    );
+    assert!(out.unplaced.is_empty(), "{out:?}");
     p.check_invariants().unwrap();
 }
 
@@ -371,10 +408,11 @@ fn reassign_moves_a_live_peer_to_a_less_loaded_parent() {
     join_all(&mut p, &["r1", "r2", "a", "b", "c"]);
     // a under r1, b under r2, c under r1; leaving b makes r2 the least loaded.
     p.leave("b").unwrap();
-    let from = parent(&p, "c").unwrap();
+    assert_eq!(parent(&p, "c").as_deref(), Some("r1"));
     let changed = p.reassign("c").unwrap();
     assert_eq!(changed.len(), 1);
-    assert_ne!(changed[0].parent.as_ref(), Some(&from));
+    assert_eq!(changed[0].parent.as_deref(), Some("r2"));
+    assert_eq!(changed[0].depth, 1);
 }
 
 #[test]
@@ -443,6 +481,8 @@ fn churn_without_sweeps_keeps_liveness_bookkeeping_bounded() {
             p.check_invariants().unwrap();
         }
     }
+    // check_invariants also bounds the liveness heap (at most twice the
+    // peers plus a slack far below 20,000): without its rebuilds it fails.
     p.check_invariants().unwrap();
     // The rebuilt heap still finds the survivors when they go silent.
     let later = now + Duration::from_secs(11);
