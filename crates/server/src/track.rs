@@ -513,11 +513,11 @@ fn deliver(st: &mut MeshState, to: &str, text: Utf8Bytes, doomed: &mut Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures_util::FutureExt;
 
     fn unlimited() -> RelayBudget {
         RelayBudget::new(1e15, 1e15)
     }
-    use futures_util::FutureExt;
 
     fn ctx(root_peer_count: usize) -> MeshCtx {
         MeshCtx {
