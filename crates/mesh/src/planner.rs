@@ -98,6 +98,10 @@ pub struct Planner {
     open: FifoIndex<(u32, u32)>,
     leaves: FifoIndex<(Reverse<u32>, Reverse<u32>)>,
     detached: BTreeSet<u32>,
+    /// Roots that can feed nobody (capacity 0), oldest slot first: the root
+    /// slots a relay-capable newcomer takes over in
+    /// [`Planner::join_relaying`].
+    leaf_roots: BTreeSet<u32>,
     /// Min-heap of (last heard, slot, generation); one live entry per peer,
     /// refreshed lazily when it reaches the top.
     liveness: BinaryHeap<Reverse<(Instant, u32, u32)>>,
@@ -135,6 +139,7 @@ impl Planner {
             open: FifoIndex::new(),
             leaves: FifoIndex::new(),
             detached: BTreeSet::new(),
+            leaf_roots: BTreeSet::new(),
             liveness: BinaryHeap::new(),
             roots: 0,
             deep_free: 0,
@@ -273,11 +278,18 @@ impl Planner {
         if before == state {
             return;
         }
+        let leaf = self.node(i).capacity == 0;
         if before == State::Root {
             self.roots -= 1;
+            if leaf {
+                self.leaf_roots.remove(&i);
+            }
         }
         if state == State::Root {
             self.roots += 1;
+            if leaf {
+                self.leaf_roots.insert(i);
+            }
         }
         self.update(i, |n| n.state = state);
     }
@@ -585,6 +597,40 @@ impl Planner {
         Ok(self.assignment_of(i))
     }
 
+    /// [`Planner::join`], except that a newcomer that can relay (capacity
+    /// above 0) arriving while every root slot is taken and one is held by
+    /// a leaf (capacity 0) takes that slot, and the leaf becomes its first
+    /// child at depth 1. Origin fan-out is then never spent on a peer that
+    /// feeds nobody while a relay could use it, and a track whose first
+    /// peers are all leaves does not refuse everyone after them. Returns the
+    /// newcomer's assignment and, when a leaf moved, the leaf's new one.
+    pub fn join_relaying(
+        &mut self,
+        id: &str,
+        capacity: Option<u32>,
+        now: Instant,
+    ) -> Result<(PeerAssignment, Option<PeerAssignment>), MeshError> {
+        let relays = self.config.effective_capacity(capacity) > 0;
+        // With a depth limit of 0 the leaf would have nowhere to go.
+        let full = self.roots >= self.config.root_peer_count && self.config.max_depth >= 1;
+        let leaf = match self.leaf_roots.first() {
+            Some(&l) if relays && full && self.slot_of(id).is_none() => l,
+            _ => return self.join(id, capacity, now).map(|a| (a, None)),
+        };
+        // The leaf's root slot frees, so the newcomer joins as a root.
+        self.set_state(leaf, State::Detached);
+        let joined = self.join(id, capacity, now);
+        let me = self.slot_of(id).filter(|_| joined.is_ok());
+        let Some(me) = me else {
+            self.set_state(leaf, State::Root);
+            return joined.map(|a| (a, None));
+        };
+        let mut touched = Touched::default();
+        self.rebase_subtree(leaf, 1, State::Attached, &mut touched);
+        self.link(me, leaf);
+        Ok((self.assignment_of(me), Some(self.assignment_of(leaf))))
+    }
+
     /// Removes a peer and re-plans its children in the same step: a childless
     /// peer takes its place and hosts its children at their old depth; those
     /// it cannot host are placed elsewhere with their subtrees, outside their
@@ -676,6 +722,7 @@ impl Planner {
         if self.node(i).state == State::Root {
             self.roots -= 1;
         }
+        self.leaf_roots.remove(&i);
         self.detached.remove(&i);
         let hash = self.hasher.hash_one(&*self.node(i).id);
         if let Ok(entry) = self.ids.find_entry(hash, |&j| j == i) {
@@ -1013,6 +1060,9 @@ impl Planner {
             }
             if self.is_deep_free(i) {
                 deep_free += 1;
+            }
+            if (n.state == State::Root && n.capacity == 0) != self.leaf_roots.contains(&i) {
+                return Err(format!("{name}: leaf-root index disagrees"));
             }
             if let Some(k) = self.leaf_key(i) {
                 leaves += 1;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 enum Op {
     Join(u16, Option<u32>),
+    JoinRelaying(u16, Option<u32>),
     Leave(u16),
     Reassign(u16),
     RemoveDetaching(u16),
@@ -25,7 +26,8 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let id = 0u16..400;
     prop_oneof![
-        8 => (id.clone(), prop::option::of(0u32..6)).prop_map(|(i, c)| Op::Join(i, c)),
+        6 => (id.clone(), prop::option::of(0u32..6)).prop_map(|(i, c)| Op::Join(i, c)),
+        3 => (id.clone(), prop::option::of(0u32..6)).prop_map(|(i, c)| Op::JoinRelaying(i, c)),
         4 => id.clone().prop_map(Op::Leave),
         2 => id.clone().prop_map(Op::Reassign),
         1 => id.clone().prop_map(Op::RemoveDetaching),
@@ -237,6 +239,55 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
                     Err(e) => panic!("unexpected {e}"),
                 }
             }
+            Op::JoinRelaying(i, cap) => {
+                let id = format!("p{i}");
+                let relays = config.effective_capacity(cap) > 0;
+                let full = before_snapshot
+                    .iter()
+                    .filter(|p| p.role == PeerRole::Root)
+                    .count()
+                    >= config.root_peer_count
+                    && config.max_depth >= 1;
+                let leaf_root = before_snapshot.iter().any(|p| {
+                    p.role == PeerRole::Root && p.effective_capacity(config.max_children) == 0
+                });
+                match planner.join_relaying(&id, cap, now) {
+                    Ok((a, moved)) => {
+                        assert!(members.insert(id.clone()), "join of a present id succeeded");
+                        let after = positions(&planner.snapshot("t"));
+                        assert_eq!(after[&id], (a.parent.clone(), a.depth, a.role));
+                        assert_eq!(moved.is_some(), relays && full && leaf_root);
+                        if let Some(m) = &moved {
+                            assert_eq!(before[&m.peer_id].2, PeerRole::Root);
+                            assert_eq!(a.role, PeerRole::Root);
+                            assert_eq!(
+                                (m.parent.as_deref(), m.depth, m.role),
+                                (Some(id.as_str()), 1, PeerRole::Leaf)
+                            );
+                            assert_eq!(after[&m.peer_id], (m.parent.clone(), m.depth, m.role));
+                        }
+                        // Nobody else moves.
+                        for (other, pos) in &before {
+                            if moved.as_ref().is_some_and(|m| &m.peer_id == other) {
+                                continue;
+                            }
+                            assert_eq!(after.get(other), Some(pos), "join moved {other}");
+                        }
+                    }
+                    Err(MeshError::DuplicatePeer(_)) => assert!(members.contains(&id)),
+                    Err(
+                        e @ (MeshError::NoAvailableParent | MeshError::TreeDepthExceeded { .. }),
+                    ) => {
+                        assert!(!members.contains(&id));
+                        assert!(
+                            !(relays && leaf_root && config.max_depth >= 1),
+                            "refused though a leaf held a root slot"
+                        );
+                        check_refusal(&config, &before_snapshot, &e);
+                    }
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
             Op::Leave(i) => {
                 let id = format!("p{i}");
                 match planner.leave(&id) {
@@ -345,7 +396,8 @@ fn run_facade(config: MeshConfig, ops: Vec<Op>) {
     };
     for op in ops {
         match op {
-            Op::Join(i, cap) => {
+            // The facade keeps the seed's join: nobody is displaced.
+            Op::Join(i, cap) | Op::JoinRelaying(i, cap) => {
                 let id = format!("p{i}");
                 match c.add_peer(id.clone(), "t".into(), cap) {
                     Ok(_) => assert!(members.insert(id)),

@@ -489,3 +489,45 @@ fn churn_without_sweeps_keeps_liveness_bookkeeping_bounded() {
     let gone: Vec<_> = p.sweep(later).into_iter().map(|o| o.peer_id).collect();
     assert_eq!(gone.len(), 2);
 }
+
+#[test]
+fn a_relay_joining_takes_a_root_slot_held_by_a_leaf_which_becomes_its_child() {
+    let mut p = planner(3, 2, 4);
+    let now = Instant::now();
+    p.join("l1", Some(0), now).unwrap();
+    p.join("l2", Some(0), now).unwrap();
+    // Plain join: both root slots feed nobody, so nobody else fits.
+    assert_eq!(p.join("x", None, now), Err(MeshError::NoAvailableParent));
+    let (a, moved) = p.join_relaying("r", None, now).unwrap();
+    assert_eq!((a.role, a.parent, a.depth), (PeerRole::Root, None, 0));
+    let moved = moved.expect("a leaf moved");
+    assert_eq!(moved.peer_id, "l1");
+    assert_eq!(
+        (moved.role, moved.parent.as_deref(), moved.depth),
+        (PeerRole::Leaf, Some("r"), 1)
+    );
+    assert_eq!(p.assignment("l1").unwrap(), moved);
+    assert_eq!(p.root_count(), 2);
+    p.check_invariants().unwrap();
+    // The next relay takes the other leaf's slot; then no leaf holds one,
+    // and joins are plain again.
+    let (_, moved) = p.join_relaying("s", Some(2), now).unwrap();
+    assert_eq!(moved.map(|m| m.peer_id).as_deref(), Some("l2"));
+    let (c, moved) = p.join_relaying("c", None, now).unwrap();
+    assert_eq!(moved, None);
+    assert_eq!(c.depth, 1);
+    // A leaf newcomer never displaces anyone.
+    let mut q = planner(3, 1, 4);
+    q.join("l", Some(0), now).unwrap();
+    assert_eq!(
+        q.join_relaying("m", Some(0), now),
+        Err(MeshError::NoAvailableParent)
+    );
+    assert_eq!(
+        q.join_relaying("l", Some(3), now),
+        Err(MeshError::DuplicatePeer("l".into()))
+    );
+    assert_eq!(q.assignment("l").unwrap().role, PeerRole::Root);
+    q.check_invariants().unwrap();
+    p.check_invariants().unwrap();
+}

@@ -220,8 +220,9 @@ impl Track {
         .into()
     }
 
-    /// Places a new peer and records its session. Returns the
-    /// `AssignParent` text to send it.
+    /// Places a new peer and records its session (a relay-capable one may
+    /// take a root slot from a leaf, which is told its new place). Returns
+    /// the `AssignParent` text to send it.
     pub fn register(
         &self,
         ctx: &MeshCtx,
@@ -251,10 +252,14 @@ impl Track {
                 "the server has reached its peer limit".into(),
             ));
         }
-        match st.planner.join(peer_id, capacity, Instant::now()) {
-            Ok(a) => {
+        match st.planner.join_relaying(peer_id, capacity, Instant::now()) {
+            Ok((a, displaced)) => {
                 st.sessions.insert(peer_id.to_owned(), handle);
                 metrics::counter!(crate::metrics::JOINS).increment(1);
+                // A leaf that held a root slot now hangs under the newcomer.
+                if let Some(leaf) = displaced {
+                    self.tell_moved(&mut st, ctx, &[leaf]);
+                }
                 Ok(self.assign_text(ctx, &a))
             }
             Err(e) => {

@@ -279,12 +279,14 @@ async fn abrupt_parent_drop_tells_its_neighbours_and_moves_its_children_only() {
 
 #[tokio::test]
 async fn parent_leave_tells_every_child_its_new_place_and_no_bystander() {
-    // roots: a and z (bystander root). a -> b -> {c, d}.
+    // roots a and z, one slot each; bystanders a -> y; z -> b -> {c, d}.
     let srv = start(tree_config(2, 2)).await;
     let (mut a, _) = register(&srv, "a", "t", Some(1)).await;
-    let (mut z, _) = register(&srv, "z", "t", Some(0)).await;
+    let (mut z, _) = register(&srv, "z", "t", Some(1)).await;
+    let (mut y, yv) = register(&srv, "y", "t", Some(0)).await;
+    assert_eq!(yv, assign("y", "Leaf", Some("a"), 1, 0));
     let (mut b, bv) = register(&srv, "b", "t", None).await;
-    assert_eq!(bv, assign("b", "Relay", Some("a"), 1, 0));
+    assert_eq!(bv, assign("b", "Relay", Some("z"), 1, 0));
     let (mut c, cv) = register(&srv, "c", "t", None).await;
     assert_eq!(cv, assign("c", "Relay", Some("b"), 2, 0));
     let (mut d, dv) = register(&srv, "d", "t", None).await;
@@ -292,7 +294,7 @@ async fn parent_leave_tells_every_child_its_new_place_and_no_bystander() {
 
     send(&mut b, r#"{"type":"Leave"}"#).await;
     assert_eq!(
-        recv_json(&mut a).await,
+        recv_json(&mut z).await,
         json!({"type":"PeerLeft","peer_id":"b"})
     );
     // The childless orphans tie as stand-ins; the one waiting longest, c,
@@ -305,17 +307,59 @@ async fn parent_leave_tells_every_child_its_new_place_and_no_bystander() {
     }
     assert_eq!(
         recv_json(&mut c).await,
-        assign("c", "Relay", Some("a"), 1, 0)
+        assign("c", "Relay", Some("z"), 1, 0)
     );
     assert_eq!(
         recv_json(&mut d).await,
         assign("d", "Relay", Some("c"), 2, 0)
     );
-    // z was never b's neighbour and kept its place: nothing was sent to it.
-    for ws in [&mut a, &mut c, &mut d, &mut z] {
+    // a and y were never b's neighbours and kept their places: nothing was
+    // sent to them.
+    for ws in [&mut a, &mut y, &mut c, &mut d, &mut z] {
         expect_nothing_queued(ws).await;
     }
-    assert_eq!(mesh_json(&srv).await["peer_count"], 4);
+    assert_eq!(mesh_json(&srv).await["peer_count"], 5);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn a_relay_registering_takes_the_root_slot_of_a_leaf_which_is_told_its_new_parent() {
+    // One root slot, taken by a peer that can feed nobody.
+    let srv = start(tree_config(1, 2)).await;
+    let (mut leaf, lv) = register(&srv, "leaf", "t", Some(0)).await;
+    assert_eq!(lv, assign("leaf", "Root", None, 0, 0));
+    // Another leaf finds no place: the only root feeds nobody.
+    let mut refused = connect(&srv.url("/signal")).await;
+    send(&mut refused, register_json("leaf2", "t", Some(0))).await;
+    expect_error(
+        &mut refused,
+        "mesh_full",
+        "no peer has a free child slot within the depth limit",
+    )
+    .await;
+    // A relay takes the slot, and the leaf moves under it.
+    let (mut r, rv) = register(&srv, "r", "t", None).await;
+    assert_eq!(rv, assign("r", "Root", None, 0, 0));
+    assert_eq!(
+        recv_json(&mut leaf).await,
+        assign("leaf", "Leaf", Some("r"), 1, 0)
+    );
+    // Now they are neighbours: the leaf offers to its new parent.
+    send(
+        &mut leaf,
+        r#"{"type":"Offer","from":"leaf","to":"r","sdp":"v=0"}"#,
+    )
+    .await;
+    assert_eq!(
+        recv_json(&mut r).await,
+        json!({"type":"Offer","from":"leaf","to":"r","sdp":"v=0"})
+    );
+    // And the tree has room again.
+    let (_l2, l2) = register(&srv, "leaf2", "t", Some(0)).await;
+    assert_eq!(l2, assign("leaf2", "Leaf", Some("r"), 1, 0));
+    let mesh = mesh_json(&srv).await;
+    assert_eq!(mesh["tracks"][0]["root_count"], 1);
+    assert_eq!(mesh["peer_count"], 3);
     srv.stop().await;
 }
 
