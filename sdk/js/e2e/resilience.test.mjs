@@ -1,8 +1,9 @@
 // End-to-end resilience: a late joiner starts at AssignParent.next_object_id;
 // a parent link that dies without any signal message is bridged from the
 // origin egress (?from=) and re-established; a root that leaves mid-stream is
-// replaced by a promoted peer. Every object still reaches every viewer once,
-// in order, byte-exact.
+// replaced by a promoted peer; a relay joining takes a leaf's root slot; a
+// parent drops a slow child; the server restarts. Every object still reaches
+// every viewer once, in order, byte-exact.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import WebSocket from "ws";
@@ -189,6 +190,45 @@ describe("meshrelay SDK resilience in Chromium", () => {
       const nonRoot = snaps.filter((s) => s.role !== "Root");
       const fromPeers = nonRoot.reduce((n, s) => n + Number(s.stats.fromParent), 0);
       assert.ok(fromPeers > nonRoot.length * (N / 2), "non-root peers got most objects from peers");
+    });
+  });
+
+  test("a relay joining takes the root slot of a leaf mid-stream: the leaf moves under it without losing an object", async () => {
+    await withServer({ rootPeerCount: 1, maxPeers: 2 }, async (server, peers) => {
+      const track = "e2e/leafroot";
+      const leaf = await openPeer(shared, server, { peerId: "leaf", track, capacity: 0 });
+      peers.push(leaf);
+      assert.equal(leaf.assignment.role, "Root");
+      const N = 300;
+      let relay = null;
+      await publish(server, track, N, {
+        intervalMs: 10,
+        onSent: async (i) => {
+          if (i === 80) {
+            relay = await openPeer(shared, server, { peerId: "relay", track });
+            peers.push(relay);
+          }
+        },
+      });
+      assert.equal(relay.assignment.role, "Root", "the relay took the leaf's root slot");
+      await waitAllDelivered(peers, N);
+      await expectExact(assert, leaf, N);
+      const start = Number(relay.assignment.next);
+      await expectExact(assert, relay, N, start);
+      const sl = await leaf.snapshot();
+      log(`leaf: role=${sl.role} parent=${sl.parent} fromParent=${sl.stats.fromParent} fromOrigin=${sl.stats.fromOrigin}`);
+      assert.deepEqual(sl.assigns.map((a) => [a.role, a.parentId]), [["Root", null], ["Leaf", "relay"]]);
+      const mesh = await getMesh(server);
+      assert.equal(mesh.peers.find((p) => p.peer_id === "leaf").parent, "relay");
+      // Once its link is up the leaf is fed by the relay, not the origin.
+      const settling = await publishUntilParentsOnly(server, track, [leaf], N);
+      await waitAllDelivered(peers, N + settling);
+      const before = Number((await leaf.snapshot()).stats.fromParent);
+      const M = 50;
+      await publish(server, track, M, { intervalMs: 10, start: N + settling });
+      await waitAllDelivered(peers, N + settling + M);
+      const after = await expectExact(assert, leaf, N + settling + M);
+      assert.equal(Number(after.stats.fromParent) - before, M, "the last batch came from the relay");
     });
   });
 
