@@ -1010,7 +1010,8 @@ var MeshPeer = class {
   }
   // ---------------------------------------------------------------- upstream: parent
   newUpstream(kind, peerId) {
-    return { kind, peerId, startedAt: now(), firstId: null, lastId: null, open: false, closed: false, received: 0 };
+    const t = now();
+    return { kind, peerId, startedAt: t, lastAt: t, firstId: null, lastId: null, open: false, closed: false, received: 0 };
   }
   connectParent(parentId) {
     this.cancelParentRetry();
@@ -1166,7 +1167,9 @@ var MeshPeer = class {
     ws.binaryType = "arraybuffer";
     this.log(`reading origin ${egressUrl(this.originBase, this.cfg.track, from)}`);
     ws.onopen = () => {
-      if (!u.closed) u.open = true;
+      if (u.closed) return;
+      u.open = true;
+      u.lastAt = now();
     };
     ws.onmessage = (ev) => {
       if (u.closed) return;
@@ -1222,6 +1225,7 @@ var MeshPeer = class {
   // ---------------------------------------------------------------- data path
   onUpstreamObject(u, id, payload, message) {
     u.received++;
+    u.lastAt = now();
     if (u.lastId === null || id !== u.lastId + 1n) u.firstId = id;
     u.lastId = id;
     const kind = u.kind === "parent" ? "parent" : "origin";
@@ -1362,7 +1366,9 @@ var MeshPeer = class {
    *   repair reader already open is kept);
    * - a new parent that is still connecting gets `parentGraceMs` before the
    *   origin is read; once its DataChannel is open, the origin is read only
-   *   when it delivers with a hole (its first id is past the next id);
+   *   when it delivers with a hole (its first id is past the next id), and
+   *   a reader already open is closed once it too has been idle for
+   *   `parentGraceMs` (a quiet stream: nothing to repair);
    * - otherwise (parent gone, link dead, hole) the origin is read from the
    *   next id, and kept until a parent covers: a repair reader is never
    *   closed just because a new parent is coming up;
@@ -1390,7 +1396,8 @@ var MeshPeer = class {
       keep = true;
     } else if (parent !== null && !parent.closed && parent.firstId === null) {
       open = !parent.open && now() - parent.startedAt >= this.parentGraceMs;
-      keep = true;
+      const o = this.originReader;
+      keep = !(parent.open && o !== null && o.open && now() - o.lastAt >= this.parentGraceMs);
     } else {
       open = keep = true;
     }
