@@ -215,48 +215,32 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
         let before_snapshot = planner.snapshot("t");
         let before = positions(&before_snapshot);
         let mut reported: Option<Vec<PeerAssignment>> = None;
+        let relaying = matches!(op, Op::JoinRelaying(..));
         match op {
-            Op::Join(i, cap) => {
-                let id = format!("p{i}");
-                match planner.join(&id, cap, now) {
-                    Ok(a) => {
-                        assert!(members.insert(id.clone()), "join of a present id succeeded");
-                        // A join moves nobody else.
-                        let after = positions(&planner.snapshot("t"));
-                        assert_eq!(after[&id], (a.parent.clone(), a.depth, a.role));
-                        for (other, pos) in &before {
-                            assert_eq!(after.get(other), Some(pos), "join moved {other}");
-                        }
-                    }
-                    Err(MeshError::DuplicatePeer(_)) => assert!(members.contains(&id)),
-                    Err(
-                        e @ (MeshError::NoAvailableParent | MeshError::TreeDepthExceeded { .. }),
-                    ) => {
-                        assert!(!members.contains(&id));
-                        assert!(planner.root_count() >= config.root_peer_count);
-                        check_refusal(&config, &before_snapshot, &e);
-                    }
-                    Err(e) => panic!("unexpected {e}"),
-                }
-            }
-            Op::JoinRelaying(i, cap) => {
+            Op::Join(i, cap) | Op::JoinRelaying(i, cap) => {
                 let id = format!("p{i}");
                 let relays = config.effective_capacity(cap) > 0;
                 let full = before_snapshot
                     .iter()
                     .filter(|p| p.role == PeerRole::Root)
                     .count()
-                    >= config.root_peer_count
-                    && config.max_depth >= 1;
+                    >= config.root_peer_count;
                 let leaf_root = before_snapshot.iter().any(|p| {
                     p.role == PeerRole::Root && p.effective_capacity(config.max_children) == 0
                 });
-                match planner.join_relaying(&id, cap, now) {
+                // Only join_relaying displaces a leaf root, and only for a relay.
+                let displaces = relaying && relays && full && leaf_root && config.max_depth >= 1;
+                let result = if relaying {
+                    planner.join_relaying(&id, cap, now)
+                } else {
+                    planner.join(&id, cap, now).map(|a| (a, None))
+                };
+                match result {
                     Ok((a, moved)) => {
                         assert!(members.insert(id.clone()), "join of a present id succeeded");
                         let after = positions(&planner.snapshot("t"));
                         assert_eq!(after[&id], (a.parent.clone(), a.depth, a.role));
-                        assert_eq!(moved.is_some(), relays && full && leaf_root);
+                        assert_eq!(moved.is_some(), displaces);
                         if let Some(m) = &moved {
                             assert_eq!(before[&m.peer_id].2, PeerRole::Root);
                             assert_eq!(a.role, PeerRole::Root);
@@ -279,10 +263,8 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
                         e @ (MeshError::NoAvailableParent | MeshError::TreeDepthExceeded { .. }),
                     ) => {
                         assert!(!members.contains(&id));
-                        assert!(
-                            !(relays && leaf_root && config.max_depth >= 1),
-                            "refused though a leaf held a root slot"
-                        );
+                        assert!(full, "refused with a root slot free");
+                        assert!(!displaces, "refused though a leaf held a root slot");
                         check_refusal(&config, &before_snapshot, &e);
                     }
                     Err(e) => panic!("unexpected {e}"),

@@ -301,13 +301,7 @@ async fn session(
             }
             Event::In(Some(Ok(Message::Binary(bytes)))) => {
                 liveness.seen();
-                if bytes.len() > cfg.max_signal_bytes {
-                    let why = format!(
-                        "message of {} bytes exceeds the limit of {}",
-                        bytes.len(),
-                        cfg.max_signal_bytes
-                    );
-                    let bye = Farewell::error(ErrorCode::TooLarge, why, Input::InSync);
+                if let Some(bye) = too_large(bytes.len(), cfg.max_signal_bytes) {
                     return (LeaveReason::Disconnect, Some(bye));
                 }
                 if let Some(bye) = admit(&mut bucket) {
@@ -320,13 +314,7 @@ async fn session(
             }
             Event::In(Some(Ok(Message::Text(text)))) => {
                 liveness.seen();
-                if text.len() > cfg.max_signal_bytes {
-                    let why = format!(
-                        "message of {} bytes exceeds the limit of {}",
-                        text.len(),
-                        cfg.max_signal_bytes
-                    );
-                    let bye = Farewell::error(ErrorCode::TooLarge, why, Input::InSync);
+                if let Some(bye) = too_large(text.len(), cfg.max_signal_bytes) {
                     return (LeaveReason::Disconnect, Some(bye));
                 }
                 if let Some(bye) = admit(&mut bucket) {
@@ -414,6 +402,14 @@ async fn session(
             }
         }
     }
+}
+
+/// The `too_large` goodbye for a frame of `len` bytes over the `max`, if it is.
+fn too_large(len: usize, max: usize) -> Option<Farewell> {
+    (len > max).then(|| {
+        let why = format!("message of {len} bytes exceeds the limit of {max}");
+        Farewell::error(ErrorCode::TooLarge, why, Input::InSync)
+    })
 }
 
 /// Joins `track`'s tree as `peer_id`; returns the registration and the
