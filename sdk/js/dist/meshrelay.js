@@ -1010,8 +1010,7 @@ var MeshPeer = class {
   }
   // ---------------------------------------------------------------- upstream: parent
   newUpstream(kind, peerId) {
-    const t = now();
-    return { kind, peerId, startedAt: t, lastAt: t, firstId: null, lastId: null, open: false, closed: false, received: 0 };
+    return { kind, peerId, startedAt: now(), firstId: null, lastId: null, open: false, closed: false, received: 0 };
   }
   connectParent(parentId) {
     this.cancelParentRetry();
@@ -1167,9 +1166,7 @@ var MeshPeer = class {
     ws.binaryType = "arraybuffer";
     this.log(`reading origin ${egressUrl(this.originBase, this.cfg.track, from)}`);
     ws.onopen = () => {
-      if (u.closed) return;
-      u.open = true;
-      u.lastAt = now();
+      if (!u.closed) u.open = true;
     };
     ws.onmessage = (ev) => {
       if (u.closed) return;
@@ -1225,7 +1222,6 @@ var MeshPeer = class {
   // ---------------------------------------------------------------- data path
   onUpstreamObject(u, id, payload, message) {
     u.received++;
-    u.lastAt = now();
     if (u.lastId === null || id !== u.lastId + 1n) u.firstId = id;
     u.lastId = id;
     const kind = u.kind === "parent" ? "parent" : "origin";
@@ -1366,9 +1362,7 @@ var MeshPeer = class {
    *   repair reader already open is kept);
    * - a new parent that is still connecting gets `parentGraceMs` before the
    *   origin is read; once its DataChannel is open, the origin is read only
-   *   when it delivers with a hole (its first id is past the next id), and
-   *   a reader already open is closed once it too has been idle for
-   *   `parentGraceMs` (a quiet stream: nothing to repair);
+   *   when it delivers with a hole (its first id is past the next id);
    * - otherwise (parent gone, link dead, hole) the origin is read from the
    *   next id, and kept until a parent covers: a repair reader is never
    *   closed just because a new parent is coming up;
@@ -1396,8 +1390,7 @@ var MeshPeer = class {
       keep = true;
     } else if (parent !== null && !parent.closed && parent.firstId === null) {
       open = !parent.open && now() - parent.startedAt >= this.parentGraceMs;
-      const o = this.originReader;
-      keep = !(parent.open && o !== null && o.open && now() - o.lastAt >= this.parentGraceMs);
+      keep = true;
     } else {
       open = keep = true;
     }

@@ -235,8 +235,6 @@ interface Upstream {
   /** The parent's peer id; null for the origin. */
   peerId: string | null;
   startedAt: number;
-  /** When it last delivered an object (or, before any, when it opened or started). */
-  lastAt: number;
   /** First id of the current contiguous run this source delivered. */
   firstId: bigint | null;
   lastId: bigint | null;
@@ -929,8 +927,7 @@ export class MeshPeer {
   // ---------------------------------------------------------------- upstream: parent
 
   private newUpstream(kind: Upstream["kind"], peerId: string | null): Upstream {
-    const t = now();
-    return { kind, peerId, startedAt: t, lastAt: t, firstId: null, lastId: null, open: false, closed: false, received: 0 };
+    return { kind, peerId, startedAt: now(), firstId: null, lastId: null, open: false, closed: false, received: 0 };
   }
 
   private connectParent(parentId: string): void {
@@ -1099,9 +1096,7 @@ export class MeshPeer {
     // Without the token: logs are the integrator's, and may leave the page.
     this.log(`reading origin ${egressUrl(this.originBase, this.cfg.track, from)}`);
     ws.onopen = () => {
-      if (u.closed) return;
-      u.open = true;
-      u.lastAt = now();
+      if (!u.closed) u.open = true;
     };
     ws.onmessage = (ev: MessageEvent) => {
       if (u.closed) return;
@@ -1163,7 +1158,6 @@ export class MeshPeer {
 
   private onUpstreamObject(u: Upstream, id: bigint, payload: Uint8Array, message: Uint8Array | null): void {
     u.received++;
-    u.lastAt = now();
     if (u.lastId === null || id !== u.lastId + 1n) u.firstId = id; // a new contiguous run
     u.lastId = id;
     const kind: ObjectSource = u.kind === "parent" ? "parent" : "origin";
@@ -1317,9 +1311,7 @@ export class MeshPeer {
    *   repair reader already open is kept);
    * - a new parent that is still connecting gets `parentGraceMs` before the
    *   origin is read; once its DataChannel is open, the origin is read only
-   *   when it delivers with a hole (its first id is past the next id), and
-   *   a reader already open is closed once it too has been idle for
-   *   `parentGraceMs` (a quiet stream: nothing to repair);
+   *   when it delivers with a hole (its first id is past the next id);
    * - otherwise (parent gone, link dead, hole) the origin is read from the
    *   next id, and kept until a parent covers: a repair reader is never
    *   closed just because a new parent is coming up;
@@ -1350,12 +1342,7 @@ export class MeshPeer {
       keep = true;
     } else if (parent !== null && !parent.closed && parent.firstId === null) {
       open = !parent.open && now() - parent.startedAt >= this.parentGraceMs;
-      // The parent's channel is open and neither it nor the origin has had
-      // an object for a grace period: the stream is quiet, there is nothing
-      // to repair, and the reader goes (if the parent's first object then
-      // leaves a hole, the origin is read again from the next id).
-      const o = this.originReader;
-      keep = !(parent.open && o !== null && o.open && now() - o.lastAt >= this.parentGraceMs);
+      keep = true;
     } else {
       open = keep = true;
     }

@@ -425,34 +425,6 @@ describe("MeshPeer as a relay", () => {
     peer.close();
   });
 
-  it("closes an idle repair reader once the new parent is open on a quiet stream, and reads again for a hole", async () => {
-    const { peer, frames, sig, p } = await relayUnderP();
-    p.dc.recv(obj(0));
-    sig.serverText({ type: "PeerLeft", peer_id: "P" });
-    const origin = originSockets()[0]!;
-    origin.open();
-    origin.serverBinary(obj(1)); // then the stream goes quiet
-    sig.serverText({ type: "AssignParent", peer_id: "me", role: "Relay", parent_id: "Q", depth: 1, ice_servers: [] });
-    await flush();
-    const q = await parentLink(sig, "Q");
-    q.dc.open();
-    await vi.advanceTimersByTimeAsync(1000);
-    expect(origin.readyState).toBe(FakeWebSocket.OPEN); // not idle long enough yet
-    await vi.advanceTimersByTimeAsync(2000);
-    expect(origin.readyState).toBe(FakeWebSocket.CLOSED);
-    expect(originSockets().length).toBe(1);
-    // The stream resumes; Q's first object leaves a hole (2): the origin is
-    // read again, from the next id.
-    q.dc.recv(obj(3));
-    const again = originSockets()[1]!;
-    expect(again.url).toBe("ws://h:1/ws/live/t?from=2");
-    again.open();
-    again.serverBinary(obj(2));
-    expect(again.readyState).toBe(FakeWebSocket.CLOSED); // Q covers from 3 = next
-    expect(ids(frames)).toEqual([0, 1, 2, 3]);
-    peer.close();
-  });
-
   it("does not read the origin while an open parent has nothing to deliver yet (idle stream)", async () => {
     const { peer, frames, sig, p } = await relayUnderP();
     await vi.advanceTimersByTimeAsync(10_000);
