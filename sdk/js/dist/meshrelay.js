@@ -217,11 +217,13 @@ var Sequencer = class {
   /** The ids in `buffered`, as a min-heap: the lowest is found in O(1). */
   heap = new MinHeap();
   bufferedBytes = 0;
+  maxObjects;
   window;
   maxBytes;
   constructor(start = null, options = {}) {
     this.nextId = start;
-    this.window = BigInt(Math.max(1, Math.floor(options.maxBufferedObjects ?? 4096)));
+    this.maxObjects = Math.max(1, Math.floor(options.maxBufferedObjects ?? 4096));
+    this.window = BigInt(this.maxObjects);
     this.maxBytes = options.maxBufferedBytes ?? 128 * 1024 * 1024;
   }
   /** The next id to deliver, or null before the start is known. */
@@ -244,15 +246,19 @@ var Sequencer = class {
   start(id) {
     if (this.nextId === null) this.nextId = id;
   }
-  /** Offers one object. Starts the sequence at `objectId` if not started. */
-  offer(objectId, payload, source) {
+  /**
+   * Offers one object. Starts the sequence at `objectId` if not started.
+   * `trusted` (the origin, the integrator) may offer any id; an untrusted
+   * offer (a parent) beyond the window is refused.
+   */
+  offer(objectId, payload, source, trusted = false) {
     const result = { delivered: [], duplicate: false, lost: [], tooFarAhead: false };
     if (this.nextId === null) this.nextId = objectId;
     if (objectId < this.nextId || this.buffered.has(objectId)) {
       result.duplicate = true;
       return result;
     }
-    if (objectId - this.nextId >= this.window) {
+    if (!trusted && objectId - this.nextId >= this.window) {
       result.tooFarAhead = true;
       return result;
     }
@@ -265,7 +271,7 @@ var Sequencer = class {
     this.buffered.set(objectId, { payload, source });
     this.heap.push(objectId);
     this.bufferedBytes += payload.byteLength;
-    while (this.bufferedBytes > this.maxBytes && this.buffered.size > 0) {
+    while (this.buffered.size > this.maxObjects || this.bufferedBytes > this.maxBytes && this.buffered.size > 0) {
       const lowest = this.lowestBuffered();
       this.skipInto(lowest, result);
     }
@@ -667,7 +673,7 @@ var MeshPeer = class {
   pushFrame(objectId, bytes) {
     if (this.state === "closed") return;
     const id = typeof objectId === "bigint" ? objectId : BigInt(objectId);
-    this.accept(this.sequencer.offer(id, bytes, { kind: "pushed", message: null }));
+    this.accept(this.sequencer.offer(id, bytes, { kind: "pushed", message: null }, true));
     this.reconcile();
   }
   // ---------------------------------------------------------------- signal
@@ -1225,7 +1231,7 @@ var MeshPeer = class {
     if (u.lastId === null || id !== u.lastId + 1n) u.firstId = id;
     u.lastId = id;
     const kind = u.kind === "parent" ? "parent" : "origin";
-    this.accept(this.sequencer.offer(id, payload, { kind, message }));
+    this.accept(this.sequencer.offer(id, payload, { kind, message }, kind === "origin"));
   }
   /** Counts and delivers what one offer or skip to the reorder buffer released. */
   accept(r) {

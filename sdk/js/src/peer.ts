@@ -70,7 +70,7 @@ export interface MeshPeerStats {
   lost: number;
   /** Copies received that had already been delivered. */
   duplicates: number;
-  /** Objects refused for lying beyond the reorder window (`maxBufferedObjects` ids ahead). */
+  /** Objects from a parent refused for lying beyond the reorder window (`maxBufferedObjects` ids ahead). */
   tooFarAhead: number;
   /** Objects delivered to onFrame. */
   delivered: number;
@@ -191,9 +191,10 @@ export interface MeshPeerConfig {
   /** `origin` (default): a root reads /ws/{track}. `external`: the integrator calls pushFrame(). */
   rootSource?: "origin" | "external";
   /**
-   * The reorder window: ids at most this far past the next one are taken
-   * (held while a hole before them is filled); higher ones are refused,
-   * so no parent can make the sequence jump ahead. Default 4,096.
+   * Most objects the reorder buffer holds while waiting for a hole to be
+   * filled, and the window for a parent's ids: one this far or further past
+   * the next id is refused (`stats.tooFarAhead`), so a parent cannot make
+   * the sequence jump ahead. Default 4,096.
    */
   maxBufferedObjects?: number;
   /**
@@ -533,7 +534,7 @@ export class MeshPeer {
   pushFrame(objectId: bigint | number, bytes: Uint8Array): void {
     if (this.state === "closed") return;
     const id = typeof objectId === "bigint" ? objectId : BigInt(objectId);
-    this.accept(this.sequencer.offer(id, bytes, { kind: "pushed", message: null }));
+    this.accept(this.sequencer.offer(id, bytes, { kind: "pushed", message: null }, true));
     this.reconcile();
   }
 
@@ -1161,7 +1162,8 @@ export class MeshPeer {
     if (u.lastId === null || id !== u.lastId + 1n) u.firstId = id; // a new contiguous run
     u.lastId = id;
     const kind: ObjectSource = u.kind === "parent" ? "parent" : "origin";
-    this.accept(this.sequencer.offer(id, payload, { kind, message }));
+    // A parent is not trusted to say where the stream is; the origin is.
+    this.accept(this.sequencer.offer(id, payload, { kind, message }, kind === "origin"));
   }
 
   /** Counts and delivers what one offer or skip to the reorder buffer released. */

@@ -22,9 +22,9 @@ export interface OfferResult<S> {
   /** Id ranges given up on (never delivered), [from, to). */
   lost: Gap[];
   /**
-   * The offered object lies beyond the window (`maxBufferedObjects` ids
-   * from the next one) and was refused: it is offered again, by a source
-   * that covers the ids before it, once the window gets there.
+   * The object, offered as untrusted, lies beyond the window
+   * (`maxBufferedObjects` ids from the next one) and was refused: a source
+   * that covers the ids before it offers it again once the window gets there.
    */
   tooFarAhead: boolean;
 }
@@ -32,9 +32,10 @@ export interface OfferResult<S> {
 /** Bounds of the reorder buffer. */
 export interface SequencerOptions {
   /**
-   * The window: only ids below next + this are taken (and so at most this
-   * many held while a gap waits to be filled). One source cannot make the
-   * sequence jump further than that ahead, however high the ids it sends.
+   * Most objects held while a gap waits to be filled; past it the oldest
+   * hole is given up. It is also the window for untrusted offers: their ids
+   * must be below next + this, so such a source cannot fill the buffer with
+   * ids far ahead and make the sequence jump there.
    */
   maxBufferedObjects?: number;
   /** Most payload bytes held while waiting for a gap to be filled; past it the oldest hole is given up. */
@@ -59,12 +60,14 @@ export class Sequencer<S> {
   /** The ids in `buffered`, as a min-heap: the lowest is found in O(1). */
   private readonly heap = new MinHeap();
   private bufferedBytes = 0;
+  private readonly maxObjects: number;
   private readonly window: bigint;
   private readonly maxBytes: number;
 
   constructor(start: bigint | null = null, options: SequencerOptions = {}) {
     this.nextId = start;
-    this.window = BigInt(Math.max(1, Math.floor(options.maxBufferedObjects ?? 4096)));
+    this.maxObjects = Math.max(1, Math.floor(options.maxBufferedObjects ?? 4096));
+    this.window = BigInt(this.maxObjects);
     this.maxBytes = options.maxBufferedBytes ?? 128 * 1024 * 1024;
   }
 
@@ -93,15 +96,19 @@ export class Sequencer<S> {
     if (this.nextId === null) this.nextId = id;
   }
 
-  /** Offers one object. Starts the sequence at `objectId` if not started. */
-  offer(objectId: bigint, payload: Uint8Array, source: S): OfferResult<S> {
+  /**
+   * Offers one object. Starts the sequence at `objectId` if not started.
+   * `trusted` (the origin, the integrator) may offer any id; an untrusted
+   * offer (a parent) beyond the window is refused.
+   */
+  offer(objectId: bigint, payload: Uint8Array, source: S, trusted = false): OfferResult<S> {
     const result: OfferResult<S> = { delivered: [], duplicate: false, lost: [], tooFarAhead: false };
     if (this.nextId === null) this.nextId = objectId;
     if (objectId < this.nextId || this.buffered.has(objectId)) {
       result.duplicate = true;
       return result;
     }
-    if (objectId - this.nextId >= this.window) {
+    if (!trusted && objectId - this.nextId >= this.window) {
       result.tooFarAhead = true;
       return result;
     }
@@ -114,7 +121,7 @@ export class Sequencer<S> {
     this.buffered.set(objectId, { payload, source });
     this.heap.push(objectId);
     this.bufferedBytes += payload.byteLength;
-    while (this.bufferedBytes > this.maxBytes && this.buffered.size > 0) {
+    while (this.buffered.size > this.maxObjects || (this.bufferedBytes > this.maxBytes && this.buffered.size > 0)) {
       // Give up on the oldest hole: jump to the lowest buffered id.
       const lowest = this.lowestBuffered()!;
       this.skipInto(lowest, result);

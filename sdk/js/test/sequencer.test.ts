@@ -80,6 +80,20 @@ describe("Sequencer", () => {
     expect(s.next).toBe(4n);
   });
 
+  it("a trusted source may jump ahead: the buffer is bounded by count and jumps over the oldest hole", () => {
+    const s = new Sequencer<string>(0n, { maxBufferedObjects: 3 });
+    expect(s.offer(2n, p(2), "x", true).tooFarAhead).toBe(false);
+    s.offer(3n, p(3), "x", true);
+    s.offer(5n, p(5), "x", true);
+    const r = s.offer(6n, p(6), "x", true);
+    expect(r.lost).toEqual([{ from: 0n, to: 2n }]);
+    expect(ids(r)).toEqual([2n, 3n]);
+    expect(s.next).toBe(4n);
+    expect(s.bufferedCount).toBe(2);
+    // Far ahead, too: the integrator or the origin says where the stream is.
+    expect(s.offer(10_000n, p(1), "x", true).tooFarAhead).toBe(false);
+  });
+
   it("bounds the buffer by bytes", () => {
     const s = new Sequencer<string>(0n, { maxBufferedBytes: 10 });
     s.offer(1n, new Uint8Array(6), "x");
