@@ -197,6 +197,14 @@ async fn bench_detects_orphans_never_retold() {
     assert!(ch.orphans > 0);
     assert!(ch.timed_out, "{}", out.table);
     assert_eq!(ch.orphans_retold, 0, "{}", out.table);
+    // This server moves nobody, so the PeerLeft owed by the pre-churn tree
+    // is exactly what it sends: the bench's accounting must match.
+    assert!(ch.peer_left_expected_clients > 0, "{}", out.table);
+    assert_eq!(
+        ch.peer_left_satisfied_clients, ch.peer_left_expected_clients,
+        "{}",
+        out.table
+    );
     assert!(!tree.ok());
     assert!(tree.parent_gone > 0, "{}", out.table);
     assert!(out.table.contains("never ("), "{}", out.table);

@@ -98,7 +98,7 @@ pub struct Planner {
     open: FifoIndex<(u32, u32)>,
     leaves: FifoIndex<(Reverse<u32>, Reverse<u32>)>,
     detached: BTreeSet<u32>,
-    /// Roots that can feed nobody (capacity 0), oldest slot first: the root
+    /// Roots that can feed nobody (capacity 0), lowest slot first: the root
     /// slots a relay-capable newcomer takes over in
     /// [`Planner::join_relaying`].
     leaf_roots: BTreeSet<u32>,
@@ -550,6 +550,21 @@ impl Planner {
                 None => return Err(MeshError::NoAvailableParent),
             }
         };
+        let i = self.insert(id, capacity, now);
+        if parent == NONE {
+            self.set_state(i, State::Root);
+        } else {
+            let depth = self.node(parent).depth + 1;
+            self.node_mut(i).depth = depth;
+            self.set_state(i, State::Attached);
+            self.link(parent, i);
+        }
+        Ok(self.assignment_of(i))
+    }
+
+    /// Adds a new, unlinked peer (detached, depth 0, not yet tracked as
+    /// waiting) and returns its slot; the caller places it.
+    fn insert(&mut self, id: &str, capacity: Option<u32>, now: Instant) -> u32 {
         let node = Node {
             id: id.into(),
             parent: NONE,
@@ -586,15 +601,7 @@ impl Planner {
         self.len += 1;
         self.liveness
             .push(Reverse((now, i, self.generations[i as usize])));
-        if parent == NONE {
-            self.set_state(i, State::Root);
-        } else {
-            let depth = self.node(parent).depth + 1;
-            self.node_mut(i).depth = depth;
-            self.set_state(i, State::Attached);
-            self.link(parent, i);
-        }
-        Ok(self.assignment_of(i))
+        i
     }
 
     /// [`Planner::join`], except that a newcomer that can relay (capacity
@@ -617,16 +624,11 @@ impl Planner {
             Some(&l) if relays && full && self.slot_of(id).is_none() => l,
             _ => return self.join(id, capacity, now).map(|a| (a, None)),
         };
-        // The leaf's root slot frees, so the newcomer joins as a root.
-        self.set_state(leaf, State::Detached);
-        let joined = self.join(id, capacity, now);
-        let me = self.slot_of(id).filter(|_| joined.is_ok());
-        let Some(me) = me else {
-            self.set_state(leaf, State::Root);
-            return joined.map(|a| (a, None));
-        };
-        let mut touched = Touched::default();
-        self.rebase_subtree(leaf, 1, State::Attached, &mut touched);
+        // The newcomer takes the leaf's root slot; the leaf goes under it.
+        let me = self.insert(id, capacity, now);
+        self.set_state(leaf, State::Attached);
+        self.set_state(me, State::Root);
+        self.update(leaf, |n| n.depth = 1);
         self.link(me, leaf);
         Ok((self.assignment_of(me), Some(self.assignment_of(leaf))))
     }

@@ -73,7 +73,8 @@ impl ServerConfig {
     /// A fresh per-session relay budget under these settings.
     pub fn relay_budget(&self) -> crate::relay_budget::RelayBudget {
         let burst = (4.0 * self.relay_bytes_rate).max(self.max_signal_bytes as f64);
-        crate::relay_budget::RelayBudget::new(self.relay_bytes_rate, burst)
+        let neighbours = self.max_children.saturating_add(1);
+        crate::relay_budget::RelayBudget::new(self.relay_bytes_rate, burst, neighbours)
     }
 }
 

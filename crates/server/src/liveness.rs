@@ -50,18 +50,19 @@ impl Liveness {
         self.last_seen = Instant::now();
     }
 
-    fn next_due(&self) -> Instant {
+    /// When the next check is due.
+    pub fn deadline(&self) -> Instant {
         self.next_ping.min(self.next_check)
     }
 
     /// Whether a check (and maybe a ping) is due now.
     pub fn check_due(&self) -> bool {
-        Instant::now() >= self.next_due()
+        Instant::now() >= self.deadline()
     }
 
     /// Resolves when the next check is due.
     pub async fn until_due(&self) {
-        tokio::time::sleep_until(self.next_due()).await
+        tokio::time::sleep_until(self.deadline()).await
     }
 
     /// Decides on a due check; schedules the next check, and the next ping

@@ -42,6 +42,11 @@ impl TokenBucket {
         }
     }
 
+    /// Puts back `cost` tokens taken for nothing (up to the burst).
+    pub fn refund(&mut self, cost: f64) {
+        self.tokens = (self.tokens + cost).min(self.burst);
+    }
+
     /// Whether the bucket is full again at `now` (nothing taken is still owed).
     pub fn is_full(&self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();

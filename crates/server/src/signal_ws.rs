@@ -198,6 +198,9 @@ async fn session(
     );
     let mut relay_budget = cfg.relay_budget();
     let mut liveness = Liveness::new(cfg.heartbeat_timeout);
+    // One timer for the session, moved when a check reschedules the next.
+    let tick = tokio::time::sleep_until(liveness.deadline());
+    tokio::pin!(tick);
     // Pings sent and not yet answered: their pongs cost no rate budget.
     let mut pings_owed = 0u32;
     // An unregistered session must Register by then (restarted by Leave).
@@ -206,6 +209,9 @@ async fn session(
 
     loop {
         let unregistered = reg.is_none();
+        if tick.deadline() != liveness.deadline() {
+            tick.as_mut().reset(liveness.deadline());
+        }
         // Ticks come first so a steady stream either way can never postpone
         // the liveness check; the client's own frames come before queued
         // ones so neighbours keeping its queue busy cannot leave its
@@ -216,7 +222,7 @@ async fn session(
             _ = app.shutdown.cancelled() => Event::Shutdown,
             code = killed(reg) => Event::Killed(code),
             _ = &mut register_by, if unregistered => Event::RegisterDeadline,
-            _ = liveness.until_due() => Event::Tick,
+            _ = &mut tick => Event::Tick,
             incoming = ws.recv() => Event::In(incoming),
             Some(out) = rx.recv() => Event::Out(out),
         };

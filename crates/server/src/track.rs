@@ -307,13 +307,18 @@ impl Track {
         let Some(h) = st.sessions.get(to) else {
             return Ok(());
         };
-        if !budget.allow(to, text.len(), Instant::now()) {
+        let bytes = text.len();
+        if !budget.allow(to, bytes, Instant::now()) {
             return Err((
                 ErrorCode::RateLimited,
                 format!("relaying to {to} faster than its budget allows; this message was dropped"),
             ));
         }
-        match h.tx.push(text, Class::Relay) {
+        let pushed = h.tx.push(text, Class::Relay);
+        if pushed.is_err() {
+            budget.refund(to, bytes);
+        }
+        match pushed {
             Ok(()) => Ok(()),
             Err(PushError::Full) => Err((
                 ErrorCode::RateLimited,
@@ -521,7 +526,7 @@ mod tests {
     use futures_util::FutureExt;
 
     fn unlimited() -> RelayBudget {
-        RelayBudget::new(1e15, 1e15)
+        RelayBudget::new(1e15, 1e15, 4)
     }
 
     fn ctx(root_peer_count: usize) -> MeshCtx {
