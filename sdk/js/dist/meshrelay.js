@@ -210,6 +210,39 @@ var ChunkAssembler = class {
   }
 };
 
+// src/upstreams.ts
+function covers(u, next) {
+  if (u === null || !u.open || u.closed || u.firstId === null) return false;
+  return next === null || u.firstId <= next;
+}
+function planUpstreams(s) {
+  const rootLike = s.role === "Root" || s.parentId === null;
+  const parent = s.parent;
+  let open;
+  let keep;
+  let closeOldParents = false;
+  if (!rootLike && s.holeStalled) {
+    open = keep = true;
+  } else if (rootLike) {
+    open = keep = s.role !== "Root" || s.rootSource === "origin";
+    closeOldParents = open ? covers(s.origin, s.next) : s.pushed > 0;
+  } else if (covers(parent, s.next)) {
+    open = keep = false;
+    closeOldParents = true;
+  } else if (s.oldParents.some((u) => covers(u, s.next))) {
+    open = false;
+    keep = true;
+  } else if (parent !== null && !parent.closed && parent.firstId === null) {
+    open = !parent.open && s.now - parent.startedAt >= s.parentGraceMs;
+    keep = true;
+  } else {
+    open = keep = true;
+  }
+  const openOrigin = open && s.origin === null && s.registered && s.now >= s.originRetryAt;
+  const closeOrigin = !openOrigin && !keep && s.origin !== null;
+  return { openOrigin, closeOrigin, closeOldParents };
+}
+
 // src/sequencer.ts
 var Sequencer = class {
   nextId;
@@ -1349,60 +1382,33 @@ var MeshPeer = class {
     this.reconcile();
   }
   /**
-   * Whether `u` delivers everything from the next id on, in order: it is
-   * open and its current contiguous run started at or before the next id.
-   */
-  covers(u) {
-    if (u === null || !u.open || u.closed || u.firstId === null) return false;
-    const next = this.sequencer.next;
-    return next === null || u.firstId <= next;
-  }
-  /**
-   * Decides which upstream sources are needed now, from the state of the
-   * sources and the next id to deliver:
-   * - a root (or a peer the planner could not place) reads the origin; an
-   *   old parent is kept until the origin covers;
-   * - a peer whose parent covers needs nothing else: old parents and a
-   *   repair reader are closed;
-   * - while an old parent covers, the new parent may take its time (and a
-   *   repair reader already open is kept);
-   * - a new parent that is still connecting gets `parentGraceMs` before the
-   *   origin is read; once its DataChannel is open, the origin is read only
-   *   when it delivers with a hole (its first id is past the next id);
-   * - otherwise (parent gone, link dead, hole) the origin is read from the
-   *   next id, and kept until a parent covers: a repair reader is never
-   *   closed just because a new parent is coming up;
-   * - whatever the sources claim, a hole that has not moved for
-   *   `parentGraceMs` is read from the origin: a source that covers on
-   *   paper may be open but silent (a stalled old parent).
+   * Opens or closes the origin reader and old parent links as
+   * `planUpstreams` decides from the state of the sources.
    */
   reconcile() {
     if (this.state === "closed" || this.assignment === null) return;
     const a = this.assignment;
     const rootLike = a.role === "Root" || a.parentId === null;
-    const parent = this.parentLink;
-    let open;
-    let keep;
-    if (!rootLike && this.holeStalled()) {
-      open = keep = true;
-    } else if (rootLike) {
-      open = keep = a.role !== "Root" || (this.cfg.rootSource ?? "origin") === "origin";
-      if (open ? this.covers(this.originReader) : this.counters.pushed > 0) this.closeOldParents();
-    } else if (this.covers(parent)) {
-      open = keep = false;
-      this.closeOldParents();
-    } else if (this.oldParents.some((u) => this.covers(u))) {
-      open = false;
-      keep = true;
-    } else if (parent !== null && !parent.closed && parent.firstId === null) {
-      open = !parent.open && now() - parent.startedAt >= this.parentGraceMs;
-      keep = true;
-    } else {
-      open = keep = true;
-    }
-    if (open && this.originReader === null && this.registered && now() >= this.originRetryAt) {
+    const plan = planUpstreams({
+      role: a.role,
+      parentId: a.parentId,
+      rootSource: this.cfg.rootSource ?? "origin",
+      pushed: this.counters.pushed,
+      next: this.sequencer.next,
+      // Only a placed non-root tracks stalls (it clears the record otherwise).
+      holeStalled: !rootLike && this.holeStalled(),
+      parent: this.parentLink,
+      oldParents: this.oldParents,
+      origin: this.originReader,
+      registered: this.registered,
+      originRetryAt: this.originRetryAt,
+      now: now(),
+      parentGraceMs: this.parentGraceMs
+    });
+    if (plan.closeOldParents) this.closeOldParents();
+    if (plan.openOrigin) {
       this.openOrigin();
-    } else if (!keep && this.originReader !== null) {
+    } else if (plan.closeOrigin && this.originReader !== null) {
       this.closeUpstream(this.originReader, "a parent path covers the stream");
       this.originReader = null;
       this.originBackoff.reset();
