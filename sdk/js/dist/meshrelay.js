@@ -1270,19 +1270,19 @@ var MeshPeer = class {
   accept(r) {
     if (r.duplicate) this.counters.duplicates++;
     if (r.tooFarAhead) this.counters.tooFarAhead++;
-    this.handleLost(r.lost);
+    let g = 0;
     for (const d of r.delivered) {
+      while (g < r.lost.length && r.lost[g].from < d.objectId) this.reportLost(r.lost[g++]);
       if (this.state === "closed") return;
       this.deliver(d);
     }
+    while (g < r.lost.length) this.reportLost(r.lost[g++]);
   }
-  handleLost(lost) {
-    for (const g of lost) {
-      const count = Number(g.to - g.from);
-      this.counters.lost += count;
-      this.log(`lost objects [${g.from}, ${g.to})`);
-      this.emit("onLost", g.from, count);
-    }
+  reportLost(gap) {
+    const count = Number(gap.to - gap.from);
+    this.counters.lost += count;
+    this.log(`lost objects [${gap.from}, ${gap.to})`);
+    this.emit("onLost", gap.from, count);
   }
   deliver(d) {
     const st = this.counters;

@@ -1171,21 +1171,23 @@ export class MeshPeer {
   private accept(r: OfferResult<Received>): void {
     if (r.duplicate) this.counters.duplicates++;
     if (r.tooFarAhead) this.counters.tooFarAhead++;
-    this.handleLost(r.lost);
+    // In id order: each lost range is reported just before the first object
+    // after it, so onLost and onFrame see the sequence as it is.
+    let g = 0;
     for (const d of r.delivered) {
+      while (g < r.lost.length && r.lost[g]!.from < d.objectId) this.reportLost(r.lost[g++]!);
       // onFrame may have closed the peer: nothing is delivered after close().
       if (this.state === "closed") return;
       this.deliver(d);
     }
+    while (g < r.lost.length) this.reportLost(r.lost[g++]!);
   }
 
-  private handleLost(lost: Gap[]): void {
-    for (const g of lost) {
-      const count = Number(g.to - g.from);
-      this.counters.lost += count;
-      this.log(`lost objects [${g.from}, ${g.to})`);
-      this.emit("onLost", g.from, count);
-    }
+  private reportLost(gap: Gap): void {
+    const count = Number(gap.to - gap.from);
+    this.counters.lost += count;
+    this.log(`lost objects [${gap.from}, ${gap.to})`);
+    this.emit("onLost", gap.from, count);
   }
 
   private deliver(d: Delivery<Received>): void {

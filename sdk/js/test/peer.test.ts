@@ -146,6 +146,21 @@ describe("MeshPeer as a root", () => {
     peer.close();
   });
 
+  it("reports each lost range in id order among the objects a ResumeGap releases", async () => {
+    const order: string[] = [];
+    const { peer, p } = await relayUnderP(0, {
+      onFrame: (id) => order.push(`frame ${id}`),
+      onLost: (first, n) => order.push(`lost ${first} ${n}`),
+    });
+    p.dc.recv(obj(3)); // held: 0..2 missing, so the origin is read from 0
+    const origin = originSockets()[0]!;
+    expect(origin.url).toBe("ws://h:1/ws/live/t?from=0");
+    origin.open();
+    origin.serverText({ type: "ResumeGap", requested: 0, first: 5 });
+    expect(order).toEqual(["lost 0 3", "frame 3", "lost 4 1"]);
+    peer.close();
+  });
+
   it("forwards to children, chunked above 64 KiB, and drops a child that stays slow", async () => {
     const { peer, events, sig } = await rootPeer(0, { slowChildBytes: 1000, slowChildMs: 2000 });
     const dcA = await openChild(sig, "a");
