@@ -242,6 +242,25 @@ function planUpstreams(s) {
   const closeOrigin = !openOrigin && !keep && s.origin !== null;
   return { openOrigin, closeOrigin, closeOldParents };
 }
+var StallClock = class {
+  hole = null;
+  /**
+   * Records the current hole (its first missing id, or null when nothing
+   * is buffered) at `now`; true when that hole has waited `graceMs`.
+   */
+  observe(holeFrom, now2, graceMs) {
+    if (holeFrom === null) {
+      this.hole = null;
+      return false;
+    }
+    if (this.hole === null || this.hole.from !== holeFrom) this.hole = { from: holeFrom, since: now2 };
+    return now2 - this.hole.since >= graceMs;
+  }
+  /** Forgets the hole (the sequence started again). */
+  reset() {
+    this.hole = null;
+  }
+};
 
 // src/sequencer.ts
 var Sequencer = class {
@@ -563,7 +582,7 @@ var MeshPeer = class {
    * Since when the reorder buffer has waited at the same next id with later
    * ids buffered (a hole no source is filling), or null without a hole.
    */
-  stall = null;
+  stall = new StallClock();
   originRetryAt = 0;
   originBackoff = new Backoff({ initialMs: 250, maxMs: 5e3 });
   parentBackoff = new Backoff({ initialMs: 500, maxMs: 8e3 });
@@ -935,7 +954,7 @@ var MeshPeer = class {
     this.cancelParentRetry();
     this.closeLinks("new epoch");
     this.sequencer = this.newSequencer(next);
-    this.stall = null;
+    this.stall.reset();
     this.counters.lastObjectId = null;
     this.originRetryAt = 0;
     this.originBackoff.reset();
@@ -1389,20 +1408,21 @@ var MeshPeer = class {
     if (this.state === "closed" || this.assignment === null) return;
     const a = this.assignment;
     const rootLike = a.role === "Root" || a.parentId === null;
+    const hole = rootLike ? null : this.sequencer.gap()?.from ?? null;
+    const t = now();
     const plan = planUpstreams({
       role: a.role,
       parentId: a.parentId,
       rootSource: this.cfg.rootSource ?? "origin",
       pushed: this.counters.pushed,
       next: this.sequencer.next,
-      // Only a placed non-root tracks stalls (it clears the record otherwise).
-      holeStalled: !rootLike && this.holeStalled(),
+      holeStalled: this.stall.observe(hole, t, this.parentGraceMs),
       parent: this.parentLink,
       oldParents: this.oldParents,
       origin: this.originReader,
       registered: this.registered,
       originRetryAt: this.originRetryAt,
-      now: now(),
+      now: t,
       parentGraceMs: this.parentGraceMs
     });
     if (plan.closeOldParents) this.closeOldParents();
@@ -1413,17 +1433,6 @@ var MeshPeer = class {
       this.originReader = null;
       this.originBackoff.reset();
     }
-  }
-  /** Whether the reorder buffer has waited at one next id, with later ids buffered, for `parentGraceMs`. */
-  holeStalled() {
-    const gap = this.sequencer.gap();
-    if (gap === null) {
-      this.stall = null;
-      return false;
-    }
-    const t = now();
-    if (this.stall === null || this.stall.next !== gap.from) this.stall = { next: gap.from, since: t };
-    return t - this.stall.since >= this.parentGraceMs;
   }
   closeOldParents() {
     if (this.oldParents.length === 0) return;

@@ -19,7 +19,7 @@ import {
   decodeObject,
   frameForDataChannel,
 } from "./framing.js";
-import { planUpstreams } from "./upstreams.js";
+import { StallClock, planUpstreams } from "./upstreams.js";
 import { Sequencer, type Delivery, type Gap, type OfferResult } from "./sequencer.js";
 import {
   type AssignParentMessage,
@@ -375,7 +375,7 @@ export class MeshPeer {
    * Since when the reorder buffer has waited at the same next id with later
    * ids buffered (a hole no source is filling), or null without a hole.
    */
-  private stall: { next: bigint; since: number } | null = null;
+  private readonly stall = new StallClock();
   private originRetryAt = 0;
   private readonly originBackoff = new Backoff({ initialMs: 250, maxMs: 5_000 });
   private readonly parentBackoff = new Backoff({ initialMs: 500, maxMs: 8_000 });
@@ -796,7 +796,7 @@ export class MeshPeer {
     this.cancelParentRetry();
     this.closeLinks("new epoch");
     this.sequencer = this.newSequencer(next);
-    this.stall = null;
+    this.stall.reset();
     this.counters.lastObjectId = null;
     // The server that named the new epoch is up: read its egress at once.
     this.originRetryAt = 0;
@@ -1302,21 +1302,23 @@ export class MeshPeer {
   private reconcile(): void {
     if (this.state === "closed" || this.assignment === null) return;
     const a = this.assignment;
+    // Only a placed non-root waits on a parent, so only its holes can stall.
     const rootLike = a.role === "Root" || a.parentId === null;
+    const hole = rootLike ? null : (this.sequencer.gap()?.from ?? null);
+    const t = now();
     const plan = planUpstreams({
       role: a.role,
       parentId: a.parentId,
       rootSource: this.cfg.rootSource ?? "origin",
       pushed: this.counters.pushed,
       next: this.sequencer.next,
-      // Only a placed non-root tracks stalls (it clears the record otherwise).
-      holeStalled: !rootLike && this.holeStalled(),
+      holeStalled: this.stall.observe(hole, t, this.parentGraceMs),
       parent: this.parentLink,
       oldParents: this.oldParents,
       origin: this.originReader,
       registered: this.registered,
       originRetryAt: this.originRetryAt,
-      now: now(),
+      now: t,
       parentGraceMs: this.parentGraceMs,
     });
     if (plan.closeOldParents) this.closeOldParents();
@@ -1327,18 +1329,6 @@ export class MeshPeer {
       this.originReader = null;
       this.originBackoff.reset();
     }
-  }
-
-  /** Whether the reorder buffer has waited at one next id, with later ids buffered, for `parentGraceMs`. */
-  private holeStalled(): boolean {
-    const gap = this.sequencer.gap();
-    if (gap === null) {
-      this.stall = null;
-      return false;
-    }
-    const t = now();
-    if (this.stall === null || this.stall.next !== gap.from) this.stall = { next: gap.from, since: t };
-    return t - this.stall.since >= this.parentGraceMs;
   }
 
   private closeOldParents(): void {

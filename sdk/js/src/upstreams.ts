@@ -108,3 +108,30 @@ export function planUpstreams(s: UpstreamState): UpstreamPlan {
   const closeOrigin = !openOrigin && !keep && s.origin !== null;
   return { openOrigin, closeOrigin, closeOldParents };
 }
+
+/**
+ * How long the reorder buffer has waited at one hole: a hole whose start
+ * has not moved while later ids are buffered is stalled once it has waited
+ * `graceMs`, whatever source claims to cover it.
+ */
+export class StallClock {
+  private hole: { from: bigint; since: number } | null = null;
+
+  /**
+   * Records the current hole (its first missing id, or null when nothing
+   * is buffered) at `now`; true when that hole has waited `graceMs`.
+   */
+  observe(holeFrom: bigint | null, now: number, graceMs: number): boolean {
+    if (holeFrom === null) {
+      this.hole = null;
+      return false;
+    }
+    if (this.hole === null || this.hole.from !== holeFrom) this.hole = { from: holeFrom, since: now };
+    return now - this.hole.since >= graceMs;
+  }
+
+  /** Forgets the hole (the sequence started again). */
+  reset(): void {
+    this.hole = null;
+  }
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { covers, planUpstreams, type SourceView, type UpstreamState } from "../src/upstreams.js";
+import { StallClock, covers, planUpstreams, type SourceView, type UpstreamState } from "../src/upstreams.js";
 
 const GRACE = 1500;
 
@@ -109,5 +109,23 @@ describe("planUpstreams", () => {
     expect(planUpstreams({ ...needs, originRetryAt: 100 })).toEqual({ ...NOTHING, openOrigin: true });
     // A reader already open goes on while unregistered.
     expect(planUpstreams({ ...needs, registered: false, origin: src(10) })).toEqual(NOTHING);
+  });
+});
+
+describe("StallClock", () => {
+  it("a hole is stalled once its start has not moved for the grace period", () => {
+    const c = new StallClock();
+    expect(c.observe(null, 0, GRACE)).toBe(false);
+    expect(c.observe(5n, 0, GRACE)).toBe(false);
+    expect(c.observe(5n, GRACE - 1, GRACE)).toBe(false);
+    expect(c.observe(5n, GRACE, GRACE)).toBe(true);
+    // The hole moved on: its wait starts again.
+    expect(c.observe(6n, GRACE + 10, GRACE)).toBe(false);
+    expect(c.observe(6n, 2 * GRACE + 10, GRACE)).toBe(true);
+    // Filled (nothing buffered), then a new hole at the same id starts afresh.
+    expect(c.observe(null, 2 * GRACE + 20, GRACE)).toBe(false);
+    expect(c.observe(6n, 2 * GRACE + 30, GRACE)).toBe(false);
+    c.reset();
+    expect(c.observe(6n, 10 * GRACE, GRACE)).toBe(false);
   });
 });
