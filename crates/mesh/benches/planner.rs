@@ -174,5 +174,23 @@ fn memory(_: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, memory, leave_distribution, joins, leaves);
+/// Copying a whole tree for the admin API: the full snapshot (children's
+/// ids included) against the summaries the server lists. Both run under a
+/// track's lock.
+fn listing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("listing");
+    group.sample_size(20);
+    for n in [15_000, 100_000] {
+        let planner = build(n, Instant::now());
+        group.bench_with_input(BenchmarkId::new("snapshot", n), &n, |b, _| {
+            b.iter(|| black_box(planner.snapshot("t")))
+        });
+        group.bench_with_input(BenchmarkId::new("summaries", n), &n, |b, _| {
+            b.iter(|| black_box(planner.summaries()))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, memory, leave_distribution, joins, leaves, listing);
 criterion_main!(benches);

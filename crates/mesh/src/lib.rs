@@ -5,7 +5,7 @@
 //! operation keeps the tree invariants listed on [`Planner::check_invariants`].
 //! Join, leave, heartbeat and sweep cost O(1) expected plus the size of what
 //! moves (and, while peers wait for a place, a pass over the waiting ones
-//! when a leave frees room); only queries that copy the tree (`snapshot`, `dead_peers`) and a
+//! when a leave frees room); only queries that copy the tree (`snapshot`, `summaries`, `dead_peers`) and a
 //! live `reassign` (which may walk the free slots to skip its own subtree)
 //! are linear.
 //!
@@ -23,4 +23,4 @@ pub use config::MeshConfig;
 pub use coordinator::MeshCoordinator;
 pub use error::MeshError;
 pub use planner::{LeaveOutcome, Planner};
-pub use tree::{PeerAssignment, PeerId, PeerInfo, PeerRole};
+pub use tree::{PeerAssignment, PeerId, PeerInfo, PeerRole, PeerSummary};

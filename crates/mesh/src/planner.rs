@@ -22,7 +22,7 @@
 use crate::config::MeshConfig;
 use crate::error::MeshError;
 use crate::index::FifoIndex;
-use crate::tree::{PeerAssignment, PeerId, PeerInfo, PeerRole};
+use crate::tree::{PeerAssignment, PeerId, PeerInfo, PeerRole, PeerSummary};
 use hashbrown::HashTable;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
@@ -966,6 +966,25 @@ impl Planner {
             .filter(|&i| self.nodes[i as usize].is_some())
             .map(|i| self.info(i, track))
             .collect()
+    }
+
+    /// Every peer's place, in slot order: [`Planner::snapshot`] without the
+    /// children's ids, for listing a large tree cheaply.
+    pub fn summaries(&self) -> Vec<PeerSummary> {
+        let mut out = Vec::with_capacity(self.len);
+        for (i, slot) in self.nodes.iter().enumerate() {
+            let Some(n) = slot else { continue };
+            out.push(PeerSummary {
+                id: n.id.to_string(),
+                role: self.role(i as u32),
+                parent: (n.parent != NONE).then(|| self.node(n.parent).id.to_string()),
+                depth: n.depth,
+                child_count: n.child_count as usize,
+                forwarded_frames: n.forwarded_frames,
+                capacity: n.claimed,
+            });
+        }
+        out
     }
 
     /// Checks every invariant, for tests: O(n · b), where b is the largest

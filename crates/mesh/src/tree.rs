@@ -31,6 +31,27 @@ pub struct PeerAssignment {
     pub depth: u32,
 }
 
+/// A peer's place in the tree, for listing many peers at once: what
+/// [`PeerInfo`] says less the children's ids (their number instead) and the
+/// track, so copying a large tree costs two strings a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSummary {
+    /// The peer's id.
+    pub id: PeerId,
+    /// Its role.
+    pub role: PeerRole,
+    /// Its parent; `None` for a root and for a peer waiting for a place.
+    pub parent: Option<PeerId>,
+    /// Hops from the origin (roots are 0).
+    pub depth: u32,
+    /// How many children it has.
+    pub child_count: usize,
+    /// The cumulative forwarded-object count the peer last reported.
+    pub forwarded_frames: u64,
+    /// The capacity the peer claimed at join, unclamped.
+    pub capacity: Option<u32>,
+}
+
 /// A copy of everything the planner knows about one peer.
 ///
 /// Serialises like the seed's: the two instants are process-local and are

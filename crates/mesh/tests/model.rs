@@ -4,7 +4,8 @@
 //! operation reports exactly the peers whose position changed.
 
 use meshrelay_mesh::{
-    MeshConfig, MeshCoordinator, MeshError, PeerAssignment, PeerInfo, PeerRole, Planner,
+    MeshConfig, MeshCoordinator, MeshError, PeerAssignment, PeerInfo, PeerRole, PeerSummary,
+    Planner,
 };
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,6 +60,33 @@ fn positions(snapshot: &[PeerInfo]) -> Positions {
 }
 
 /// The invariants of `shared/design.md`, checked from the outside.
+/// The cheap listing says what the full snapshot says, peer for peer.
+fn check_summaries(summaries: &[PeerSummary], snapshot: &[PeerInfo]) {
+    assert_eq!(summaries.len(), snapshot.len());
+    for (s, p) in summaries.iter().zip(snapshot) {
+        assert_eq!(
+            (
+                &s.id,
+                s.role,
+                &s.parent,
+                s.depth,
+                s.child_count,
+                s.forwarded_frames,
+                s.capacity
+            ),
+            (
+                &p.id,
+                p.role,
+                &p.parent,
+                p.depth,
+                p.children.len(),
+                p.forwarded_frames,
+                p.capacity
+            ),
+        );
+    }
+}
+
 fn check_tree(config: &MeshConfig, snapshot: &[PeerInfo], waiting: usize) {
     let by_id: BTreeMap<&str, &PeerInfo> = snapshot.iter().map(|p| (p.id.as_str(), p)).collect();
     assert_eq!(by_id.len(), snapshot.len(), "ids are unique");
@@ -341,6 +369,7 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
         assert_eq!(ids, members, "the planner holds exactly the joined peers");
         assert_eq!(planner.peer_count(), members.len());
         check_tree(&config, &after_snapshot, planner.waiting_count());
+        check_summaries(&planner.summaries(), &after_snapshot);
         if let Err(e) = planner.check_invariants() {
             panic!("planner invariant: {e}");
         }

@@ -156,9 +156,9 @@ pub async fn mesh(State(app): State<Arc<App>>, Query(q): Query<MeshQuery>) -> Js
         view.peer_count += tree.peer_count;
         view.peers.extend(tree.peers.into_iter().map(|p| PeerStats {
             role: format!("{:?}", p.role),
-            intended_children: p.children.len(),
+            intended_children: p.child_count,
             peer_id: p.id,
-            track: p.track,
+            track: track.name.to_string(),
             parent: p.parent,
             depth: p.depth,
             forwarded_frames: p.forwarded_frames,

@@ -6,7 +6,7 @@ use crate::outbox::{Class, Outbox, PushError};
 use crate::relay_budget::RelayBudget;
 use crate::ring::{Read, Ring, RingBudget, Start};
 use axum::extract::ws::Utf8Bytes;
-use meshrelay_mesh::{MeshConfig, MeshError, PeerAssignment, PeerInfo, PeerRole, Planner};
+use meshrelay_mesh::{MeshConfig, MeshError, PeerAssignment, PeerRole, PeerSummary, Planner};
 use meshrelay_protocol::{ErrorCode, Role, ServerMessage};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -136,7 +136,7 @@ pub struct TreeSnapshot {
     /// Percentage of peers fed by a peer.
     pub offload_percentage: f64,
     /// Every peer (empty unless asked for).
-    pub peers: Vec<PeerInfo>,
+    pub peers: Vec<PeerSummary>,
 }
 
 /// One live track.
@@ -455,8 +455,9 @@ impl Track {
             peer_count: st.planner.peer_count(),
             root_count: st.planner.root_count(),
             offload_percentage: st.planner.offload_percentage(),
+            // Two strings a peer: this runs under the track's lock.
             peers: if with_peers {
-                st.planner.snapshot(&self.name)
+                st.planner.summaries()
             } else {
                 Vec::new()
             },
