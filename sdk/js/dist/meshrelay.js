@@ -578,10 +578,7 @@ var MeshPeer = class {
   /** Previous parents kept delivering until the new path covers the stream. */
   oldParents = [];
   originReader = null;
-  /**
-   * Since when the reorder buffer has waited at the same next id with later
-   * ids buffered (a hole no source is filling), or null without a hole.
-   */
+  /** How long the reorder buffer has waited at its current hole (one no source is filling). */
   stall = new StallClock();
   originRetryAt = 0;
   originBackoff = new Backoff({ initialMs: 250, maxMs: 5e3 });

@@ -371,10 +371,7 @@ export class MeshPeer {
   /** Previous parents kept delivering until the new path covers the stream. */
   private oldParents: Upstream[] = [];
   private originReader: Upstream | null = null;
-  /**
-   * Since when the reorder buffer has waited at the same next id with later
-   * ids buffered (a hole no source is filling), or null without a hole.
-   */
+  /** How long the reorder buffer has waited at its current hole (one no source is filling). */
   private readonly stall = new StallClock();
   private originRetryAt = 0;
   private readonly originBackoff = new Backoff({ initialMs: 250, maxMs: 5_000 });
