@@ -633,6 +633,29 @@ impl Planner {
         Ok((self.assignment_of(me), Some(self.assignment_of(leaf))))
     }
 
+    /// The peer has shown that it cannot feed as many children as it has
+    /// slots (it dropped children it could not keep up with): its capacity
+    /// falls to the number of children it has now, never below, so the
+    /// slots those children freed are not refilled. Nobody moves. Returns
+    /// its new assignment when its role changed (a childless relay becomes
+    /// a leaf).
+    pub fn lower_capacity(&mut self, id: &str) -> Result<Option<PeerAssignment>, MeshError> {
+        let i = self.require(id)?;
+        let (children, capacity, root) = {
+            let n = self.node(i);
+            (n.child_count, n.capacity, n.state == State::Root)
+        };
+        if children >= capacity {
+            return Ok(None);
+        }
+        let before = self.role(i);
+        self.update(i, |n| n.capacity = children);
+        if root && children == 0 {
+            self.leaf_roots.insert(i);
+        }
+        Ok((self.role(i) != before).then(|| self.assignment_of(i)))
+    }
+
     /// Removes a peer and re-plans its children in the same step: a childless
     /// peer takes its place and hosts its children at their old depth; those
     /// it cannot host are placed elsewhere with their subtrees, outside their

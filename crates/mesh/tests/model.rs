@@ -18,6 +18,7 @@ enum Op {
     Leave(u16),
     Reassign(u16),
     RemoveDetaching(u16),
+    LowerCapacity(u16),
     PlaceDetached,
     Heartbeat(u16),
     HeartbeatAll,
@@ -32,6 +33,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => id.clone().prop_map(Op::Leave),
         2 => id.clone().prop_map(Op::Reassign),
         1 => id.clone().prop_map(Op::RemoveDetaching),
+        1 => id.clone().prop_map(Op::LowerCapacity),
         1 => Just(Op::PlaceDetached),
         2 => id.prop_map(Op::Heartbeat),
         // Peers outlive many operations, so trees grow to their limits.
@@ -60,6 +62,13 @@ fn positions(snapshot: &[PeerInfo]) -> Positions {
 }
 
 /// The invariants of `shared/design.md`, checked from the outside.
+/// A peer's capacity as the planner holds it: its claim clamped to
+/// `max_children`, or lower once `lower_capacity` lowered it.
+fn capacity_of(config: &MeshConfig, lowered: &BTreeMap<String, usize>, p: &PeerInfo) -> usize {
+    let claimed = p.effective_capacity(config.max_children);
+    lowered.get(&p.id).map_or(claimed, |&l| l.min(claimed))
+}
+
 /// The cheap listing says what the full snapshot says, peer for peer.
 fn check_summaries(summaries: &[PeerSummary], snapshot: &[PeerInfo]) {
     assert_eq!(summaries.len(), snapshot.len());
@@ -170,7 +179,12 @@ fn check_tree(config: &MeshConfig, snapshot: &[PeerInfo], waiting: usize) {
 
 /// A refused join: no placed peer had a free slot above the depth limit,
 /// and the error says whether one at the limit had.
-fn check_refusal(config: &MeshConfig, snapshot: &[PeerInfo], err: &MeshError) {
+fn check_refusal(
+    config: &MeshConfig,
+    snapshot: &[PeerInfo],
+    lowered: &BTreeMap<String, usize>,
+    err: &MeshError,
+) {
     let by_id: BTreeMap<&str, &PeerInfo> = snapshot.iter().map(|p| (p.id.as_str(), p)).collect();
     let placed = |p: &PeerInfo| {
         let mut at = p;
@@ -180,9 +194,7 @@ fn check_refusal(config: &MeshConfig, snapshot: &[PeerInfo], err: &MeshError) {
         at.role == PeerRole::Root
     };
     let free = |p: &PeerInfo| {
-        let cap = p.capacity.map_or(config.max_children, |c| {
-            (c as usize).min(config.max_children)
-        });
+        let cap = capacity_of(config, lowered, p);
         placed(p) && p.children.len() < cap
     };
     for p in snapshot {
@@ -237,6 +249,8 @@ fn check_reported(before: &Positions, after: &Positions, reported: &[PeerAssignm
 fn run(config: MeshConfig, ops: Vec<Op>) {
     let mut planner = Planner::new(config.clone());
     let mut members: BTreeSet<String> = BTreeSet::new();
+    // Capacities lowered by lower_capacity, for the peers still present.
+    let mut lowered: BTreeMap<String, usize> = BTreeMap::new();
     let t0 = Instant::now();
     let mut now = t0;
     for op in ops {
@@ -253,9 +267,9 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
                     .filter(|p| p.role == PeerRole::Root)
                     .count()
                     >= config.root_peer_count;
-                let leaf_root = before_snapshot.iter().any(|p| {
-                    p.role == PeerRole::Root && p.effective_capacity(config.max_children) == 0
-                });
+                let leaf_root = before_snapshot
+                    .iter()
+                    .any(|p| p.role == PeerRole::Root && capacity_of(&config, &lowered, p) == 0);
                 // Only join_relaying displaces a leaf root, and only for a relay.
                 let displaces = relaying && relays && full && leaf_root && config.max_depth >= 1;
                 let result = if relaying {
@@ -293,7 +307,7 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
                         assert!(!members.contains(&id));
                         assert!(full, "refused with a root slot free");
                         assert!(!displaces, "refused though a leaf held a root slot");
-                        check_refusal(&config, &before_snapshot, &e);
+                        check_refusal(&config, &before_snapshot, &lowered, &e);
                     }
                     Err(e) => panic!("unexpected {e}"),
                 }
@@ -340,6 +354,20 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
                     Err(_) => assert!(!members.contains(&id)),
                 }
             }
+            Op::LowerCapacity(i) => {
+                let id = format!("p{i}");
+                match planner.lower_capacity(&id) {
+                    Ok(changed) => {
+                        let old = before_snapshot.iter().find(|p| p.id == id).unwrap();
+                        let cap = lowered.entry(id.clone()).or_insert(usize::MAX);
+                        *cap = (*cap).min(old.children.len());
+                        // Nobody moves; a role that changed is reported.
+                        reported = Some(changed.into_iter().collect());
+                    }
+                    Err(MeshError::PeerNotFound(_)) => assert!(!members.contains(&id)),
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
             Op::PlaceDetached => reported = Some(planner.place_detached()),
             Op::Heartbeat(i) => {
                 let id = format!("p{i}");
@@ -367,6 +395,14 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
         }
         let ids: BTreeSet<String> = after_snapshot.iter().map(|p| p.id.clone()).collect();
         assert_eq!(ids, members, "the planner holds exactly the joined peers");
+        lowered.retain(|id, _| members.contains(id));
+        for p in &after_snapshot {
+            assert!(
+                p.children.len() <= capacity_of(&config, &lowered, p),
+                "{} over its capacity",
+                p.id
+            );
+        }
         assert_eq!(planner.peer_count(), members.len());
         check_tree(&config, &after_snapshot, planner.waiting_count());
         check_summaries(&planner.summaries(), &after_snapshot);
@@ -419,6 +455,8 @@ fn run_facade(config: MeshConfig, ops: Vec<Op>) {
                     Err(e) => panic!("unexpected {e}"),
                 }
             }
+            // The facade has no such call.
+            Op::LowerCapacity(_) => {}
             Op::Leave(i) | Op::RemoveDetaching(i) => {
                 let id = format!("p{i}");
                 let orphans = c.remove_peer(&id);

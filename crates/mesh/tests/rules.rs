@@ -531,3 +531,36 @@ fn a_relay_joining_takes_a_root_slot_held_by_a_leaf_which_becomes_its_child() {
     q.check_invariants().unwrap();
     p.check_invariants().unwrap();
 }
+
+#[test]
+fn lowering_a_capacity_keeps_its_children_and_stops_refills() {
+    let mut p = planner(3, 1, 4);
+    join_all(&mut p, &["r", "a", "b"]);
+    // r has a and b; it can no longer feed a third.
+    assert_eq!(p.lower_capacity("r").unwrap(), None, "a root stays a root");
+    let c = p.join("c", None, Instant::now()).unwrap();
+    assert_ne!(c.parent.as_deref(), Some("r"));
+    // It fed two: when one leaves, that slot is its to refill.
+    p.leave("b").unwrap();
+    let d = p.join("d", None, Instant::now()).unwrap();
+    assert_eq!(d.parent.as_deref(), Some("r"));
+    let e = p.join("e", None, Instant::now()).unwrap();
+    assert_ne!(e.parent.as_deref(), Some("r"));
+    // A childless relay lowered becomes a leaf, and says so.
+    let childless = ["a", "c", "d", "e"]
+        .into_iter()
+        .find(|x| p.peer(x, "t").unwrap().children.is_empty())
+        .unwrap();
+    let now_leaf = p.lower_capacity(childless).unwrap().expect("role changed");
+    assert_eq!(now_leaf.role, PeerRole::Leaf);
+    assert_eq!(
+        p.lower_capacity(childless).unwrap(),
+        None,
+        "already as low as it goes"
+    );
+    assert_eq!(
+        p.lower_capacity("ghost"),
+        Err(MeshError::PeerNotFound("ghost".into()))
+    );
+    p.check_invariants().unwrap();
+}

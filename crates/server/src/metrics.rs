@@ -26,6 +26,9 @@ pub const JOINS: &str = "meshrelay_joins_total";
 pub const LEAVES: &str = "meshrelay_leaves_total";
 /// `AssignParent` messages sent after the first one (re-parenting).
 pub const REASSIGNMENTS: &str = "meshrelay_reassignments_total";
+/// DropChild of a second, different child by one parent within 10 s: its
+/// capacity is lowered to the children it has left.
+pub const REPEATED_DROPS: &str = "meshrelay_repeated_child_drops_total";
 /// `/signal` frames received, by `kind`.
 pub const SIGNAL_MESSAGES: &str = "meshrelay_signal_messages_total";
 /// `Error` messages sent, by `code`.

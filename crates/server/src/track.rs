@@ -115,7 +115,17 @@ impl Drop for PublisherClaim {
 struct MeshState {
     planner: Planner,
     sessions: HashMap<String, SessionHandle>,
+    /// The children each parent dropped recently (see [`Track::drop_child`]).
+    drops: HashMap<String, Vec<(String, Instant)>>,
 }
+
+/// Two different children dropped by one parent within this window mean the
+/// parent cannot feed its children (its uplink), not that one child cannot
+/// keep up (its downlink).
+const REPEAT_DROP_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Drops remembered per parent: more than its children at once is never needed.
+const MAX_DROPS_KEPT: usize = 8;
 
 impl MeshState {
     /// Whether `peer_id` is in the tree for this very registration.
@@ -191,6 +201,7 @@ impl Track {
             mesh: Mutex::new(MeshState {
                 planner: Planner::new(mesh),
                 sessions: HashMap::new(),
+                drops: HashMap::new(),
             }),
             ring: Mutex::new(Ring::new(ring_objects, ring_bytes, ring_budget)),
             next_id: watch::Sender::new(0),
@@ -331,7 +342,11 @@ impl Track {
 
     /// `parent`, held by `registration`, stopped feeding its child `child`:
     /// moves the child, with its subtree, to the best other place and tells
-    /// every peer that moved. A child with nowhere else to go stays.
+    /// every peer that moved. A child with nowhere else to go stays. When
+    /// the parent drops a second, different child within
+    /// [`REPEAT_DROP_WINDOW`], the parent is the one that cannot keep up:
+    /// its capacity falls to the children it has left, so the slots they
+    /// freed are not refilled (told when it becomes a leaf).
     pub fn drop_child(
         &self,
         ctx: &MeshCtx,
@@ -358,6 +373,21 @@ impl Track {
         }
         if let Ok(changed) = st.planner.reassign(child) {
             self.tell_moved(&mut st, ctx, &changed);
+        }
+        let now = Instant::now();
+        let history = st.drops.entry(parent.to_owned()).or_default();
+        history.retain(|(_, at)| now.duration_since(*at) < REPEAT_DROP_WINDOW);
+        let repeated = history.iter().any(|(c, _)| c != child);
+        history.retain(|(c, _)| c != child);
+        if history.len() >= MAX_DROPS_KEPT {
+            history.remove(0);
+        }
+        history.push((child.to_owned(), now));
+        if repeated {
+            metrics::counter!(crate::metrics::REPEATED_DROPS).increment(1);
+            if let Ok(Some(role_changed)) = st.planner.lower_capacity(parent) {
+                self.tell_moved(&mut st, ctx, &[role_changed]);
+            }
         }
         Ok(())
     }
@@ -417,6 +447,7 @@ impl Track {
         let Ok(outcome) = st.planner.leave(peer_id) else {
             return;
         };
+        st.drops.remove(peer_id);
         ctx.release_peer();
         metrics::counter!(crate::metrics::LEAVES, "reason" => reason.label()).increment(1);
         let left: Utf8Bytes = ServerMessage::PeerLeft {

@@ -847,6 +847,50 @@ async fn drop_child_moves_the_child_with_its_subtree_and_only_for_its_parent() {
     srv.stop().await;
 }
 
+#[tokio::test]
+async fn a_parent_that_drops_two_different_children_is_not_refilled() {
+    // a -> {b, c, d}, three slots.
+    let srv = start(tree_config(1, 3)).await;
+    let (mut a, _) = register(&srv, "a", "t", None).await;
+    let (mut b, _) = register(&srv, "b", "t", None).await;
+    let (mut c, _) = register(&srv, "c", "t", None).await;
+    let (_d, dv) = register(&srv, "d", "t", None).await;
+    assert_eq!(dv, assign("d", "Relay", Some("a"), 1, 0));
+    // One drop says nothing about a: b moves, and a's slot is refilled.
+    send(&mut a, r#"{"type":"DropChild","peer_id":"b"}"#).await;
+    assert_eq!(
+        recv_json(&mut b).await,
+        assign("b", "Relay", Some("c"), 2, 0)
+    );
+    let (_x, xv) = register(&srv, "x", "t", None).await;
+    assert_eq!(xv, assign("x", "Relay", Some("a"), 1, 0));
+    // A second, different child soon after: a is the one that cannot keep
+    // up. c moves (b with it) and a keeps the two children it has left.
+    send(&mut a, r#"{"type":"DropChild","peer_id":"c"}"#).await;
+    assert_eq!(
+        recv_json(&mut c).await,
+        assign("c", "Relay", Some("d"), 2, 0)
+    );
+    assert_eq!(
+        recv_json(&mut b).await,
+        assign("b", "Relay", Some("c"), 3, 0)
+    );
+    // a, still a root, is told nothing; its free slot is not refilled.
+    expect_nothing_queued(&mut a).await;
+    let (_e, ev) = register(&srv, "e", "t", None).await;
+    assert_eq!(ev, assign("e", "Relay", Some("x"), 2, 0));
+    let mesh = mesh_json(&srv).await;
+    let kids_of_a = mesh["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer_id"] == "a")
+        .unwrap()["intended_children"]
+        .clone();
+    assert_eq!(kids_of_a, 2);
+    srv.stop().await;
+}
+
 /// `(parent, depth)` of `id` on `/api/v1/mesh`.
 fn place_of(mesh: &serde_json::Value, id: &str) -> (serde_json::Value, serde_json::Value) {
     let p = mesh["peers"]
