@@ -2,7 +2,7 @@
 
 use crate::duration::parse_duration;
 use clap::Args;
-use meshrelay_server::{parse_ice_servers, Server, ServerConfig};
+use meshrelay_server::{parse_cors_origins, parse_ice_servers, CorsOrigins, Server, ServerConfig};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// Token required on /api/v1/mesh and /metrics (Authorization: Bearer <token> or ?token=).
     #[arg(long, env = "MESHRELAY_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Web origins whose pages may read /api/v1/mesh and /metrics (CORS):
+    /// `*` (any, as LVQR), a comma-separated list of origins
+    /// (`https://ops.example.org`), or `none`. The admin token is still required.
+    #[arg(long, env = "MESHRELAY_CORS_ALLOW_ORIGIN", value_name = "ORIGINS", default_value = "*", value_parser = parse_cors_origins)]
+    pub cors_allow_origin: CorsOrigins,
     /// Objects kept per track for ?from= resume.
     #[arg(long, env = "MESHRELAY_RING_OBJECTS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub ring_objects: u64,
@@ -126,6 +131,7 @@ impl ServeArgs {
             subscribe_token: self.subscribe_token.clone().filter(|t| !t.is_empty()),
             publish_token: self.publish_token.clone().filter(|t| !t.is_empty()),
             admin_token: self.admin_token.clone().filter(|t| !t.is_empty()),
+            cors_allow_origin: self.cors_allow_origin.clone(),
             no_auth_signal: self.no_auth_signal,
             ring_objects: usize::try_from(self.ring_objects).unwrap_or(usize::MAX),
             ring_bytes: self.ring_bytes,

@@ -13,7 +13,13 @@ struct Register<'a> {
     track: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     capacity: Option<u32>,
+    features: [&'static str; 2],
 }
+
+/// What the generator's clients state at `Register`: what the meshrelay SDK
+/// states, so the server serves them as it serves the SDK (promotions, and
+/// every change of depth told).
+const FEATURES: [&str; 2] = ["origin", "updates"];
 
 /// JSON text of a Register message.
 pub(crate) fn register_json(peer_id: &str, track: &str, capacity: Option<u32>) -> String {
@@ -22,6 +28,7 @@ pub(crate) fn register_json(peer_id: &str, track: &str, capacity: Option<u32>) -
         peer_id,
         track,
         capacity,
+        features: FEATURES,
     })
     .expect("plain struct serialises")
 }
@@ -123,11 +130,11 @@ mod tests {
     fn register_shape() {
         assert_eq!(
             register_json("a1", "live/x", Some(3)),
-            r#"{"type":"Register","peer_id":"a1","track":"live/x","capacity":3}"#
+            r#"{"type":"Register","peer_id":"a1","track":"live/x","capacity":3,"features":["origin","updates"]}"#
         );
         assert_eq!(
             register_json("a1", "live/x", None),
-            r#"{"type":"Register","peer_id":"a1","track":"live/x"}"#
+            r#"{"type":"Register","peer_id":"a1","track":"live/x","features":["origin","updates"]}"#
         );
     }
 

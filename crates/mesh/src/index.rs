@@ -100,6 +100,18 @@ impl<K: Ord + Copy> FifoIndex<K> {
             .flat_map(move |&k| self.iter_key(k).map(move |s| (k, s)))
     }
 
+    /// The slots of the keys `keep` accepts, in order; keys it refuses cost
+    /// one call each, their slots nothing.
+    pub(crate) fn iter_where<'a>(
+        &'a self,
+        mut keep: impl FnMut(&K) -> bool + 'a,
+    ) -> impl Iterator<Item = u32> + 'a {
+        self.lists
+            .keys()
+            .filter(move |k| keep(k))
+            .flat_map(move |&k| self.iter_key(k))
+    }
+
     /// The first slot in order.
     pub(crate) fn first(&self) -> Option<u32> {
         self.lists.values().next().map(|&(head, _)| head)

@@ -9,6 +9,8 @@
 //!   the fewest children).
 //! * `leaves`: childless relays, keyed by most capacity then deepest; its
 //!   first entry is the peer that can best stand in for one that leaves.
+//!   Peers that cannot read the origin on their own come first among
+//!   equals, so the ones that can are kept for root slots.
 //!
 //! A leaving peer's place is taken by a childless peer (one of its own
 //! children when one can host the others, else the best leaf elsewhere), and
@@ -29,6 +31,17 @@ use std::collections::{BTreeSet, BinaryHeap};
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
+/// What a re-plan (a reassign, or placing waiting peers) changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replan {
+    /// The new position of every peer whose parent, role or depth changed,
+    /// each once: the peers to send a new `AssignParent` to.
+    pub changed: Vec<PeerAssignment>,
+    /// Parent-child links between two remaining peers that the re-plan
+    /// ended, as `(parent, child)`: both ends must drop their connection.
+    pub unlinked: Vec<(PeerId, PeerId)>,
+}
+
 /// What one leave changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LeaveOutcome {
@@ -40,6 +53,10 @@ pub struct LeaveOutcome {
     /// The new position of every remaining peer whose parent, role or depth
     /// changed, each once: the peers to send a new `AssignParent` to.
     pub changed: Vec<PeerAssignment>,
+    /// Parent-child links between two remaining peers that the leave's
+    /// re-plan ended, as `(parent, child)` (links to the leaving peer are
+    /// in `neighbours`): both ends must drop their connection.
+    pub unlinked: Vec<(PeerId, PeerId)>,
     /// Peers that could not be placed for now (no free slot within the depth
     /// limit). They are also in `changed`, with no parent; they wait, fed by
     /// the origin, until [`Planner::place_detached`] finds them a place.
@@ -75,6 +92,9 @@ struct Node {
     /// Claimed capacity clamped to `max_children`.
     capacity: u32,
     claimed: Option<u32>,
+    /// Reads the origin on its own when it is a root or waiting; a peer
+    /// that does not is made a root only at its own join.
+    reads_origin: bool,
     depth: u32,
     state: State,
     forwarded_frames: u64,
@@ -96,7 +116,7 @@ pub struct Planner {
     ids: HashTable<u32>,
     hasher: hashbrown::DefaultHashBuilder,
     open: FifoIndex<(u32, u32)>,
-    leaves: FifoIndex<(Reverse<u32>, Reverse<u32>)>,
+    leaves: FifoIndex<LeafKey>,
     detached: BTreeSet<u32>,
     /// Roots that can feed nobody (capacity 0), lowest slot first: the root
     /// slots a relay-capable newcomer takes over in
@@ -111,6 +131,11 @@ pub struct Planner {
     deep_free: usize,
     len: usize,
 }
+
+/// Order of the childless relays: most capacity, then deepest, then those
+/// that do not read the origin on their own (the others are kept for root
+/// slots).
+type LeafKey = (Reverse<u32>, Reverse<u32>, bool);
 
 /// Whether placing a waiting peer fills a free root slot before a parent slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,10 +254,20 @@ impl Planner {
             .then_some((n.depth, n.child_count))
     }
 
-    fn leaf_key(&self, i: u32) -> Option<(Reverse<u32>, Reverse<u32>)> {
+    fn leaf_key(&self, i: u32) -> Option<LeafKey> {
         let n = self.node(i);
-        (n.state == State::Attached && n.child_count == 0)
-            .then_some((Reverse(n.capacity), Reverse(n.depth)))
+        (n.state == State::Attached && n.child_count == 0).then_some((
+            Reverse(n.capacity),
+            Reverse(n.depth),
+            n.reads_origin,
+        ))
+    }
+
+    /// Whether `i` may be made a root now: only a peer that reads the origin
+    /// on its own notices that it must (a client that does not is fed by
+    /// nobody as a promoted root).
+    fn may_be_root(&self, i: u32) -> bool {
+        self.node(i).reads_origin
     }
 
     /// A placed peer with a free slot that the depth limit keeps empty.
@@ -412,6 +447,7 @@ impl Planner {
             let root_free = self.roots < self.config.root_peer_count;
             let (_, height) = self.subtree(i);
             let slot = self.best_slot(height, avoid);
+            let root_free = root_free && self.may_be_root(i);
             if root_free && (prefer == Prefer::Root || slot.is_none()) {
                 self.detached.remove(&i);
                 self.rebase_subtree(i, 0, State::Root, touched);
@@ -445,23 +481,25 @@ impl Planner {
     /// candidate can stand in usefully, the orphan with the largest subtree
     /// moves up, so the tallest part of the tree gets shorter.
     /// `avoid` (the vacated place's parent, possibly childless now) is never
-    /// chosen: it would become its own child.
-    fn stand_in(&self, children: &[u32], avoid: u32) -> Option<u32> {
+    /// chosen: it would become its own child. A vacated root slot (`root`)
+    /// is taken only by a peer that may be a root.
+    fn stand_in(&self, children: &[u32], avoid: u32, root: bool) -> Option<u32> {
         let k = children.len() as u32;
         let free = |c: u32| self.free_slots(c);
+        let eligible = |c: u32| !root || self.may_be_root(c);
         let best_child = |leaf: bool| {
             children
                 .iter()
                 .copied()
-                .filter(|&c| (self.node(c).child_count == 0) == leaf)
+                .filter(|&c| (self.node(c).child_count == 0) == leaf && eligible(c))
                 .max_by_key(|&c| (free(c), Reverse(c)))
         };
         let own_leaf = best_child(true);
         let own_inner = best_child(false).filter(|&c| free(c) > 0);
+        // Skips at most the orphans and `avoid`: the index groups by key.
         let other = self
             .leaves
-            .iter()
-            .map(|(_, i)| i)
+            .iter_where(move |&(_, _, reads_origin)| !root || reads_origin)
             .find(|&i| i != avoid && !children.contains(&i))
             .filter(|&l| free(l) > 0);
         // An orphan standing in is itself re-homed; an outside leaf is not.
@@ -479,6 +517,7 @@ impl Planner {
             children
                 .iter()
                 .copied()
+                .filter(|&c| eligible(c))
                 .max_by_key(|&c| (self.subtree(c).0.len(), Reverse(c)))
         })
     }
@@ -494,12 +533,15 @@ impl Planner {
         n.capacity - n.child_count
     }
 
-    /// Fills a free root slot by promoting the best childless relay.
+    /// Fills a free root slot by promoting the best childless relay that
+    /// reads the origin on its own; without one the slot waits for the next
+    /// newcomer.
     fn fill_root_slot(&mut self, touched: &mut Touched) {
         if self.roots >= self.config.root_peer_count {
             return;
         }
-        if let Some(l) = self.leaves.first() {
+        let best = self.leaves.iter_where(|k| k.2).next();
+        if let Some(l) = best {
             touched.note(self, l);
             self.unlink(l);
             self.set_state(l, State::Root);
@@ -527,11 +569,22 @@ impl Planner {
     /// Places a new peer: a root while root slots are free, else under the
     /// shallowest peer with a free slot (ties to the fewest children).
     /// `capacity` is clamped to `max_children`; 0 means never a parent.
-    /// An id already in the tree is refused, never overwritten.
+    /// An id already in the tree is refused, never overwritten. The peer is
+    /// taken to read the origin on its own, so it may be promoted later.
     pub fn join(
         &mut self,
         id: &str,
         capacity: Option<u32>,
+        now: Instant,
+    ) -> Result<PeerAssignment, MeshError> {
+        self.join_with(id, capacity, true, now)
+    }
+
+    fn join_with(
+        &mut self,
+        id: &str,
+        capacity: Option<u32>,
+        reads_origin: bool,
         now: Instant,
     ) -> Result<PeerAssignment, MeshError> {
         if self.slot_of(id).is_some() {
@@ -550,7 +603,7 @@ impl Planner {
                 None => return Err(MeshError::NoAvailableParent),
             }
         };
-        let i = self.insert(id, capacity, now);
+        let i = self.insert(id, capacity, reads_origin, now);
         if parent == NONE {
             self.set_state(i, State::Root);
         } else {
@@ -564,7 +617,7 @@ impl Planner {
 
     /// Adds a new, unlinked peer (detached, depth 0, not yet tracked as
     /// waiting) and returns its slot; the caller places it.
-    fn insert(&mut self, id: &str, capacity: Option<u32>, now: Instant) -> u32 {
+    fn insert(&mut self, id: &str, capacity: Option<u32>, reads_origin: bool, now: Instant) -> u32 {
         let node = Node {
             id: id.into(),
             parent: NONE,
@@ -575,6 +628,7 @@ impl Planner {
             child_count: 0,
             capacity: self.config.effective_capacity(capacity),
             claimed: capacity,
+            reads_origin,
             depth: 0,
             state: State::Detached,
             forwarded_frames: 0,
@@ -611,10 +665,16 @@ impl Planner {
     /// feeds nobody while a relay could use it, and a track whose first
     /// peers are all leaves does not refuse everyone after them. Returns the
     /// newcomer's assignment and, when a leaf moved, the leaf's new one.
+    ///
+    /// `reads_origin` says whether the peer reads the origin on its own
+    /// when it is a root or waiting: one that does not becomes a root only
+    /// here, at its own join (where its client learns its role), and is
+    /// never promoted later.
     pub fn join_relaying(
         &mut self,
         id: &str,
         capacity: Option<u32>,
+        reads_origin: bool,
         now: Instant,
     ) -> Result<(PeerAssignment, Option<PeerAssignment>), MeshError> {
         let relays = self.config.effective_capacity(capacity) > 0;
@@ -622,10 +682,14 @@ impl Planner {
         let full = self.roots >= self.config.root_peer_count && self.config.max_depth >= 1;
         let leaf = match self.leaf_roots.first() {
             Some(&l) if relays && full && self.slot_of(id).is_none() => l,
-            _ => return self.join(id, capacity, now).map(|a| (a, None)),
+            _ => {
+                return self
+                    .join_with(id, capacity, reads_origin, now)
+                    .map(|a| (a, None))
+            }
         };
         // The newcomer takes the leaf's root slot; the leaf goes under it.
-        let me = self.insert(id, capacity, now);
+        let me = self.insert(id, capacity, reads_origin, now);
         self.set_state(leaf, State::Attached);
         self.set_state(me, State::Root);
         self.update(leaf, |n| n.depth = 1);
@@ -692,7 +756,7 @@ impl Planner {
         self.place_all_detached(&mut touched);
         self.fill_root_slot(&mut touched);
 
-        let changed = touched.changed(self);
+        let Replan { changed, unlinked } = touched.replan(self);
         let unplaced = changed
             .iter()
             .filter(|a| a.parent.is_none() && a.role != PeerRole::Root)
@@ -702,6 +766,7 @@ impl Planner {
             peer_id: id.to_string(),
             neighbours,
             changed,
+            unlinked,
             unplaced,
         })
     }
@@ -717,7 +782,7 @@ impl Planner {
         touched: &mut Touched,
     ) {
         let mut orphans: Vec<u32> = children.to_vec();
-        if let Some(s) = self.stand_in(children, parent) {
+        if let Some(s) = self.stand_in(children, parent, state == State::Root) {
             touched.note(self, s);
             self.unlink(s);
             orphans.retain(|&c| c != s);
@@ -798,18 +863,18 @@ impl Planner {
     /// every peer whose position changed. For a live peer this may walk the
     /// free slots (skipping those in its own subtree): O(n) at worst, meant
     /// for rebalancing, not for every join.
-    pub fn reassign(&mut self, id: &str) -> Result<Vec<PeerAssignment>, MeshError> {
+    pub fn reassign(&mut self, id: &str) -> Result<Replan, MeshError> {
         self.reassign_with(id, true)
     }
 
     /// As [`Planner::reassign`], but a waiting peer is placed with its whole
     /// subtree or not at all (never split), so the only peers that move are
     /// the peer and its descendants, whose parents stay the same.
-    pub fn reassign_whole(&mut self, id: &str) -> Result<Vec<PeerAssignment>, MeshError> {
+    pub fn reassign_whole(&mut self, id: &str) -> Result<Replan, MeshError> {
         self.reassign_with(id, false)
     }
 
-    fn reassign_with(&mut self, id: &str, split: bool) -> Result<Vec<PeerAssignment>, MeshError> {
+    fn reassign_with(&mut self, id: &str, split: bool) -> Result<Replan, MeshError> {
         let i = self.require(id)?;
         let mut touched = Touched::default();
         match self.node(i).state {
@@ -822,7 +887,8 @@ impl Planner {
             State::Attached => {
                 let old_parent = self.node(i).parent;
                 let (_, height) = self.subtree(i);
-                let elsewhere = self.roots < self.config.root_peer_count || {
+                let root_free = self.roots < self.config.root_peer_count && self.may_be_root(i);
+                let elsewhere = root_free || {
                     // Its own subtree is still indexed; skip it while searching.
                     self.open.iter().any(|((d, _), p)| {
                         d + 1 + height <= self.config.max_depth
@@ -839,7 +905,7 @@ impl Planner {
                 }
             }
         }
-        Ok(touched.changed(self))
+        Ok(touched.replan(self))
     }
 
     fn is_ancestor(&self, a: u32, mut n: u32) -> bool {
@@ -854,10 +920,10 @@ impl Planner {
     }
 
     /// Tries to place the peers waiting without a parent; returns what changed.
-    pub fn place_detached(&mut self) -> Vec<PeerAssignment> {
+    pub fn place_detached(&mut self) -> Replan {
         let mut touched = Touched::default();
         self.place_all_detached(&mut touched);
-        touched.changed(self)
+        touched.replan(self)
     }
 
     /// Records that the peer was heard from at `now`. Returns false for an
@@ -1005,6 +1071,7 @@ impl Planner {
                 child_count: n.child_count as usize,
                 forwarded_frames: n.forwarded_frames,
                 capacity: n.claimed,
+                effective_capacity: n.capacity,
             });
         }
         out
@@ -1153,19 +1220,28 @@ impl Touched {
         self.0.push((i, n.parent, n.depth, planner.role(i)));
     }
 
-    /// The final position of every touched peer that still exists and moved.
-    fn changed(mut self, planner: &Planner) -> Vec<PeerAssignment> {
+    /// The final position of every touched peer that still exists and
+    /// moved, and the links to old parents that still exist. Operations
+    /// insert no peer, so a slot live now held the same peer before.
+    fn replan(mut self, planner: &Planner) -> Replan {
         // Keep each peer's first (oldest) record.
         self.0.sort_by_key(|&(i, ..)| i);
         self.0.dedup_by_key(|&mut (i, ..)| i);
-        self.0
-            .into_iter()
-            .filter(|&(i, ..)| planner.nodes[i as usize].is_some())
-            .filter(|&(i, parent, depth, role)| {
-                let n = planner.node(i);
-                n.parent != parent || n.depth != depth || planner.role(i) != role
-            })
-            .map(|(i, ..)| planner.assignment_of(i))
-            .collect()
+        let live = |i: u32| i != NONE && planner.nodes[i as usize].is_some();
+        let mut out = Replan::default();
+        for (i, parent, depth, role) in self.0 {
+            if !live(i) {
+                continue;
+            }
+            let n = planner.node(i);
+            if n.parent != parent && live(parent) {
+                out.unlinked
+                    .push((planner.node(parent).id.to_string(), n.id.to_string()));
+            }
+            if n.parent != parent || n.depth != depth || planner.role(i) != role {
+                out.changed.push(planner.assignment_of(i));
+            }
+        }
+        out
     }
 }

@@ -50,6 +50,9 @@ pub struct PeerSummary {
     pub forwarded_frames: u64,
     /// The capacity the peer claimed at join, unclamped.
     pub capacity: Option<u32>,
+    /// The children it may have now: its claim clamped to `max_children`,
+    /// or less once it showed it cannot feed that many.
+    pub effective_capacity: u32,
 }
 
 /// A copy of everything the planner knows about one peer.

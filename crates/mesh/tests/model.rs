@@ -1,7 +1,9 @@
 //! Model test: long random sequences of planner operations, checking after
 //! every step the tree invariants (through an independent checker over the
 //! public snapshot, and the planner's own exhaustive check) and that each
-//! operation reports exactly the peers whose position changed.
+//! operation reports exactly the peers whose position changed and the links
+//! between remaining peers that it ended, and that a peer that does not read
+//! the origin on its own is a root only from its own join on.
 
 use meshrelay_mesh::{
     MeshConfig, MeshCoordinator, MeshError, PeerAssignment, PeerInfo, PeerRole, PeerSummary,
@@ -14,7 +16,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 enum Op {
     Join(u16, Option<u32>),
-    JoinRelaying(u16, Option<u32>),
+    /// The last field: the peer reads the origin on its own.
+    JoinRelaying(u16, Option<u32>, bool),
     Leave(u16),
     Reassign(u16),
     RemoveDetaching(u16),
@@ -29,7 +32,8 @@ fn op() -> impl Strategy<Value = Op> {
     let id = 0u16..400;
     prop_oneof![
         6 => (id.clone(), prop::option::of(0u32..6)).prop_map(|(i, c)| Op::Join(i, c)),
-        3 => (id.clone(), prop::option::of(0u32..6)).prop_map(|(i, c)| Op::JoinRelaying(i, c)),
+        3 => (id.clone(), prop::option::of(0u32..6), any::<bool>())
+            .prop_map(|(i, c, o)| Op::JoinRelaying(i, c, o)),
         4 => id.clone().prop_map(Op::Leave),
         2 => id.clone().prop_map(Op::Reassign),
         1 => id.clone().prop_map(Op::RemoveDetaching),
@@ -69,10 +73,22 @@ fn capacity_of(config: &MeshConfig, lowered: &BTreeMap<String, usize>, p: &PeerI
     lowered.get(&p.id).map_or(claimed, |&l| l.min(claimed))
 }
 
-/// The cheap listing says what the full snapshot says, peer for peer.
-fn check_summaries(summaries: &[PeerSummary], snapshot: &[PeerInfo]) {
+/// The cheap listing says what the full snapshot says, peer for peer, and
+/// the capacity the planner holds now.
+fn check_summaries(
+    config: &MeshConfig,
+    lowered: &BTreeMap<String, usize>,
+    summaries: &[PeerSummary],
+    snapshot: &[PeerInfo],
+) {
     assert_eq!(summaries.len(), snapshot.len());
     for (s, p) in summaries.iter().zip(snapshot) {
+        assert_eq!(
+            s.effective_capacity as usize,
+            capacity_of(config, lowered, p),
+            "{}: effective capacity",
+            p.id
+        );
         assert_eq!(
             (
                 &s.id,
@@ -217,6 +233,27 @@ fn check_refusal(
     assert_eq!(err, &expected);
 }
 
+type Links = BTreeSet<(String, String)>;
+
+fn links(snapshot: &[PeerInfo]) -> Links {
+    snapshot
+        .iter()
+        .filter_map(|p| Some((p.parent.clone()?, p.id.clone())))
+        .collect()
+}
+
+/// The `(parent, child)` links of `before` whose two ends are both still
+/// present and no longer linked: exactly the ones an operation must report.
+fn ended_links(before: &Links, after: &Links, present: &BTreeSet<String>) -> Links {
+    before
+        .iter()
+        .filter(|(p, c)| {
+            present.contains(p) && present.contains(c) && !after.contains(&(p.clone(), c.clone()))
+        })
+        .cloned()
+        .collect()
+}
+
 /// Every peer whose position differs is reported, each once, with its new position; no other.
 fn check_reported(before: &Positions, after: &Positions, reported: &[PeerAssignment]) {
     let mut seen = BTreeSet::new();
@@ -251,15 +288,22 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
     let mut members: BTreeSet<String> = BTreeSet::new();
     // Capacities lowered by lower_capacity, for the peers still present.
     let mut lowered: BTreeMap<String, usize> = BTreeMap::new();
+    // Peers that do not read the origin on their own, and those of them that
+    // have been a root since their join (the only way they may be one).
+    let mut no_origin: BTreeSet<String> = BTreeSet::new();
+    let mut root_since_join: BTreeSet<String> = BTreeSet::new();
     let t0 = Instant::now();
     let mut now = t0;
     for op in ops {
         let before_snapshot = planner.snapshot("t");
         let before = positions(&before_snapshot);
         let mut reported: Option<Vec<PeerAssignment>> = None;
+        // Ended links each operation reported; None for sweeps (several leaves).
+        let mut unlinked: Option<Vec<(String, String)>> = Some(Vec::new());
         let relaying = matches!(op, Op::JoinRelaying(..));
         match op {
-            Op::Join(i, cap) | Op::JoinRelaying(i, cap) => {
+            Op::Join(i, cap) | Op::JoinRelaying(i, cap, _) => {
+                let reads_origin = !matches!(op, Op::JoinRelaying(_, _, false));
                 let id = format!("p{i}");
                 let relays = config.effective_capacity(cap) > 0;
                 let full = before_snapshot
@@ -273,13 +317,19 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
                 // Only join_relaying displaces a leaf root, and only for a relay.
                 let displaces = relaying && relays && full && leaf_root && config.max_depth >= 1;
                 let result = if relaying {
-                    planner.join_relaying(&id, cap, now)
+                    planner.join_relaying(&id, cap, reads_origin, now)
                 } else {
                     planner.join(&id, cap, now).map(|a| (a, None))
                 };
                 match result {
                     Ok((a, moved)) => {
                         assert!(members.insert(id.clone()), "join of a present id succeeded");
+                        if !reads_origin {
+                            no_origin.insert(id.clone());
+                            if a.role == PeerRole::Root {
+                                root_since_join.insert(id.clone());
+                            }
+                        }
                         let after = positions(&planner.snapshot("t"));
                         assert_eq!(after[&id], (a.parent.clone(), a.depth, a.role));
                         assert_eq!(moved.is_some(), displaces);
@@ -330,13 +380,17 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
                             assert!(a.parent.is_none() && a.role != PeerRole::Root);
                         }
                         reported = Some(out.changed);
+                        unlinked = Some(out.unlinked);
                     }
                     Err(MeshError::PeerNotFound(_)) => assert!(!members.contains(&id)),
                     Err(e) => panic!("unexpected {e}"),
                 }
             }
             Op::Reassign(i) => match planner.reassign(&format!("p{i}")) {
-                Ok(changed) => reported = Some(changed),
+                Ok(replan) => {
+                    reported = Some(replan.changed);
+                    unlinked = Some(replan.unlinked);
+                }
                 Err(MeshError::PeerNotFound(_)) => assert!(!members.contains(&format!("p{i}"))),
                 Err(e) => panic!("unexpected {e}"),
             },
@@ -368,7 +422,11 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
                     Err(e) => panic!("unexpected {e}"),
                 }
             }
-            Op::PlaceDetached => reported = Some(planner.place_detached()),
+            Op::PlaceDetached => {
+                let replan = planner.place_detached();
+                reported = Some(replan.changed);
+                unlinked = Some(replan.unlinked);
+            }
             Op::Heartbeat(i) => {
                 let id = format!("p{i}");
                 assert_eq!(planner.heartbeat(&id, now), members.contains(&id));
@@ -387,11 +445,33 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
                 for id in &swept {
                     members.remove(id);
                 }
+                unlinked = None;
             }
         }
         let after_snapshot = planner.snapshot("t");
         if let Some(changed) = reported {
             check_reported(&before, &positions(&after_snapshot), &changed);
+        }
+        if let Some(unlinked) = unlinked {
+            let set: Links = unlinked.iter().cloned().collect();
+            assert_eq!(set.len(), unlinked.len(), "an ended link reported twice");
+            let expected = ended_links(&links(&before_snapshot), &links(&after_snapshot), &members);
+            assert_eq!(set, expected, "the ended links are reported, and only they");
+        }
+        no_origin.retain(|id| members.contains(id));
+        root_since_join.retain(|id| {
+            after_snapshot
+                .iter()
+                .any(|p| &p.id == id && p.role == PeerRole::Root)
+        });
+        for p in &after_snapshot {
+            if p.role == PeerRole::Root && no_origin.contains(&p.id) {
+                assert!(
+                    root_since_join.contains(&p.id),
+                    "{} does not read the origin but was promoted to root",
+                    p.id
+                );
+            }
         }
         let ids: BTreeSet<String> = after_snapshot.iter().map(|p| p.id.clone()).collect();
         assert_eq!(ids, members, "the planner holds exactly the joined peers");
@@ -405,7 +485,7 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
         }
         assert_eq!(planner.peer_count(), members.len());
         check_tree(&config, &after_snapshot, planner.waiting_count());
-        check_summaries(&planner.summaries(), &after_snapshot);
+        check_summaries(&config, &lowered, &planner.summaries(), &after_snapshot);
         if let Err(e) = planner.check_invariants() {
             panic!("planner invariant: {e}");
         }
@@ -444,7 +524,7 @@ fn run_facade(config: MeshConfig, ops: Vec<Op>) {
     for op in ops {
         match op {
             // The facade keeps the seed's join: nobody is displaced.
-            Op::Join(i, cap) | Op::JoinRelaying(i, cap) => {
+            Op::Join(i, cap) | Op::JoinRelaying(i, cap, _) => {
                 let id = format!("p{i}");
                 match c.add_peer(id.clone(), "t".into(), cap) {
                     Ok(_) => assert!(members.insert(id)),

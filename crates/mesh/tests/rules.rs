@@ -362,7 +362,12 @@ fn peers_that_fit_nowhere_wait_and_are_placed_when_room_frees() {
     assert_eq!(p.waiting_count(), 0);
     assert_eq!(parent(&p, "b").as_deref(), Some("r"));
     assert_eq!(depth(&p, "c"), 2);
-    assert_eq!(changed.len(), 2, "b and c both moved up: {changed:?}");
+    assert_eq!(
+        changed.changed.len(),
+        2,
+        "b and c both moved up: {changed:?}"
+    );
+    assert_eq!(changed.unlinked, [], "b kept c");
     p.check_invariants().unwrap();
 }
 
@@ -379,7 +384,7 @@ fn a_leave_lists_only_the_peers_it_newly_left_unplaced() {
     assert_eq!(p.root_count(), 1);
     // n hosts one of them; the other has nowhere to go.
     let placed = p.place_detached();
-    assert_eq!(placed.len(), 1);
+    assert_eq!(placed.changed.len(), 1);
     assert_eq!(p.waiting_count(), 1);
     let waiting = if parent(&p, "a").is_none() { "a" } else { "b" };
     // When n leaves, the placed one takes the root slot and the waiting one
@@ -397,7 +402,7 @@ fn reassign_never_moves_a_peer_into_its_own_subtree() {
     let mut p = planner(1, 1, 10);
     join_all(&mut p, &["r", "a", "b", "c"]);
     // The only free slot is under c, a's own descendant: a stays.
-    assert!(p.reassign("a").unwrap().is_empty());
+    assert_eq!(p.reassign("a").unwrap(), Default::default());
     assert_eq!(parent(&p, "a").as_deref(), Some("r"));
     p.check_invariants().unwrap();
 }
@@ -409,10 +414,11 @@ fn reassign_moves_a_live_peer_to_a_less_loaded_parent() {
     // a under r1, b under r2, c under r1; leaving b makes r2 the least loaded.
     p.leave("b").unwrap();
     assert_eq!(parent(&p, "c").as_deref(), Some("r1"));
-    let changed = p.reassign("c").unwrap();
-    assert_eq!(changed.len(), 1);
-    assert_eq!(changed[0].parent.as_deref(), Some("r2"));
-    assert_eq!(changed[0].depth, 1);
+    let replan = p.reassign("c").unwrap();
+    assert_eq!(replan.changed.len(), 1);
+    assert_eq!(replan.changed[0].parent.as_deref(), Some("r2"));
+    assert_eq!(replan.changed[0].depth, 1);
+    assert_eq!(replan.unlinked, [("r1".to_string(), "c".to_string())]);
 }
 
 #[test]
@@ -498,7 +504,7 @@ fn a_relay_joining_takes_a_root_slot_held_by_a_leaf_which_becomes_its_child() {
     p.join("l2", Some(0), now).unwrap();
     // Plain join: both root slots feed nobody, so nobody else fits.
     assert_eq!(p.join("x", None, now), Err(MeshError::NoAvailableParent));
-    let (a, moved) = p.join_relaying("r", None, now).unwrap();
+    let (a, moved) = p.join_relaying("r", None, true, now).unwrap();
     assert_eq!((a.role, a.parent, a.depth), (PeerRole::Root, None, 0));
     let moved = moved.expect("a leaf moved");
     assert_eq!(moved.peer_id, "l1");
@@ -511,20 +517,20 @@ fn a_relay_joining_takes_a_root_slot_held_by_a_leaf_which_becomes_its_child() {
     p.check_invariants().unwrap();
     // The next relay takes the other leaf's slot; then no leaf holds one,
     // and joins are plain again.
-    let (_, moved) = p.join_relaying("s", Some(2), now).unwrap();
+    let (_, moved) = p.join_relaying("s", Some(2), true, now).unwrap();
     assert_eq!(moved.map(|m| m.peer_id).as_deref(), Some("l2"));
-    let (c, moved) = p.join_relaying("c", None, now).unwrap();
+    let (c, moved) = p.join_relaying("c", None, true, now).unwrap();
     assert_eq!(moved, None);
     assert_eq!(c.depth, 1);
     // A leaf newcomer never displaces anyone.
     let mut q = planner(3, 1, 4);
     q.join("l", Some(0), now).unwrap();
     assert_eq!(
-        q.join_relaying("m", Some(0), now),
+        q.join_relaying("m", Some(0), true, now),
         Err(MeshError::NoAvailableParent)
     );
     assert_eq!(
-        q.join_relaying("l", Some(3), now),
+        q.join_relaying("l", Some(3), true, now),
         Err(MeshError::DuplicatePeer("l".into()))
     );
     assert_eq!(q.assignment("l").unwrap().role, PeerRole::Root);
@@ -562,5 +568,67 @@ fn lowering_a_capacity_keeps_its_children_and_stops_refills() {
         p.lower_capacity("ghost"),
         Err(MeshError::PeerNotFound("ghost".into()))
     );
+    p.check_invariants().unwrap();
+}
+
+/// Joins through the server's path, each peer stating whether it reads the
+/// origin on its own.
+fn join_reading(p: &mut Planner, peers: &[(&str, bool)]) {
+    let now = Instant::now();
+    for &(id, reads_origin) in peers {
+        p.join_relaying(id, None, reads_origin, now).unwrap();
+    }
+}
+
+#[test]
+fn a_peer_that_does_not_read_the_origin_is_never_promoted() {
+    // Chain r <- a <- b, none but r reading the origin.
+    let mut p = planner(1, 1, 4);
+    join_reading(&mut p, &[("r", false), ("a", false), ("b", false)]);
+    assert_eq!(
+        p.assignment("r").unwrap().role,
+        PeerRole::Root,
+        "a root at its own join"
+    );
+    let out = p.leave("r").unwrap();
+    // Nobody may take the root slot: a waits with b under it, told so.
+    assert_eq!(p.root_count(), 0);
+    assert_eq!(out.unplaced, ["a"]);
+    assert_eq!(out.unlinked, []);
+    assert_eq!(parent(&p, "b").as_deref(), Some("a"));
+    p.check_invariants().unwrap();
+    // The next newcomer takes the slot at its join; the waiting subtree goes under it.
+    let (n, _) = p.join_relaying("n", None, false, Instant::now()).unwrap();
+    assert_eq!(n.role, PeerRole::Root);
+    let placed = p.place_detached();
+    assert_eq!(parent(&p, "a").as_deref(), Some("n"));
+    assert_eq!(depth(&p, "b"), 2);
+    assert_eq!(placed.changed.len(), 2, "{placed:?}");
+    assert_eq!(placed.unlinked, []);
+    p.check_invariants().unwrap();
+}
+
+#[test]
+fn a_root_slot_goes_to_a_peer_that_reads_the_origin_when_one_is_childless() {
+    // r (root, 2 slots) <- x (does not read the origin), y (does).
+    let mut p = planner(2, 1, 4);
+    join_reading(&mut p, &[("r", true), ("x", false), ("y", true)]);
+    p.leave("r").unwrap();
+    assert_eq!(p.assignment("y").unwrap().role, PeerRole::Root);
+    assert_eq!(parent(&p, "x").as_deref(), Some("y"));
+    p.check_invariants().unwrap();
+}
+
+#[test]
+fn a_leave_reports_the_links_it_ends_between_remaining_peers() {
+    // Chain a <- b <- c: when a leaves, c (childless) stands in as the root
+    // and hosts b, so the link b -> c ends with both ends still present.
+    let mut p = planner(1, 1, 4);
+    join_all(&mut p, &["a", "b", "c"]);
+    let out = p.leave("a").unwrap();
+    assert_eq!(out.neighbours, ["b"]);
+    assert_eq!(p.assignment("c").unwrap().role, PeerRole::Root);
+    assert_eq!(parent(&p, "b").as_deref(), Some("c"));
+    assert_eq!(out.unlinked, [("b".to_string(), "c".to_string())]);
     p.check_invariants().unwrap();
 }

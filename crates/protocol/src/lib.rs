@@ -13,4 +13,6 @@ pub use framing::{
     frame_object, parse_object, split_into_chunks, EgressNotice, Reassembled, Reassembler,
 };
 pub use ids::{validate_peer_id, validate_track};
-pub use signal::{decode_client, Candidate, ClientMessage, DecodeError, Role, Sdp, ServerMessage};
+pub use signal::{
+    decode_client, Candidate, ClientMessage, DecodeError, Features, Role, Sdp, ServerMessage,
+};

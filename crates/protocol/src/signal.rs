@@ -45,6 +45,10 @@ pub enum ClientMessage {
         /// How many children it is willing to feed; clamped by the server.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         capacity: Option<u32>,
+        /// What the client does beyond LVQR's protocol (extension): see
+        /// [`Features`]. Unknown names are ignored.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        features: Vec<String>,
     },
     /// SDP offer for a tree neighbour.
     Offer(Sdp),
@@ -67,6 +71,37 @@ pub enum ClientMessage {
         /// The child.
         peer_id: String,
     },
+}
+
+/// What a client stated in `Register.features`: behaviour beyond LVQR's
+/// protocol that the server may rely on. A client that states nothing (an
+/// LVQR client) is served as LVQR's server would serve it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    /// `"origin"`: it reads the origin egress on its own whenever it is a
+    /// root or has no parent, so it may be promoted to root after its join.
+    pub reads_origin: bool,
+    /// `"updates"`: an `AssignParent` that names its current parent again
+    /// (a new depth or role) keeps its link; a client without it opens a
+    /// new connection on every `AssignParent`, so it is sent one only when
+    /// its parent changes.
+    pub position_updates: bool,
+}
+
+impl Features {
+    /// The wire name of [`Features::reads_origin`].
+    pub const READS_ORIGIN: &'static str = "origin";
+    /// The wire name of [`Features::position_updates`].
+    pub const POSITION_UPDATES: &'static str = "updates";
+
+    /// The features named in `names`; unknown names are ignored.
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Self {
+        let has = |n: &str| names.iter().any(|x| x.as_ref() == n);
+        Self {
+            reads_origin: has(Self::READS_ORIGIN),
+            position_updates: has(Self::POSITION_UPDATES),
+        }
+    }
 }
 
 /// A peer's role as told in `AssignParent`.
@@ -211,6 +246,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn features_are_read_by_name_and_unknown_ones_ignored() {
+        assert_eq!(Features::from_names::<&str>(&[]), Features::default());
+        assert_eq!(
+            Features::from_names(&["updates", "later-feature", "origin"]),
+            Features {
+                reads_origin: true,
+                position_updates: true
+            }
+        );
+        assert_eq!(
+            Features::from_names(&["origin"]),
+            Features {
+                reads_origin: true,
+                position_updates: false
+            }
+        );
+        let not_a_list =
+            decode_client(r#"{"type":"Register","peer_id":"a","track":"t","features":"origin"}"#);
+        assert_eq!(not_a_list.map_err(|e| e.code), Err(ErrorCode::InvalidJson));
+    }
+
+    #[test]
     fn decodes_every_client_type() {
         let cases = [
             (
@@ -219,6 +276,7 @@ mod tests {
                     peer_id: "a".into(),
                     track: "t".into(),
                     capacity: Some(2),
+                    features: vec![],
                 },
             ),
             (
@@ -227,6 +285,16 @@ mod tests {
                     peer_id: "a".into(),
                     track: "t".into(),
                     capacity: None,
+                    features: vec![],
+                },
+            ),
+            (
+                r#"{"type":"Register","peer_id":"a","track":"t","features":["origin","x"]}"#,
+                ClientMessage::Register {
+                    peer_id: "a".into(),
+                    track: "t".into(),
+                    capacity: None,
+                    features: vec!["origin".into(), "x".into()],
                 },
             ),
             (

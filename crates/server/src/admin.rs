@@ -3,14 +3,16 @@
 
 use crate::app::App;
 use crate::auth;
+use crate::config::CorsOrigins;
 use axum::extract::{Query, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 /// The browser SDK bundle, built by sdk/js and committed.
 const SDK_JS: &str = include_str!("../../../sdk/js/dist/meshrelay.js");
@@ -34,8 +36,12 @@ pub struct PeerStats {
     pub intended_children: usize,
     /// The count it last reported.
     pub forwarded_frames: u64,
-    /// The capacity it claimed (unclamped), if any.
-    pub capacity: Option<u32>,
+    /// The children it may have: its claim clamped to `--max-peers` (or
+    /// lowered after it dropped children), as LVQR shows it.
+    pub capacity: u32,
+    /// The capacity it claimed at `Register`, unclamped; `null` when it
+    /// claimed none.
+    pub claimed_capacity: Option<u32>,
 }
 
 /// One track's summary.
@@ -124,6 +130,25 @@ pub async fn require_admin_token(
         .into_response()
 }
 
+/// The CORS layer of the admin API, or `None` when it is off. Answers a
+/// preflight for `GET` with an `Authorization` header (the admin token).
+pub fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
+    let allow = match origins {
+        CorsOrigins::Off => return None,
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => {
+            AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        }
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::HEAD])
+            .allow_headers([header::AUTHORIZATION])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
 /// Percentage of all peers fed by a peer, over tracks given as
 /// `(peer_count, offload_percentage)`: each track's percentage weighted by
 /// its peers.
@@ -162,7 +187,8 @@ pub async fn mesh(State(app): State<Arc<App>>, Query(q): Query<MeshQuery>) -> Js
             parent: p.parent,
             depth: p.depth,
             forwarded_frames: p.forwarded_frames,
-            capacity: p.capacity,
+            capacity: p.effective_capacity,
+            claimed_capacity: p.capacity,
         }));
         let s = &track.stats;
         view.tracks.push(TrackStatsView {

@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub no_auth_signal: bool,
     /// Token required on `/api/v1/mesh` and `/metrics`, if any.
     pub admin_token: Option<String>,
+    /// Web origins whose pages may read `/api/v1/mesh` and `/metrics`.
+    pub cors_allow_origin: CorsOrigins,
     /// Objects kept per track for `?from=` resume.
     pub ring_objects: usize,
     /// Bytes kept per track for resume (the ring drops oldest objects past it).
@@ -92,6 +94,7 @@ impl Default for ServerConfig {
             publish_token: None,
             no_auth_signal: false,
             admin_token: None,
+            cors_allow_origin: CorsOrigins::Any,
             ring_objects: 1024,
             ring_bytes: 64 * 1024 * 1024,
             ring_bytes_total: 512 * 1024 * 1024,
@@ -110,6 +113,45 @@ impl Default for ServerConfig {
             fixed_epoch: None,
         }
     }
+}
+
+/// Which web origins may read the admin API from a page (CORS). The admin
+/// token, when one is set, is required all the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// Any origin (`*`), as LVQR answers: its admin UI is served elsewhere.
+    Any,
+    /// Only these exact origins (`https://ops.example.org`).
+    List(Vec<String>),
+    /// No CORS headers: pages of other origins cannot read the API.
+    Off,
+}
+
+/// Parses `--cors-allow-origin`: `*`, `none`, or a comma-separated list of
+/// origins, each `scheme://host[:port]` with nothing after it.
+pub fn parse_cors_origins(value: &str) -> Result<CorsOrigins, String> {
+    match value.trim() {
+        "*" => return Ok(CorsOrigins::Any),
+        "none" => return Ok(CorsOrigins::Off),
+        _ => {}
+    }
+    let mut origins = Vec::new();
+    for origin in value.split(',').map(str::trim) {
+        let rest = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .ok_or_else(|| {
+                format!("{origin:?} is not an origin: it must start with http:// or https://")
+            })?;
+        let bad = |c: char| c.is_whitespace() || "/?#*".contains(c);
+        if rest.is_empty() || rest.contains(bad) || !origin.is_ascii() {
+            return Err(format!(
+                "{origin:?} is not an origin: scheme://host[:port], with no path"
+            ));
+        }
+        origins.push(origin.to_owned());
+    }
+    Ok(CorsOrigins::List(origins))
 }
 
 /// Checks an `--mesh-ice-servers` value: a JSON array of RTCIceServer
@@ -149,6 +191,30 @@ pub fn parse_ice_servers(json: &str) -> Result<serde_json::Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cors_origins_parse() {
+        assert_eq!(parse_cors_origins("*"), Ok(CorsOrigins::Any));
+        assert_eq!(parse_cors_origins("none"), Ok(CorsOrigins::Off));
+        assert_eq!(
+            parse_cors_origins("https://a.example.org, http://127.0.0.1:3000"),
+            Ok(CorsOrigins::List(vec![
+                "https://a.example.org".into(),
+                "http://127.0.0.1:3000".into()
+            ]))
+        );
+        for bad in [
+            "",
+            "a.example.org",
+            "https://",
+            "https://a/b",
+            "http://a,",
+            "ftp://a",
+            "https://*.a",
+        ] {
+            assert!(parse_cors_origins(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn ice_servers_validation() {

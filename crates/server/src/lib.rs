@@ -26,7 +26,7 @@ pub mod track;
 pub mod ws_util;
 
 pub use app::App;
-pub use config::{parse_ice_servers, ServerConfig};
+pub use config::{parse_cors_origins, parse_ice_servers, CorsOrigins, ServerConfig};
 
 use axum::routing::get;
 use axum::serve::ListenerExt;
@@ -121,13 +121,18 @@ fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
 
 /// The HTTP routes.
 pub fn router(app: Arc<App>) -> Router {
-    let admin = Router::new()
+    let mut admin = Router::new()
         .route("/api/v1/mesh", get(admin::mesh))
         .route("/metrics", get(admin::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&app),
             admin::require_admin_token,
         ));
+    // Outside the token check: a preflight carries no token, and a 401
+    // must be readable by the page too.
+    if let Some(cors) = admin::cors_layer(&app.config.cors_allow_origin) {
+        admin = admin.layer(cors);
+    }
     Router::new()
         .route("/signal", get(signal_ws::handler))
         .route("/ingest/{*track}", get(origin_ws::ingest))

@@ -2,7 +2,8 @@
 //! decision out. Tree questions (is `to` a neighbour?) are left to the track.
 
 use meshrelay_protocol::{
-    decode_client, validate_peer_id, validate_track, ClientMessage, ErrorCode, ServerMessage,
+    decode_client, validate_peer_id, validate_track, ClientMessage, ErrorCode, Features,
+    ServerMessage,
 };
 
 /// Where a session is in its life.
@@ -33,6 +34,8 @@ pub enum Step {
         track: String,
         /// Claimed capacity.
         capacity: Option<u32>,
+        /// What the client stated it does beyond LVQR's protocol.
+        features: Features,
     },
     /// Relay `text` to `to`, if it is a tree neighbour.
     Relay {
@@ -82,6 +85,7 @@ pub fn step(state: &SessionState, text: &str) -> Step {
             peer_id,
             track,
             capacity,
+            features,
         } => {
             if let Err((code, why)) = validate_peer_id(&peer_id) {
                 return Step::Reply(code, why.into());
@@ -93,6 +97,7 @@ pub fn step(state: &SessionState, text: &str) -> Step {
                 peer_id,
                 track,
                 capacity,
+                features: Features::from_names(&features),
             }
         }
         ClientMessage::Offer(m) => {
@@ -170,12 +175,16 @@ mod tests {
         assert_eq!(
             step(
                 &s,
-                r#"{"type":"Register","peer_id":"a","track":"t","capacity":2}"#
+                r#"{"type":"Register","peer_id":"a","track":"t","capacity":2,"features":["origin"]}"#
             ),
             Step::Register {
                 peer_id: "a".into(),
                 track: "t".into(),
-                capacity: Some(2)
+                capacity: Some(2),
+                features: Features {
+                    reads_origin: true,
+                    position_updates: false
+                }
             }
         );
         assert_eq!(

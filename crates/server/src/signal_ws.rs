@@ -13,7 +13,7 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use meshrelay_protocol::ErrorCode;
+use meshrelay_protocol::{ErrorCode, Features};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -335,7 +335,8 @@ async fn session(
                         peer_id,
                         track,
                         capacity,
-                    } => match register(app, &tx, &peer_id, &track, capacity) {
+                        features,
+                    } => match register(app, &tx, &peer_id, &track, capacity, features) {
                         Ok((registration, assign)) => {
                             state = SessionState::Registered { peer_id, track };
                             *reg = Some(registration);
@@ -426,6 +427,7 @@ fn register(
     peer_id: &str,
     track: &str,
     capacity: Option<u32>,
+    features: Features,
 ) -> Result<(Registration, Utf8Bytes), (ErrorCode, String)> {
     let lease = app.registry.acquire(track).ok_or_else(|| {
         let why = "the server has reached its track limit";
@@ -437,6 +439,8 @@ fn register(
         registration: id,
         tx: tx.clone(),
         kill: Some(kill_tx),
+        features,
+        told_parent: None,
     };
     let assign = lease
         .track()

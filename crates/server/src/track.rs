@@ -6,8 +6,10 @@ use crate::outbox::{Class, Outbox, PushError};
 use crate::relay_budget::RelayBudget;
 use crate::ring::{Read, Ring, RingBudget, Start};
 use axum::extract::ws::Utf8Bytes;
-use meshrelay_mesh::{MeshConfig, MeshError, PeerAssignment, PeerRole, PeerSummary, Planner};
-use meshrelay_protocol::{ErrorCode, Role, ServerMessage};
+use meshrelay_mesh::{
+    MeshConfig, MeshError, PeerAssignment, PeerId, PeerRole, PeerSummary, Planner, Replan,
+};
+use meshrelay_protocol::{ErrorCode, Features, Role, ServerMessage};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -55,6 +57,11 @@ pub struct SessionHandle {
     pub tx: Outbox,
     /// Tells the session task to close with this error.
     pub kill: Option<oneshot::Sender<ErrorCode>>,
+    /// What the client stated at `Register`.
+    pub features: Features,
+    /// The parent named in the last `AssignParent` queued for it: a client
+    /// without [`Features::position_updates`] is told only when it changes.
+    pub told_parent: Option<PeerId>,
 }
 
 /// Why a peer left, as a metrics label.
@@ -232,14 +239,16 @@ impl Track {
     }
 
     /// Places a new peer and records its session (a relay-capable one may
-    /// take a root slot from a leaf, which is told its new place). Returns
-    /// the `AssignParent` text to send it.
+    /// take a root slot from a leaf, which is told its new place; peers
+    /// waiting for a place are placed in the room it brings). Returns the
+    /// `AssignParent` text to send it, which must go out before anything
+    /// queued on the handle.
     pub fn register(
         &self,
         ctx: &MeshCtx,
         peer_id: &str,
         capacity: Option<u32>,
-        handle: SessionHandle,
+        mut handle: SessionHandle,
     ) -> Result<Utf8Bytes, (ErrorCode, String)> {
         let mut st = lock(&self.mesh);
         if st.sessions.contains_key(peer_id) {
@@ -263,14 +272,26 @@ impl Track {
                 "the server has reached its peer limit".into(),
             ));
         }
-        match st.planner.join_relaying(peer_id, capacity, Instant::now()) {
+        let reads_origin = handle.features.reads_origin;
+        match st
+            .planner
+            .join_relaying(peer_id, capacity, reads_origin, Instant::now())
+        {
             Ok((a, displaced)) => {
+                handle.told_parent = a.parent.clone();
                 st.sessions.insert(peer_id.to_owned(), handle);
                 metrics::counter!(crate::metrics::JOINS).increment(1);
                 // A leaf that held a root slot now hangs under the newcomer.
-                if let Some(leaf) = displaced {
-                    self.tell_moved(&mut st, ctx, &[leaf]);
+                let mut moved = Replan {
+                    changed: displaced.into_iter().collect(),
+                    unlinked: Vec::new(),
+                };
+                if st.planner.waiting_count() > 0 {
+                    let placed = st.planner.place_detached();
+                    moved.changed.extend(placed.changed);
+                    moved.unlinked = placed.unlinked;
                 }
+                self.tell_replan(&mut st, ctx, &moved);
                 Ok(self.assign_text(ctx, &a))
             }
             Err(e) => {
@@ -371,8 +392,8 @@ impl Track {
                 format!("{child} is not this peer's child"),
             ));
         }
-        if let Ok(changed) = st.planner.reassign(child) {
-            self.tell_moved(&mut st, ctx, &changed);
+        if let Ok(replan) = st.planner.reassign(child) {
+            self.tell_replan(&mut st, ctx, &replan);
         }
         let now = Instant::now();
         let history = st.drops.entry(parent.to_owned()).or_default();
@@ -386,7 +407,11 @@ impl Track {
         if repeated {
             metrics::counter!(crate::metrics::REPEATED_DROPS).increment(1);
             if let Ok(Some(role_changed)) = st.planner.lower_capacity(parent) {
-                self.tell_moved(&mut st, ctx, &[role_changed]);
+                let replan = Replan {
+                    changed: vec![role_changed],
+                    unlinked: Vec::new(),
+                };
+                self.tell_replan(&mut st, ctx, &replan);
             }
         }
         Ok(())
@@ -418,22 +443,53 @@ impl Track {
     /// Gives waiting peers a place if one freed up, and tells them.
     pub fn place_detached(&self, ctx: &MeshCtx) {
         let mut st = lock(&self.mesh);
-        let changed = st.planner.place_detached();
-        self.tell_moved(&mut st, ctx, &changed);
+        let replan = st.planner.place_detached();
+        self.tell_replan(&mut st, ctx, &replan);
     }
 
-    /// Sends each moved peer its new `AssignParent`.
-    fn tell_moved(&self, st: &mut MeshState, ctx: &MeshCtx, changed: &[PeerAssignment]) {
-        if changed.is_empty() {
+    /// Tells the peers a re-plan touched, then cuts off those whose queue
+    /// overflowed.
+    fn tell_replan(&self, st: &mut MeshState, ctx: &MeshCtx, replan: &Replan) {
+        if replan.changed.is_empty() && replan.unlinked.is_empty() {
             return;
         }
         let mut doomed = Vec::new();
+        self.queue_replan(st, ctx, &replan.unlinked, &replan.changed, &mut doomed);
+        self.drain_doomed(st, ctx, doomed);
+    }
+
+    /// Queues what a re-plan owes its peers, in the order they must act on
+    /// it: first a `PeerLeft` to both ends of every link it ended (each end
+    /// names the other, which is alive: "no longer your neighbour"; an LVQR
+    /// client closes a link only on a `PeerLeft` naming its child, so
+    /// without it the old link would stay open beside the new one and
+    /// objects could circle), then the new `AssignParent`s. A client that
+    /// did not state [`Features::position_updates`] is sent one only when
+    /// its parent changed, as it reconnects on every `AssignParent`.
+    fn queue_replan(
+        &self,
+        st: &mut MeshState,
+        ctx: &MeshCtx,
+        unlinked: &[(PeerId, PeerId)],
+        changed: &[PeerAssignment],
+        doomed: &mut Vec<String>,
+    ) {
+        for (parent, child) in unlinked {
+            deliver(st, parent, peer_left(child), doomed);
+            deliver(st, child, peer_left(parent), doomed);
+        }
         for a in changed {
+            let Some(h) = st.sessions.get_mut(&a.peer_id) else {
+                continue;
+            };
+            if !h.features.position_updates && h.told_parent == a.parent {
+                continue;
+            }
+            h.told_parent = a.parent.clone();
             let text = self.assign_text(ctx, a);
-            deliver(st, &a.peer_id, text, &mut doomed);
+            deliver(st, &a.peer_id, text, doomed);
         }
         metrics::counter!(crate::metrics::REASSIGNMENTS).increment(changed.len() as u64);
-        self.drain_doomed(st, ctx, doomed);
     }
 
     fn plan_leave(
@@ -450,19 +506,11 @@ impl Track {
         st.drops.remove(peer_id);
         ctx.release_peer();
         metrics::counter!(crate::metrics::LEAVES, "reason" => reason.label()).increment(1);
-        let left: Utf8Bytes = ServerMessage::PeerLeft {
-            peer_id: peer_id.to_owned(),
-        }
-        .to_json()
-        .into();
+        let left = peer_left(peer_id);
         for n in &outcome.neighbours {
             deliver(st, n, left.clone(), doomed);
         }
-        for a in &outcome.changed {
-            let text = self.assign_text(ctx, a);
-            deliver(st, &a.peer_id, text, doomed);
-        }
-        metrics::counter!(crate::metrics::REASSIGNMENTS).increment(outcome.changed.len() as u64);
+        self.queue_replan(st, ctx, &outcome.unlinked, &outcome.changed, doomed);
     }
 
     /// Cuts off every session whose queue overflowed, planning each leave;
@@ -540,6 +588,15 @@ impl Track {
     }
 }
 
+/// The `PeerLeft` text naming `peer_id`.
+fn peer_left(peer_id: &str) -> Utf8Bytes {
+    ServerMessage::PeerLeft {
+        peer_id: peer_id.to_owned(),
+    }
+    .to_json()
+    .into()
+}
+
 /// Queues a planner message for a peer; a queue too full even for those
 /// dooms the peer. A closed queue is skipped: its session task is ending
 /// and plans its own leave.
@@ -606,6 +663,11 @@ mod tests {
             registration,
             tx,
             kill: Some(kill),
+            features: Features {
+                reads_origin: true,
+                position_updates: true,
+            },
+            told_parent: None,
         };
         track.register(ctx, id, None, handle).expect("registered");
         Client { rx, _kill: kill_rx }

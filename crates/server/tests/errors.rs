@@ -379,14 +379,22 @@ async fn a_child_flooding_its_parent_is_refused_and_the_parent_keeps_its_place()
 
     // p's queue is full for relayed messages, not for the planner's. The
     // planner fills r's root slot with the childless c, which hosts p at
-    // its old depth: both hear their new places.
+    // its old depth: the link p -> c ends, then both hear their new places.
     r.close(None).await.unwrap();
+    assert_eq!(
+        recv_json(&mut c).await,
+        serde_json::json!({"type":"PeerLeft","peer_id":"p"})
+    );
     assert_eq!(recv_json(&mut c).await, assign("c", "Root", None, 0, 0));
     // p reads at last: every accepted offer, then its news, in order.
     expect_n(&mut p, accepted, &offer).await;
     assert_eq!(
         recv_json(&mut p).await,
         serde_json::json!({"type":"PeerLeft","peer_id":"r"})
+    );
+    assert_eq!(
+        recv_json(&mut p).await,
+        serde_json::json!({"type":"PeerLeft","peer_id":"c"})
     );
     assert_eq!(
         recv_json(&mut p).await,
@@ -499,18 +507,18 @@ async fn slow_consumer_is_cut_off_and_its_leave_planned() {
     let offer = big_offer("child", "deaf");
     let accepted = flood_until_refused(&mut child, "deaf", &offer).await;
 
-    // r's leave owes deaf two planner messages (PeerLeft, AssignParent
-    // under child, which takes r's root slot): the first takes the last
-    // slot, the second overflows it, and deaf's own leave is planned.
+    // r's leave owes deaf three planner messages (PeerLeft r, PeerLeft
+    // child for their ended link, AssignParent under child, which takes r's
+    // root slot): the first takes the last slot, the second overflows it,
+    // and deaf's own leave is planned.
     r.close(None).await.unwrap();
+    let left_deaf = serde_json::json!({"type":"PeerLeft","peer_id":"deaf"});
+    assert_eq!(recv_json(&mut child).await, left_deaf, "the link ended");
     assert_eq!(
         recv_json(&mut child).await,
         assign("child", "Root", None, 0, 0)
     );
-    assert_eq!(
-        recv_json(&mut child).await,
-        serde_json::json!({"type":"PeerLeft","peer_id":"deaf"})
-    );
+    assert_eq!(recv_json(&mut child).await, left_deaf, "deaf left");
     assert_eq!(mesh_json(&srv).await["peer_count"], 1);
     // deaf, reading at last, gets what reached its socket (all but the
     // three queued offers), then the Error, then the Close.

@@ -261,6 +261,111 @@ async fn invalid_track_in_path_is_a_400() {
     srv.stop().await;
 }
 
+/// The value of header `name` in a response head, if present.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test]
+async fn admin_shows_the_effective_capacity_and_keeps_the_claim() {
+    let srv = start(meshrelay_server::ServerConfig {
+        root_peer_count: 1,
+        max_children: 2,
+        ..config()
+    })
+    .await;
+    let (_a, _) = register(&srv, "a", "live/x", Some(u32::MAX)).await;
+    let (_b, _) = register(&srv, "b", "live/x", Some(0)).await;
+    let mesh = mesh_json(&srv).await;
+    let peer = |id: &str| {
+        let p = mesh["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["peer_id"] == id);
+        let p = p.unwrap();
+        (p["capacity"].clone(), p["claimed_capacity"].clone())
+    };
+    assert_eq!(peer("a"), (json!(2), json!(u32::MAX)));
+    assert_eq!(peer("b"), (json!(0), json!(0)));
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn the_admin_api_answers_cors_and_still_wants_its_token() {
+    let srv = start(meshrelay_server::ServerConfig {
+        admin_token: Some("sesame".into()),
+        ..config()
+    })
+    .await;
+    let origin = ("Origin", "http://admin.example.org");
+    // The preflight carries no token and is answered.
+    let (status, head, _) = http_request(
+        srv.addr,
+        "OPTIONS",
+        "/api/v1/mesh",
+        &[
+            origin,
+            ("Access-Control-Request-Method", "GET"),
+            ("Access-Control-Request-Headers", "authorization"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(header(&head, "access-control-allow-origin"), Some("*"));
+    let methods = header(&head, "access-control-allow-methods").unwrap_or_default();
+    assert!(methods.contains("GET"), "{head}");
+    let allowed = header(&head, "access-control-allow-headers").unwrap_or_default();
+    assert!(
+        allowed.to_ascii_lowercase().contains("authorization"),
+        "{head}"
+    );
+    // Without the token: 401, readable by the page.
+    let (status, head, _) = http_get_with(srv.addr, "/api/v1/mesh", &[origin]).await;
+    assert_eq!(status, 401);
+    assert_eq!(header(&head, "access-control-allow-origin"), Some("*"));
+    // With it: the body, with the header; /metrics alike.
+    for path in ["/api/v1/mesh", "/metrics"] {
+        let auth = ("Authorization", "Bearer sesame");
+        let (status, head, _) = http_get_with(srv.addr, path, &[origin, auth]).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(
+            header(&head, "access-control-allow-origin"),
+            Some("*"),
+            "{path}"
+        );
+    }
+    srv.stop().await;
+
+    // A list of origins: only those are named back; `none`: no CORS at all.
+    for (origins, expected) in [
+        (
+            meshrelay_server::CorsOrigins::List(vec!["http://ops.example.org".into()]),
+            [Some("http://ops.example.org"), None],
+        ),
+        (meshrelay_server::CorsOrigins::Off, [None, None]),
+    ] {
+        let srv = start(meshrelay_server::ServerConfig {
+            cors_allow_origin: origins,
+            ..config()
+        })
+        .await;
+        for (from, want) in ["http://ops.example.org", "http://evil.example.org"]
+            .into_iter()
+            .zip(expected)
+        {
+            let (status, head, _) =
+                http_get_with(srv.addr, "/api/v1/mesh", &[("Origin", from)]).await;
+            assert_eq!(status, 200);
+            assert_eq!(header(&head, "access-control-allow-origin"), want, "{from}");
+        }
+        srv.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn admin_endpoints() {
     let srv = start(meshrelay_server::ServerConfig {
@@ -288,8 +393,8 @@ async fn admin_endpoints() {
     assert_eq!(
         serde_json::Value::Array(peers),
         json!([
-            {"peer_id":"a","track":"live/x","role":"Root","parent":null,"depth":0,"intended_children":1,"forwarded_frames":0,"capacity":2},
-            {"peer_id":"b","track":"live/x","role":"Relay","parent":"a","depth":1,"intended_children":0,"forwarded_frames":7,"capacity":null}
+            {"peer_id":"a","track":"live/x","role":"Root","parent":null,"depth":0,"intended_children":1,"forwarded_frames":0,"capacity":2,"claimed_capacity":2},
+            {"peer_id":"b","track":"live/x","role":"Relay","parent":"a","depth":1,"intended_children":0,"forwarded_frames":7,"capacity":3,"claimed_capacity":null}
         ])
     );
     assert_eq!(

@@ -70,7 +70,11 @@ async fn capacity_is_clamped_to_max_peers() {
         .find(|p| p["peer_id"] == "a")
         .unwrap()
         .clone();
-    assert_eq!(a_stats["capacity"], 10);
+    assert_eq!(
+        a_stats["capacity"], 2,
+        "the effective capacity, as LVQR shows"
+    );
+    assert_eq!(a_stats["claimed_capacity"], 10);
     assert_eq!(a_stats["intended_children"], 2);
     srv.stop().await;
 }
@@ -693,6 +697,10 @@ async fn concurrent_registers_build_a_valid_tree() {
         clients.push(done.expect("client task"));
     }
     clients.sort_by_key(|c| c.0);
+    let (clients, mut clients_ws): (Vec<_>, Vec<_>) = clients
+        .into_iter()
+        .map(|(i, ws, assigned)| ((i, assigned), ws))
+        .unzip();
 
     let mesh = mesh_json(&srv).await;
     assert_eq!(mesh["peer_count"], PEERS);
@@ -705,15 +713,23 @@ async fn concurrent_registers_build_a_valid_tree() {
     assert_eq!((peers.len(), by_id.len()), (PEERS, PEERS));
     let mut children: std::collections::HashMap<&str, usize> = Default::default();
     let mut roots = 0;
-    for (i, _, assigned) in &clients {
+    for (i, assigned) in &clients {
         let id = format!("p{i}");
         let p = by_id[id.as_str()];
         let capacity = claim(*i).unwrap_or(MAX_CHILDREN).min(MAX_CHILDREN);
-        // Its AssignParent told it the place it holds (joins move nobody).
         let role = p["role"].as_str().unwrap();
         let parent = p["parent"].as_str();
         let depth = p["depth"].as_u64().unwrap() as u32;
-        assert_eq!(*assigned, assign(&id, role, parent, depth, 0));
+        let now = assign(&id, role, parent, depth, 0);
+        // Its AssignParent told it the place it holds: joins move nobody
+        // but a leaf that took a root slot before every slot was taken,
+        // which a relay joining after it displaces (and tells).
+        if *assigned != now {
+            assert_eq!(*assigned, assign(&id, "Root", None, 0, 0), "{p}");
+            assert_eq!((capacity, role, depth), (0, "Leaf", 1), "{p}");
+            let ws = &mut clients_ws[*i];
+            assert_eq!(recv_json(ws).await, now, "{p}");
+        }
         match parent {
             None => {
                 roots += 1;
@@ -742,7 +758,7 @@ async fn concurrent_registers_build_a_valid_tree() {
         assert_eq!(p["intended_children"], n, "{p}");
     }
     // Nothing else was sent to anyone.
-    for (_, ws, _) in &mut clients {
+    for ws in &mut clients_ws {
         expect_nothing_queued(ws).await;
     }
     srv.stop().await;
@@ -808,8 +824,11 @@ async fn drop_child_moves_the_child_with_its_subtree_and_only_for_its_parent() {
     assert_eq!(cv, assign("c", "Relay", Some("a"), 1, 0));
     assert_eq!(dv, assign("d", "Relay", Some("b"), 2, 0));
 
-    // a could not keep up with b: b moves under c, d comes along.
+    // a could not keep up with b: b moves under c, d comes along. Both
+    // ends of the link that ended are told first.
     send(&mut a, r#"{"type":"DropChild","peer_id":"b"}"#).await;
+    assert_eq!(recv_json(&mut a).await, left("b"));
+    assert_eq!(recv_json(&mut b).await, left("a"));
     assert_eq!(
         recv_json(&mut b).await,
         assign("b", "Relay", Some("c"), 2, 0)
@@ -858,6 +877,8 @@ async fn a_parent_that_drops_two_different_children_is_not_refilled() {
     assert_eq!(dv, assign("d", "Relay", Some("a"), 1, 0));
     // One drop says nothing about a: b moves, and a's slot is refilled.
     send(&mut a, r#"{"type":"DropChild","peer_id":"b"}"#).await;
+    assert_eq!(recv_json(&mut a).await, left("b"));
+    assert_eq!(recv_json(&mut b).await, left("a"));
     assert_eq!(
         recv_json(&mut b).await,
         assign("b", "Relay", Some("c"), 2, 0)
@@ -867,6 +888,7 @@ async fn a_parent_that_drops_two_different_children_is_not_refilled() {
     // A second, different child soon after: a is the one that cannot keep
     // up. c moves (b with it) and a keeps the two children it has left.
     send(&mut a, r#"{"type":"DropChild","peer_id":"c"}"#).await;
+    assert_eq!(recv_json(&mut c).await, left("a"));
     assert_eq!(
         recv_json(&mut c).await,
         assign("c", "Relay", Some("d"), 2, 0)
@@ -875,7 +897,9 @@ async fn a_parent_that_drops_two_different_children_is_not_refilled() {
         recv_json(&mut b).await,
         assign("b", "Relay", Some("c"), 3, 0)
     );
-    // a, still a root, is told nothing; its free slot is not refilled.
+    // a, still a root, is told only that c is no longer its child; its
+    // free slot is not refilled.
+    assert_eq!(recv_json(&mut a).await, left("c"));
     expect_nothing_queued(&mut a).await;
     let (_e, ev) = register(&srv, "e", "t", None).await;
     assert_eq!(ev, assign("e", "Relay", Some("x"), 2, 0));
@@ -891,6 +915,11 @@ async fn a_parent_that_drops_two_different_children_is_not_refilled() {
     srv.stop().await;
 }
 
+/// The `PeerLeft` naming `id`.
+fn left(id: &str) -> serde_json::Value {
+    json!({"type": "PeerLeft", "peer_id": id})
+}
+
 /// `(parent, depth)` of `id` on `/api/v1/mesh`.
 fn place_of(mesh: &serde_json::Value, id: &str) -> (serde_json::Value, serde_json::Value) {
     let p = mesh["peers"]
@@ -900,4 +929,97 @@ fn place_of(mesh: &serde_json::Value, id: &str) -> (serde_json::Value, serde_jso
         .find(|p| p["peer_id"] == id)
         .unwrap_or_else(|| panic!("{id} on /api/v1/mesh"));
     (p["parent"].clone(), p["depth"].clone())
+}
+
+/// How a test client registers: as the meshrelay SDK (features stated) or
+/// as LVQR's client (none).
+#[derive(Clone, Copy, Debug)]
+enum Client {
+    Meshrelay,
+    Lvqr,
+}
+
+async fn join(srv: &TestServer, client: Client, id: &str) -> (Ws, serde_json::Value) {
+    match client {
+        Client::Meshrelay => register(srv, id, "t", None).await,
+        Client::Lvqr => register_lvqr(srv, id, "t", None).await,
+    }
+}
+
+#[tokio::test]
+async fn a_re_plan_tells_both_ends_of_every_link_it_ends() {
+    for client in [Client::Meshrelay, Client::Lvqr] {
+        // Chain a <- b <- c <- d.
+        let srv = start(tree_config(1, 1)).await;
+        let (mut a, _) = join(&srv, client, "a").await;
+        let (_b, _) = join(&srv, client, "b").await;
+        let (mut c, _) = join(&srv, client, "c").await;
+        let (mut d, dv) = join(&srv, client, "d").await;
+        assert_eq!(dv, assign("d", "Relay", Some("c"), 3, 0));
+        // b leaves: the childless d stands in under a and hosts c, so the
+        // link c -> d ends with both alive. Every parent changes, so an
+        // LVQR client hears the same as the SDK.
+        drop(_b);
+        assert_eq!(recv_json(&mut a).await, left("b"), "{client:?}");
+        assert_eq!(recv_json(&mut c).await, left("b"), "{client:?}");
+        assert_eq!(recv_json(&mut c).await, left("d"), "{client:?}");
+        assert_eq!(recv_json(&mut d).await, left("c"), "{client:?}");
+        assert_eq!(
+            recv_json(&mut c).await,
+            assign("c", "Relay", Some("d"), 2, 0)
+        );
+        assert_eq!(
+            recv_json(&mut d).await,
+            assign("d", "Relay", Some("a"), 1, 0)
+        );
+        for ws in [&mut a, &mut c, &mut d] {
+            expect_nothing_queued(ws).await;
+        }
+        srv.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_lvqr_client_is_never_promoted_and_hears_only_parent_changes() {
+    // Chain a <- b <- c of LVQR clients.
+    let srv = start(tree_config(1, 1)).await;
+    let (a, av) = register_lvqr(&srv, "a", "t", None).await;
+    assert_eq!(
+        av,
+        assign("a", "Root", None, 0, 0),
+        "a root at its own join"
+    );
+    let (mut b, _) = register_lvqr(&srv, "b", "t", None).await;
+    let (mut c, _) = register_lvqr(&srv, "c", "t", None).await;
+    // a leaves. Neither b nor c reads the origin on its own, so nobody
+    // takes the root slot: b waits with c under it. c keeps its parent, so
+    // it is told nothing (it would reconnect on any AssignParent).
+    drop(a);
+    assert_eq!(recv_json(&mut b).await, left("a"));
+    assert_eq!(recv_json(&mut b).await, assign("b", "Relay", None, 0, 0));
+    expect_nothing_queued(&mut c).await;
+    let mesh = mesh_json(&srv).await;
+    assert_eq!(mesh["tracks"][0]["root_count"], 0, "{mesh}");
+    // The next newcomer takes the slot at its join; b goes under it.
+    let (mut d, dv) = register_lvqr(&srv, "d", "t", None).await;
+    assert_eq!(dv, assign("d", "Root", None, 0, 0));
+    assert_eq!(
+        recv_json(&mut b).await,
+        assign("b", "Relay", Some("d"), 1, 0)
+    );
+    for ws in [&mut b, &mut c, &mut d] {
+        expect_nothing_queued(ws).await;
+    }
+    let mesh = mesh_json(&srv).await;
+    assert_eq!(place_of(&mesh, "c"), (json!("b"), json!(2)));
+    srv.stop().await;
+
+    // A peer that states it reads the origin is promoted instead.
+    let srv = start(tree_config(1, 1)).await;
+    let (a, _) = register(&srv, "a", "t", None).await;
+    let (mut b, _) = register(&srv, "b", "t", None).await;
+    drop(a);
+    assert_eq!(recv_json(&mut b).await, left("a"));
+    assert_eq!(recv_json(&mut b).await, assign("b", "Root", None, 0, 0));
+    srv.stop().await;
 }

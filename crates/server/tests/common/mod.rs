@@ -147,7 +147,17 @@ pub async fn expect_closed(ws: &mut Ws) -> Option<u16> {
     }
 }
 
+/// A `Register` stating what the meshrelay SDK states: it reads the origin
+/// on its own and keeps its link on a new depth or role.
 pub fn register_json(peer: &str, track: &str, capacity: Option<u32>) -> String {
+    let c = capacity.map_or(String::new(), |c| format!(r#","capacity":{c}"#));
+    format!(
+        r#"{{"type":"Register","peer_id":"{peer}","track":"{track}"{c},"features":["origin","updates"]}}"#
+    )
+}
+
+/// A `Register` as LVQR's client sends it: no features.
+pub fn register_json_lvqr(peer: &str, track: &str, capacity: Option<u32>) -> String {
     match capacity {
         Some(c) => {
             format!(r#"{{"type":"Register","peer_id":"{peer}","track":"{track}","capacity":{c}}}"#)
@@ -156,15 +166,31 @@ pub fn register_json(peer: &str, track: &str, capacity: Option<u32>) -> String {
     }
 }
 
-/// Connects, registers, and returns the socket and its `AssignParent`.
+/// Connects, registers as the meshrelay SDK does, and returns the socket
+/// and its `AssignParent`.
 pub async fn register(
     srv: &TestServer,
     peer: &str,
     track: &str,
     capacity: Option<u32>,
 ) -> (Ws, Value) {
+    register_with(srv, register_json(peer, track, capacity)).await
+}
+
+/// Connects, registers as LVQR's client does, and returns the socket and
+/// its `AssignParent`.
+pub async fn register_lvqr(
+    srv: &TestServer,
+    peer: &str,
+    track: &str,
+    capacity: Option<u32>,
+) -> (Ws, Value) {
+    register_with(srv, register_json_lvqr(peer, track, capacity)).await
+}
+
+async fn register_with(srv: &TestServer, register: String) -> (Ws, Value) {
     let mut ws = connect(&srv.url("/signal")).await;
-    send(&mut ws, register_json(peer, track, capacity)).await;
+    send(&mut ws, register).await;
     let v = recv_json(&mut ws).await;
     assert_eq!(v["type"], "AssignParent", "{v}");
     (ws, v)
@@ -200,12 +226,23 @@ pub async fn http_get_with(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String, String) {
+    http_request(addr, "GET", path, headers).await
+}
+
+/// A plain HTTP/1.1 request with this method; returns (status, headers, body).
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let extra: String = headers
         .iter()
         .map(|(k, v)| format!("{k}: {v}\r\n"))
         .collect();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
+    let req =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     tokio::time::timeout(WAIT, s.read_to_end(&mut raw))
