@@ -56,6 +56,14 @@ function toBigId(objectId) {
   }
   return id;
 }
+var DATACHANNEL_PROTOCOL = "meshrelay/1";
+var MAX_WHOLE_OBJECT_MESSAGE = 262144;
+function chunkedMessages(objectId, payload, received) {
+  return received !== null && received.byteLength <= MAX_DATACHANNEL_MESSAGE ? [received] : frameForDataChannel(objectId, payload);
+}
+function fitsWhole(payload, maxMessageBytes) {
+  return OBJECT_HEADER_BYTES + payload.byteLength <= maxMessageBytes;
+}
 function encodeObject(objectId, payload) {
   const id = toBigId(objectId);
   const out = new Uint8Array(OBJECT_HEADER_BYTES + payload.byteLength);
@@ -600,6 +608,7 @@ var MeshPeer = class {
     tooFarAhead: 0,
     delivered: 0,
     forwarded: 0,
+    tooLargeForChild: 0,
     bytesReceived: 0,
     bytesForwarded: 0,
     childrenDropped: 0,
@@ -832,9 +841,16 @@ var MeshPeer = class {
     } catch {
     }
   }
+  /**
+   * Registers, stating (extension `features`) that this peer applies an
+   * AssignParent naming its current parent without reconnecting
+   * (`updates`) and, when it reads the origin itself as a root or while
+   * unplaced (`rootSource: "origin"`), that it may be promoted (`origin`).
+   */
   sendRegister() {
     const msg = { type: "Register", peer_id: this.peerId, track: this.cfg.track };
     if (this.cfg.capacity !== void 0) msg.capacity = this.cfg.capacity;
+    msg.features = (this.cfg.rootSource ?? "origin") === "origin" ? ["origin", "updates"] : ["updates"];
     this.send(msg);
   }
   scheduleSignalReconnect() {
@@ -1081,7 +1097,7 @@ var MeshPeer = class {
       return;
     }
     u.pc = pc;
-    const dc = pc.createDataChannel("meshrelay", { ordered: true });
+    const dc = pc.createDataChannel("meshrelay", { ordered: true, protocol: DATACHANNEL_PROTOCOL });
     dc.binaryType = "arraybuffer";
     u.dc = dc;
     pc.onicecandidate = (ev) => {
@@ -1327,17 +1343,30 @@ var MeshPeer = class {
   }
   /**
    * Sends one object to every open child. The DataChannel messages are built
-   * once per object (or the message it arrived in is reused) and the same
+   * once per object and framing (chunked for children that read chunks,
+   * whole for the others, or the message it arrived in reused) and the same
    * buffers go to every child.
    */
   forward(id, payload, received) {
     if (this.childMap.size === 0) return;
-    let messages = null;
+    let chunked = null;
+    let whole = null;
     const t = now();
     for (const c of this.childMap.values()) {
       if (!childOpen(c)) continue;
       if (this.dropIfSlow(c, t, payload.byteLength)) continue;
-      messages ??= received !== null && received.byteLength <= MAX_DATACHANNEL_MESSAGE ? [received] : frameForDataChannel(id, payload);
+      let messages;
+      if (c.chunks) {
+        messages = chunked ??= chunkedMessages(id, payload, received);
+      } else {
+        const limit = Math.min(c.pc.sctp?.maxMessageSize ?? MAX_WHOLE_OBJECT_MESSAGE, MAX_WHOLE_OBJECT_MESSAGE);
+        if (!fitsWhole(payload, limit)) {
+          this.counters.tooLargeForChild++;
+          this.log(`object ${id} (${payload.byteLength} bytes) is too large for child ${c.peerId}, which reads no chunks`);
+          continue;
+        }
+        messages = whole ??= [received ?? encodeObject(id, payload)];
+      }
       try {
         for (const m of messages) c.dc.send(m);
       } catch (e) {
@@ -1481,6 +1510,7 @@ var MeshPeer = class {
       pc,
       dc: null,
       open: false,
+      chunks: false,
       startedAt: now(),
       overSince: null,
       negotiation: newNegotiation()
@@ -1497,6 +1527,7 @@ var MeshPeer = class {
       const dc = ev.channel;
       dc.binaryType = "arraybuffer";
       c.dc = dc;
+      c.chunks = dc.protocol === DATACHANNEL_PROTOCOL;
       const opened = () => {
         if (!current() || c.open) return;
         c.open = true;

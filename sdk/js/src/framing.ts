@@ -44,6 +44,40 @@ function toBigId(objectId: bigint | number): bigint {
   return id;
 }
 
+/**
+ * The DataChannel subprotocol a meshrelay child opens its parent link with:
+ * it reads meshrelay's framing (objects chunked above 64 KiB). A parent
+ * sends a child whose channel names another (an LVQR client names none)
+ * one whole object per message, as LVQR does.
+ */
+export const DATACHANNEL_PROTOCOL = "meshrelay/1";
+
+/**
+ * The largest DataChannel message Chromium (and str0m) accept: a whole
+ * object for a child that reads no chunks must fit in it.
+ */
+export const MAX_WHOLE_OBJECT_MESSAGE = 262_144;
+
+/**
+ * The messages that carry one object to a child that reads chunks: the
+ * message it arrived in (`received`) when that fits one DataChannel
+ * message, else the object framed anew (chunked above 64 KiB).
+ */
+export function chunkedMessages(objectId: bigint, payload: Uint8Array, received: Uint8Array | null): Uint8Array[] {
+  return received !== null && received.byteLength <= MAX_DATACHANNEL_MESSAGE
+    ? [received]
+    : frameForDataChannel(objectId, payload);
+}
+
+/**
+ * Whether an object can go whole, as one message of at most
+ * `maxMessageBytes`, to a child that reads no chunks; if not, such a child
+ * cannot be sent it.
+ */
+export function fitsWhole(payload: Uint8Array, maxMessageBytes: number): boolean {
+  return OBJECT_HEADER_BYTES + payload.byteLength <= maxMessageBytes;
+}
+
 /** `[u64 BE object_id][payload]`, one message, whatever the size (origin egress style). */
 export function encodeObject(objectId: bigint | number, payload: Uint8Array): Uint8Array {
   const id = toBigId(objectId);

@@ -14,10 +14,13 @@
 import { Backoff } from "./backoff.js";
 import {
   ChunkAssembler,
+  DATACHANNEL_PROTOCOL,
   DEFAULT_MAX_OBJECT_BYTES,
-  MAX_DATACHANNEL_MESSAGE,
+  MAX_WHOLE_OBJECT_MESSAGE,
+  chunkedMessages,
   decodeObject,
-  frameForDataChannel,
+  encodeObject,
+  fitsWhole,
 } from "./framing.js";
 import { StallClock, planUpstreams } from "./upstreams.js";
 import { Sequencer, type Delivery, type Gap, type OfferResult } from "./sequencer.js";
@@ -77,6 +80,12 @@ export interface MeshPeerStats {
   delivered: number;
   /** Object sends to children (one per object per child): reported as forwarded_frames. */
   forwarded: number;
+  /**
+   * Objects not sent to a child that reads no chunks (an LVQR client, see
+   * `DATACHANNEL_PROTOCOL`) because, whole, they exceed its channel's largest
+   * message (at most 256 KiB): such a child misses them.
+   */
+  tooLargeForChild: number;
   /** Payload bytes delivered. */
   bytesReceived: number;
   /** Payload bytes sent to children. */
@@ -260,6 +269,8 @@ interface Child {
   pc: RTCPeerConnection;
   dc: RTCDataChannel | null;
   open: boolean;
+  /** Its channel names DATACHANNEL_PROTOCOL: it reads chunked objects. */
+  chunks: boolean;
   /** When its Offer was taken (now()). */
   startedAt: number;
   /** Since when its bufferedAmount has been above slowChildBytes, or null. */
@@ -393,6 +404,7 @@ export class MeshPeer {
     tooFarAhead: 0,
     delivered: 0,
     forwarded: 0,
+    tooLargeForChild: 0,
     bytesReceived: 0,
     bytesForwarded: 0,
     childrenDropped: 0,
@@ -661,9 +673,16 @@ export class MeshPeer {
     }
   }
 
+  /**
+   * Registers, stating (extension `features`) that this peer applies an
+   * AssignParent naming its current parent without reconnecting
+   * (`updates`) and, when it reads the origin itself as a root or while
+   * unplaced (`rootSource: "origin"`), that it may be promoted (`origin`).
+   */
   private sendRegister(): void {
     const msg: ClientMessage = { type: "Register", peer_id: this.peerId, track: this.cfg.track };
     if (this.cfg.capacity !== undefined) msg.capacity = this.cfg.capacity;
+    msg.features = (this.cfg.rootSource ?? "origin") === "origin" ? ["origin", "updates"] : ["updates"];
     this.send(msg);
   }
 
@@ -943,7 +962,8 @@ export class MeshPeer {
       return;
     }
     u.pc = pc;
-    const dc = pc.createDataChannel("meshrelay", { ordered: true });
+    // The subprotocol tells the parent that we read chunked objects.
+    const dc = pc.createDataChannel("meshrelay", { ordered: true, protocol: DATACHANNEL_PROTOCOL });
     dc.binaryType = "arraybuffer";
     u.dc = dc;
     pc.onicecandidate = (ev) => {
@@ -1216,19 +1236,32 @@ export class MeshPeer {
 
   /**
    * Sends one object to every open child. The DataChannel messages are built
-   * once per object (or the message it arrived in is reused) and the same
+   * once per object and framing (chunked for children that read chunks,
+   * whole for the others, or the message it arrived in reused) and the same
    * buffers go to every child.
    */
   private forward(id: bigint, payload: Uint8Array, received: Uint8Array | null): void {
     if (this.childMap.size === 0) return;
-    let messages: Uint8Array[] | null = null;
+    let chunked: Uint8Array[] | null = null;
+    let whole: Uint8Array[] | null = null;
     const t = now();
     // Deleting the current entry while iterating a Map is safe.
     for (const c of this.childMap.values()) {
       if (!childOpen(c)) continue;
       if (this.dropIfSlow(c, t, payload.byteLength)) continue;
-      messages ??=
-        received !== null && received.byteLength <= MAX_DATACHANNEL_MESSAGE ? [received] : frameForDataChannel(id, payload);
+      let messages: Uint8Array[];
+      if (c.chunks) {
+        messages = chunked ??= chunkedMessages(id, payload, received);
+      } else {
+        // The negotiated limit, never above what Chromium sends at all.
+        const limit = Math.min(c.pc.sctp?.maxMessageSize ?? MAX_WHOLE_OBJECT_MESSAGE, MAX_WHOLE_OBJECT_MESSAGE);
+        if (!fitsWhole(payload, limit)) {
+          this.counters.tooLargeForChild++;
+          this.log(`object ${id} (${payload.byteLength} bytes) is too large for child ${c.peerId}, which reads no chunks`);
+          continue;
+        }
+        messages = whole ??= [received ?? encodeObject(id, payload)];
+      }
       try {
         for (const m of messages) c.dc.send(m as Uint8Array<ArrayBuffer>);
       } catch (e) {
@@ -1383,6 +1416,7 @@ export class MeshPeer {
       pc,
       dc: null,
       open: false,
+      chunks: false,
       startedAt: now(),
       overSince: null,
       negotiation: newNegotiation(),
@@ -1399,6 +1433,7 @@ export class MeshPeer {
       const dc = ev.channel;
       dc.binaryType = "arraybuffer";
       c.dc = dc;
+      c.chunks = dc.protocol === DATACHANNEL_PROTOCOL;
       const opened = () => {
         if (!current() || c.open) return;
         c.open = true;

@@ -52,7 +52,8 @@ export type ServerMessage =
 
 /** A `/signal` text frame to the server. */
 export type ClientMessage =
-  | { type: "Register"; peer_id: string; track: string; capacity?: number }
+  /** `features` (extension): what the client does beyond LVQR's protocol, see docs/protocol.md. */
+  | { type: "Register"; peer_id: string; track: string; capacity?: number; features?: string[] }
   | NegotiationMessage
   | { type: "ForwardReport"; forwarded_frames: number }
   | { type: "Heartbeat" }

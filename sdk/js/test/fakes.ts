@@ -56,7 +56,10 @@ export class FakeDataChannel {
   onopen: (() => void) | null = null;
   onclose: (() => void) | null = null;
   onmessage: ((ev: { data: unknown }) => void) | null = null;
-  constructor(readonly label: string) {}
+  constructor(
+    readonly label: string,
+    readonly protocol: string = "",
+  ) {}
   send(m: Uint8Array): void {
     if (this.readyState !== "open") throw new Error("not open");
     this.sent.push(m);
@@ -95,8 +98,8 @@ export class FakePeerConnection {
     }
     FakePeerConnection.all.push(this);
   }
-  createDataChannel(label: string): FakeDataChannel {
-    const dc = new FakeDataChannel(label);
+  createDataChannel(label: string, options?: { protocol?: string }): FakeDataChannel {
+    const dc = new FakeDataChannel(label, options?.protocol);
     this.channels.push(dc);
     return dc;
   }
@@ -129,9 +132,10 @@ export class FakePeerConnection {
     this.signalingState = "closed";
     for (const c of this.channels) c.readyState = "closed";
   }
-  // test side: the remote side opened a channel towards us
-  remoteChannel(): FakeDataChannel {
-    const dc = new FakeDataChannel("meshrelay");
+  // test side: the remote side opened a channel towards us (a meshrelay
+  // child names the SDK's subprotocol; an LVQR child names none)
+  remoteChannel(protocol = "meshrelay/1"): FakeDataChannel {
+    const dc = new FakeDataChannel("meshrelay", protocol);
     this.channels.push(dc);
     this.ondatachannel?.({ channel: dc });
     return dc;

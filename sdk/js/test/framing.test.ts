@@ -6,8 +6,11 @@ import {
   MAX_CHUNK_BYTES,
   MAX_DATACHANNEL_MESSAGE,
   MAX_UNCHUNKED_PAYLOAD,
+  MAX_WHOLE_OBJECT_MESSAGE,
+  chunkedMessages,
   decodeObject,
   encodeObject,
+  fitsWhole,
   frameForDataChannel,
   parseDataChannelMessage,
   type AssemblyEvent,
@@ -204,5 +207,24 @@ describe("DataChannel chunking", () => {
     const a = new ChunkAssembler();
     const o = objects(msgs.flatMap((m) => a.push(m)));
     expect(o[0]!.payload).toEqual(bytes(1000));
+  });
+});
+
+describe("messages for a child", () => {
+  it("reuses the message an object arrived in only when it fits one DataChannel message", () => {
+    const small = encodeObject(1n, bytes(100));
+    expect(chunkedMessages(1n, small.subarray(8), small)).toEqual([small]);
+    expect(chunkedMessages(1n, small.subarray(8), small)[0]).toBe(small);
+    const big = encodeObject(2n, bytes(100_000));
+    const chunks = chunkedMessages(2n, big.subarray(8), big);
+    expect(chunks).toEqual(frameForDataChannel(2n, big.subarray(8)));
+    expect(chunks.length).toBe(2);
+  });
+
+  it("sends whole only what fits the child's largest message", () => {
+    expect(MAX_WHOLE_OBJECT_MESSAGE).toBe(262_144);
+    expect(fitsWhole(bytes(MAX_WHOLE_OBJECT_MESSAGE - 8), MAX_WHOLE_OBJECT_MESSAGE)).toBe(true);
+    expect(fitsWhole(bytes(MAX_WHOLE_OBJECT_MESSAGE - 7), MAX_WHOLE_OBJECT_MESSAGE)).toBe(false);
+    expect(fitsWhole(bytes(0), 8)).toBe(true);
   });
 });

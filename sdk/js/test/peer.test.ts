@@ -68,7 +68,13 @@ afterEach(() => {
 describe("MeshPeer signalling", () => {
   it("registers, resolves connect() on AssignParent, heartbeats and reconnects with backoff", async () => {
     const { peer, sig } = await rootPeer(5);
-    expect(sig.json()[0]).toEqual({ type: "Register", peer_id: "me", track: "live/t", capacity: 2 });
+    expect(sig.json()[0]).toEqual({
+      type: "Register",
+      peer_id: "me",
+      track: "live/t",
+      capacity: 2,
+      features: ["origin", "updates"],
+    });
     expect(peer.role).toBe("Root");
     expect(peer.nextObjectId).toBe(5n);
     await vi.advanceTimersByTimeAsync(3100);
@@ -467,6 +473,31 @@ describe("MeshPeer with an external root source", () => {
     expect(ids(frames)).toEqual([0, 1]);
     expect(dc.sent.length).toBe(2);
     expect(peer.stats.pushed).toBe(2);
+    peer.close();
+  });
+});
+
+describe("MeshPeer with a child that reads no chunks (an LVQR client)", () => {
+  it("sends it each object whole up to the channel's largest message, and nothing larger", async () => {
+    const { peer, sig } = await rootPeer(0);
+    const lvqr = (await childJoins(sig, "lvqr")).remoteChannel("");
+    lvqr.open();
+    const ours = await openChild(sig, "ours");
+    const origin = originSockets()[0]!;
+    origin.open();
+    origin.serverBinary(obj(0, 100));
+    origin.serverBinary(obj(1, 200_000));
+    origin.serverBinary(obj(2, 300_000)); // over 256 KiB whole
+    origin.serverBinary(obj(3, 10));
+    expect(lvqr.sent).toEqual([obj(0, 100), obj(1, 200_000), obj(3, 10)]);
+    expect(ours.sent.length).toBe(1 + 4 + 5 + 1); // chunked above 64 KiB
+    expect(peer.stats).toMatchObject({ tooLargeForChild: 1, forwarded: 7, delivered: 4 });
+    peer.close();
+  });
+
+  it("states the features it has at Register: no origin when the integrator feeds a root", async () => {
+    const { peer, sig } = await rootPeer(0, { rootSource: "external" });
+    expect(sig.json()[0]).toMatchObject({ type: "Register", features: ["updates"] });
     peer.close();
   });
 });
