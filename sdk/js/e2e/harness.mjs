@@ -108,11 +108,17 @@ export async function startServer({ rootPeerCount, maxPeers, demo = false, extra
   };
 }
 
-/** Serves the test page, the fresh SDK bundle and the payload generator on 127.0.0.1. */
+/**
+ * Serves the test pages (the SDK's and the LVQR-style client's), the fresh
+ * SDK bundle and the payload generator on 127.0.0.1.
+ */
 export async function startStatic() {
   const files = {
     "/page.html": ["text/html", join(here, "page.html")],
     "/page.mjs": ["text/javascript", join(here, "page.mjs")],
+    "/lvqr-page.html": ["text/html", join(here, "lvqr-page.html")],
+    "/lvqr-page.mjs": ["text/javascript", join(here, "lvqr-page.mjs")],
+    "/lvqr-peer.mjs": ["text/javascript", join(here, "lvqr-peer.mjs")],
     "/payload.mjs": ["text/javascript", join(here, "payload.mjs")],
     "/meshrelay.js": ["text/javascript", join(sdkRoot, "dist", "meshrelay.js")],
   };
@@ -197,17 +203,18 @@ export async function waitParentsOpen(peers) {
 }
 
 /**
- * Opens the test page in a fresh context (media permission, so Chromium
- * offers 127.0.0.1 host candidates), not yet running a MeshPeer.
+ * Opens a test page (`path`, the SDK's by default) in a fresh context (media
+ * permission, so Chromium offers 127.0.0.1 host candidates), not yet running
+ * a peer.
  */
-export async function openPage({ browser, statics }, peerId) {
+export async function openPage({ browser, statics }, peerId, path = "/page.html") {
   const context = await browser.newContext({ permissions: ["camera", "microphone"] });
   const page = await context.newPage();
   page.on("console", (m) => {
     if (DEBUG) log(`[${peerId} console] ${m.text()}`);
   });
   page.on("pageerror", (e) => log(`[${peerId} pageerror] ${e.message}`));
-  await page.goto(`${statics.url}/page.html`);
+  await page.goto(`${statics.url}${path}`);
   await page.waitForFunction(() => window.ready === true);
   return { context, page };
 }
@@ -236,6 +243,36 @@ export async function openPeer(shared, server, { peerId, track, capacity, ...res
     floodSignal: (n) => page.evaluate((k) => window.floodSignal(k), n),
     ids: () => page.evaluate(() => window.rec.ids),
     logs: () => page.evaluate(() => window.rec.logs),
+    async close() {
+      this.closed = true;
+      await page.close();
+      await context.close();
+    },
+  };
+}
+
+/**
+ * Opens one LVQR-style peer (e2e/lvqr-peer.mjs: what LVQR's browser client
+ * does, in a page of its own) and resolves once its first AssignParent is
+ * acted on (a root's integrator has its origin socket open). `kind` is
+ * "lvqr", which SDK peers' handles do not have.
+ */
+export async function openLvqrPeer(shared, server, { peerId, track, capacity }) {
+  const { context, page } = await openPage(shared, peerId, "/lvqr-page.html");
+  const cfg = { signalUrl: `${server.ws}/signal`, track, peerId };
+  if (capacity !== undefined) cfg.capacity = capacity;
+  const assignment = await page.evaluate((c) => window.startLvqrPeer(c), cfg);
+  return {
+    peerId,
+    kind: "lvqr",
+    context,
+    page,
+    assignment,
+    closed: false,
+    /** Links, roles, and every object id delivered with its count (see lvqr-page.mjs). */
+    snapshot: () => page.evaluate(() => window.lvqrSnapshot()),
+    /** Every delivery in arrival order: [object id, link, AssignParents seen before it, bytes]. */
+    deliveries: () => page.evaluate(() => window.lvqrDeliveries()),
     async close() {
       this.closed = true;
       await page.close();
