@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{ensure, Result};
 
 use crate::target::Target;
 
@@ -127,9 +127,6 @@ pub struct Args {
     #[arg(long, default_value_t = 12)]
     pub max_steps: u32,
 }
-
-/// Longest peer id the protocol allows.
-const MAX_PEER_ID: usize = 64;
 
 /// Largest offered rate accepted, clients per second.
 const MAX_RATE: f64 = 1_000_000.0;
@@ -267,41 +264,22 @@ fn secs(name: &str, v: f64, min: f64, max: f64) -> Result<Duration> {
     Ok(Duration::from_secs_f64(v))
 }
 
-/// Track rule of the protocol: `[A-Za-z0-9._/-]{1,128}`, no `..`, no `//`, no
-/// leading or trailing `/`.
+/// The protocol's track rule (`meshrelay_protocol::validate_track`), as an
+/// option error.
 pub(crate) fn validate_track(track: &str) -> Result<()> {
-    let ok_chars = track
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-'));
-    if track.is_empty()
-        || track.len() > 128
-        || !ok_chars
-        || track.contains("..")
-        || track.contains("//")
-        || track.starts_with('/')
-        || track.ends_with('/')
-    {
-        bail!("invalid --track {track:?}: [A-Za-z0-9._/-]{{1,128}}, no '..', no '//', no leading or trailing '/'");
-    }
-    Ok(())
+    meshrelay_protocol::validate_track(track)
+        .map_err(|(_, why)| anyhow::anyhow!("invalid --track {track:?}: {why}"))
 }
 
 /// The prefix plus the largest client index must form a valid peer id
-/// (`[A-Za-z0-9_-]{1,64}`).
+/// (`meshrelay_protocol::validate_peer_id`).
 pub(crate) fn validate_prefix(prefix: &str, clients: usize) -> Result<()> {
-    let ok_chars = prefix
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
-    ensure!(
-        ok_chars,
-        "invalid --peer-prefix {prefix:?}: only [A-Za-z0-9_-] allowed"
-    );
-    let longest = prefix.len() + clients.saturating_sub(1).to_string().len();
-    ensure!(
-        longest <= MAX_PEER_ID,
-        "--peer-prefix {prefix:?} too long: peer ids would reach {longest} characters (max {MAX_PEER_ID})"
-    );
-    Ok(())
+    let longest = format!("{prefix}{}", clients.saturating_sub(1));
+    meshrelay_protocol::validate_peer_id(&longest).map_err(|(_, why)| {
+        anyhow::anyhow!(
+            "invalid --peer-prefix {prefix:?}: the peer ids it makes, up to {longest:?}, break the protocol's rule: {why}"
+        )
+    })
 }
 
 #[cfg(test)]

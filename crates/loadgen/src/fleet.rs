@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use crate::wire::Role;
+use meshrelay_protocol::Role;
 
 /// Lifecycle of one client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +66,8 @@ pub(crate) struct Placement {
     pub parent: u32,
     /// Depth told (saturated at `u16::MAX`).
     pub depth: u16,
-    /// Role told.
-    pub role: Role,
+    /// Role told (`None`: one the bench did not understand).
+    pub role: Option<Role>,
 }
 
 impl Placement {
@@ -75,7 +75,7 @@ impl Placement {
 
     fn pack(self) -> u64 {
         Self::VALID
-            | (u64::from(self.role as u8) << 48)
+            | (u64::from(role_code(self.role)) << 48)
             | (u64::from(self.depth) << 32)
             | u64::from(self.parent)
     }
@@ -84,7 +84,7 @@ impl Placement {
         (v & Self::VALID != 0).then(|| Self {
             parent: v as u32,
             depth: (v >> 32) as u16,
-            role: Role::from_u8((v >> 48) as u8),
+            role: role_of_code((v >> 48) as u8),
         })
     }
 
@@ -93,6 +93,18 @@ impl Placement {
         (self.parent != PARENT_NONE && self.parent != PARENT_FOREIGN)
             .then(|| self.parent as usize - 1)
     }
+}
+
+/// A role packed in a byte: 0 for none, else its place in [`Role::ALL`] plus one.
+fn role_code(role: Option<Role>) -> u8 {
+    role.and_then(|r| Role::ALL.iter().position(|&x| x == r))
+        .map_or(0, |i| i as u8 + 1)
+}
+
+/// The inverse of [`role_code`].
+fn role_of_code(code: u8) -> Option<Role> {
+    code.checked_sub(1)
+        .and_then(|i| Role::ALL.get(usize::from(i)).copied())
 }
 
 /// Per-client atomics.
@@ -323,17 +335,22 @@ mod tests {
             Placement {
                 parent: PARENT_NONE,
                 depth: 0,
-                role: Role::Root,
+                role: Some(Role::Root),
             },
             Placement {
                 parent: 17,
                 depth: 12,
-                role: Role::Leaf,
+                role: Some(Role::Leaf),
             },
             Placement {
                 parent: PARENT_FOREIGN,
                 depth: u16::MAX,
-                role: Role::Relay,
+                role: Some(Role::Relay),
+            },
+            Placement {
+                parent: 3,
+                depth: 1,
+                role: None,
             },
         ] {
             assert_eq!(Placement::unpack(p.pack()), Some(p));
@@ -354,7 +371,7 @@ mod tests {
         let p = Placement {
             parent: f.parent_code(Some("lg-7")),
             depth: 1,
-            role: Role::Leaf,
+            role: Some(Role::Leaf),
         };
         assert_eq!(p.parent_index(), Some(7));
     }

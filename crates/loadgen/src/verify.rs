@@ -2,7 +2,7 @@
 //! parent that is still connected (or none for roots), one level up.
 
 use crate::fleet::{Fleet, State, PARENT_FOREIGN, PARENT_NONE};
-use crate::wire::Role;
+use meshrelay_protocol::Role;
 
 /// Most examples of violations kept for the report.
 const MAX_EXAMPLES: usize = 5;
@@ -47,7 +47,7 @@ pub(crate) fn check(fleet: &Fleet) -> TreeCheck {
         };
         c.checked += 1;
         match p.parent {
-            PARENT_NONE if p.role == Role::Root => {
+            PARENT_NONE if p.role == Some(Role::Root) => {
                 c.roots += 1;
                 if p.depth != 0 {
                     c.depth_mismatch += 1;

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use meshrelay_protocol::Role;
 use serde::{Deserialize, Serialize};
 
 /// `{"type":"Register",...}`, the first message of a session.
@@ -36,40 +37,6 @@ pub(crate) fn register_json(peer_id: &str, track: &str, capacity: Option<u32>) -
 /// JSON text of a Heartbeat message.
 pub(crate) const HEARTBEAT_JSON: &str = r#"{"type":"Heartbeat"}"#;
 
-/// Role of a peer in its tree, as told by AssignParent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Role {
-    /// Not told (or not understood).
-    Unknown = 0,
-    /// Reads the origin egress.
-    Root = 1,
-    /// Has or may have children.
-    Relay = 2,
-    /// Has no children.
-    Leaf = 3,
-}
-
-impl Role {
-    fn parse(s: &str) -> Self {
-        match s {
-            "Root" => Self::Root,
-            "Relay" => Self::Relay,
-            "Leaf" => Self::Leaf,
-            _ => Self::Unknown,
-        }
-    }
-
-    /// Inverse of `self as u8`.
-    pub fn from_u8(v: u8) -> Self {
-        match v {
-            1 => Self::Root,
-            2 => Self::Relay,
-            3 => Self::Leaf,
-            _ => Self::Unknown,
-        }
-    }
-}
-
 /// A server-to-client message, reduced to what the bench needs.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Incoming<'a> {
@@ -77,7 +44,8 @@ pub(crate) enum Incoming<'a> {
     AssignParent {
         parent_id: Option<Cow<'a, str>>,
         depth: u32,
-        role: Role,
+        /// `None` when the server sent none this bench understands.
+        role: Option<Role>,
     },
     /// PeerLeft of a tree neighbour.
     PeerLeft,
@@ -112,7 +80,7 @@ pub(crate) fn parse(text: &str) -> Incoming<'_> {
         "AssignParent" => Incoming::AssignParent {
             parent_id: raw.parent_id,
             depth: raw.depth.unwrap_or(0),
-            role: raw.role.as_deref().map_or(Role::Unknown, Role::parse),
+            role: raw.role.as_deref().and_then(Role::from_wire),
         },
         "PeerLeft" => Incoming::PeerLeft,
         "Error" => Incoming::Error {
@@ -148,7 +116,7 @@ mod tests {
             Incoming::AssignParent {
                 parent_id: Some("def".into()),
                 depth: 1,
-                role: Role::Relay
+                role: Some(Role::Relay)
             }
         );
         let m = parse(
@@ -159,7 +127,7 @@ mod tests {
             Incoming::AssignParent {
                 parent_id: None,
                 depth: 0,
-                role: Role::Root
+                role: Some(Role::Root)
             }
         );
         assert_eq!(
@@ -184,7 +152,7 @@ mod tests {
             Incoming::AssignParent {
                 parent_id: Some("def".into()),
                 depth: 2,
-                role: Role::Leaf
+                role: Some(Role::Leaf)
             }
         );
     }

@@ -116,6 +116,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, in the order of the tree from the origin down.
+    pub const ALL: [Role; 3] = [Role::Root, Role::Relay, Role::Leaf];
+
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -123,6 +126,11 @@ impl Role {
             Role::Relay => "Relay",
             Role::Leaf => "Leaf",
         }
+    }
+
+    /// The role spelt `s` on the wire, if any.
+    pub fn from_wire(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 
@@ -244,6 +252,18 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn roles_read_back_their_wire_spelling() {
+        for r in Role::ALL {
+            assert_eq!(Role::from_wire(r.as_str()), Some(r));
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.as_str())
+            );
+        }
+        assert_eq!(Role::from_wire("root"), None);
+    }
 
     #[test]
     fn features_are_read_by_name_and_unknown_ones_ignored() {
