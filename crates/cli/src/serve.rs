@@ -13,13 +13,13 @@ pub struct ServeArgs {
     #[arg(long, env = "MESHRELAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Most children per peer; a peer's claimed capacity is clamped to it.
-    #[arg(long, env = "MESHRELAY_MAX_PEERS", default_value_t = 3, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, env = "MESHRELAY_MAX_PEERS", default_value_t = ServerConfig::default().max_children, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_peers: usize,
     /// Most root peers (fed by the origin) per track.
-    #[arg(long, env = "MESHRELAY_MESH_ROOT_PEER_COUNT", default_value_t = 30, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, env = "MESHRELAY_MESH_ROOT_PEER_COUNT", default_value_t = ServerConfig::default().root_peer_count, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub mesh_root_peer_count: usize,
     /// Deepest tree depth (roots are depth 0).
-    #[arg(long, env = "MESHRELAY_MESH_MAX_DEPTH", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "MESHRELAY_MESH_MAX_DEPTH", default_value_t = ServerConfig::default().max_depth, value_parser = clap::value_parser!(u32).range(1..))]
     pub mesh_max_depth: u32,
     /// A peer not heard from (message or pong) for this long is evicted: `10s`, `500ms`, `2.5`.
     #[arg(long, env = "MESHRELAY_HEARTBEAT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -50,20 +50,20 @@ pub struct ServeArgs {
     #[arg(long, env = "MESHRELAY_CORS_ALLOW_ORIGIN", value_name = "ORIGINS", default_value = "*", value_parser = parse_cors_origins)]
     pub cors_allow_origin: CorsOrigins,
     /// Objects kept per track for ?from= resume.
-    #[arg(long, env = "MESHRELAY_RING_OBJECTS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "MESHRELAY_RING_OBJECTS", default_value_t = ServerConfig::default().ring_objects as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub ring_objects: u64,
     /// Bytes kept per track for resume (oldest objects dropped past it).
-    #[arg(long, env = "MESHRELAY_RING_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, env = "MESHRELAY_RING_BYTES", default_value_t = ServerConfig::default().ring_bytes, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub ring_bytes: usize,
     /// Bytes kept for resume over all tracks together: a track publishing
     /// past it drops its own oldest objects (keeping at least the newest).
-    #[arg(long, env = "MESHRELAY_RING_BYTES_TOTAL", default_value_t = 512 * 1024 * 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, env = "MESHRELAY_RING_BYTES_TOTAL", default_value_t = ServerConfig::default().ring_bytes_total, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub ring_bytes_total: usize,
     /// Largest /signal message in bytes; larger ones get `too_large` and a close.
-    #[arg(long, env = "MESHRELAY_MAX_SIGNAL_BYTES", default_value_t = 65536, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, env = "MESHRELAY_MAX_SIGNAL_BYTES", default_value_t = ServerConfig::default().max_signal_bytes, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_signal_bytes: usize,
     /// Largest ingested object in bytes.
-    #[arg(long, env = "MESHRELAY_MAX_OBJECT_BYTES", default_value_t = 4 * 1024 * 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, env = "MESHRELAY_MAX_OBJECT_BYTES", default_value_t = ServerConfig::default().max_object_bytes, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_object_bytes: usize,
     /// Most peers per track (unlimited when unset).
     #[arg(long, env = "MESHRELAY_MAX_PEERS_PER_TRACK", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
@@ -73,31 +73,31 @@ pub struct ServeArgs {
     pub max_peers_total: Option<usize>,
     /// Most open WebSocket connections (/signal, /ws and /ingest together);
     /// an upgrade beyond it gets HTTP 503.
-    #[arg(long, env = "MESHRELAY_MAX_CONNECTIONS", default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "MESHRELAY_MAX_CONNECTIONS", default_value_t = ServerConfig::default().max_connections as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
     /// Most live tracks at once; a new track beyond it is refused
     /// (`mesh_full` on /signal, HTTP 503 on /ingest and /ws).
-    #[arg(long, env = "MESHRELAY_MAX_TRACKS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "MESHRELAY_MAX_TRACKS", default_value_t = ServerConfig::default().max_tracks as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_tracks: u64,
     /// Sustained /signal messages per second allowed per connection.
-    #[arg(long, env = "MESHRELAY_MESSAGE_RATE", default_value_t = 100.0, value_parser = positive)]
+    #[arg(long, env = "MESHRELAY_MESSAGE_RATE", default_value_t = ServerConfig::default().message_rate, value_parser = positive)]
     pub message_rate: f64,
     /// Burst of /signal messages allowed above the sustained rate.
-    #[arg(long, env = "MESHRELAY_MESSAGE_BURST", default_value_t = 200.0, value_parser = positive)]
+    #[arg(long, env = "MESHRELAY_MESSAGE_BURST", default_value_t = ServerConfig::default().message_burst, value_parser = positive)]
     pub message_burst: f64,
     /// Bytes per second a /signal peer may relay (SDP, ICE) to each of its
     /// neighbours, in bursts of four seconds' worth (or one largest
     /// message); beyond it the sender gets `rate_limited`.
-    #[arg(long, env = "MESHRELAY_RELAY_BYTES_PER_SEC", default_value_t = 65536.0, value_parser = positive)]
+    #[arg(long, env = "MESHRELAY_RELAY_BYTES_PER_SEC", default_value_t = ServerConfig::default().relay_bytes_rate, value_parser = positive)]
     pub relay_bytes_per_sec: f64,
     /// Messages queued towards one /signal client; a quarter is kept for
     /// AssignParent and PeerLeft, and a client whose queue overflows even
     /// for those is cut off (`slow_consumer`).
-    #[arg(long, env = "MESHRELAY_SEND_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "MESHRELAY_SEND_QUEUE", default_value_t = ServerConfig::default().send_queue as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub send_queue: u64,
     /// Bytes of messages queued towards one /signal client; relayed SDP
     /// beyond three quarters of it is refused to its sender (`rate_limited`).
-    #[arg(long, env = "MESHRELAY_SIGNAL_QUEUE_BYTES", default_value_t = 256 * 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, env = "MESHRELAY_SIGNAL_QUEUE_BYTES", default_value_t = ServerConfig::default().signal_queue_bytes, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub signal_queue_bytes: usize,
     /// Run the built-in demo publisher on track demo/live (the default);
     /// `--demo=false` turns it off like --no-demo. Off wins when the two
@@ -183,6 +183,39 @@ pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `meshrelay serve` with no flag and no variable runs exactly
+    /// `ServerConfig::default()` (whose planner limits are
+    /// `MeshConfig::default()`'s): the defaults have one definition.
+    #[test]
+    fn no_flags_mean_the_server_defaults() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        use clap::{CommandFactory, FromArgMatches};
+        // The environment of whoever runs the test must not count.
+        let cmd = Cli::command().mut_args(|a| a.env(None::<&str>));
+        let matches = cmd.try_get_matches_from(["serve"]).unwrap();
+        let args = Cli::from_arg_matches(&matches).unwrap().serve;
+        let config = args.config().unwrap();
+        assert_eq!(config, ServerConfig::default());
+        assert!(config.demo, "the demo runs unless turned off");
+        let mesh = meshrelay_mesh::MeshConfig::default();
+        assert_eq!(
+            (
+                config.max_children,
+                config.root_peer_count,
+                config.max_depth
+            ),
+            (mesh.max_children, mesh.root_peer_count, mesh.max_depth)
+        );
+        assert_eq!(
+            config.heartbeat_timeout.as_secs(),
+            mesh.heartbeat_timeout_secs
+        );
+    }
 
     #[test]
     fn rates_must_be_finite_and_positive() {

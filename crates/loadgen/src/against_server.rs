@@ -13,6 +13,7 @@ async fn start() -> String {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         root_peer_count: 2,
         max_children: 2,
+        demo: false,
         ..Default::default()
     })
     .await

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Everything `meshrelay serve` can be told.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
     /// Address to listen on (port 0 picks a free port).
     pub listen: SocketAddr,
@@ -80,14 +80,18 @@ impl ServerConfig {
     }
 }
 
+/// What `meshrelay serve` runs with when given no flag: its clap defaults
+/// are read from here, and the planner's limits from
+/// [`meshrelay_mesh::MeshConfig::default`], so the three cannot disagree.
 impl Default for ServerConfig {
     fn default() -> Self {
+        let mesh = meshrelay_mesh::MeshConfig::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            max_children: 3,
-            root_peer_count: 30,
-            max_depth: 6,
-            heartbeat_timeout: Duration::from_secs(10),
+            max_children: mesh.max_children,
+            root_peer_count: mesh.root_peer_count,
+            max_depth: mesh.max_depth,
+            heartbeat_timeout: Duration::from_secs(mesh.heartbeat_timeout_secs),
             register_timeout: Duration::from_secs(10),
             ice_servers: serde_json::Value::Array(Vec::new()),
             subscribe_token: None,
@@ -109,7 +113,7 @@ impl Default for ServerConfig {
             relay_bytes_rate: 64.0 * 1024.0,
             send_queue: 256,
             signal_queue_bytes: 256 * 1024,
-            demo: false,
+            demo: true,
             fixed_epoch: None,
         }
     }

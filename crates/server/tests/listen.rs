@@ -12,6 +12,7 @@ const BURST: usize = 2_000;
 async fn accept_queue_holds_a_burst_beyond_1024_connects() {
     let server = Server::bind(ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
+        demo: false,
         ..ServerConfig::default()
     })
     .await
