@@ -89,7 +89,7 @@ impl Placement {
     }
 
     /// Index of the parent client, if the parent is one of this fleet's.
-    pub fn parent_index(self) -> Option<usize> {
+    pub(crate) fn parent_index(self) -> Option<usize> {
         (self.parent != PARENT_NONE && self.parent != PARENT_FOREIGN)
             .then(|| self.parent as usize - 1)
     }
@@ -157,7 +157,7 @@ pub(crate) struct Fleet {
 
 impl Fleet {
     /// A fleet of `n` idle clients named `<prefix><index>`.
-    pub fn new(prefix: String, n: usize) -> Self {
+    pub(crate) fn new(prefix: String, n: usize) -> Self {
         let counters = Counters::default();
         counters.first_register_us.store(u64::MAX, Relaxed);
         Self {
@@ -171,17 +171,17 @@ impl Fleet {
     }
 
     /// Number of clients.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.slots.len()
     }
 
     /// Peer id of client `i`.
-    pub fn peer_id(&self, i: usize) -> String {
+    pub(crate) fn peer_id(&self, i: usize) -> String {
         format!("{}{}", self.prefix, i)
     }
 
     /// Parent code of a peer id told by the server.
-    pub fn parent_code(&self, peer_id: Option<&str>) -> u32 {
+    pub(crate) fn parent_code(&self, peer_id: Option<&str>) -> u32 {
         let Some(id) = peer_id else {
             return PARENT_NONE;
         };
@@ -193,17 +193,17 @@ impl Fleet {
     }
 
     /// Microseconds since the fleet was created.
-    pub fn now_us(&self) -> u64 {
+    pub(crate) fn now_us(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
 
     /// A receiver woken on every command change.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.wake.subscribe()
     }
 
     /// Sets `cmd` for every client in `indices` and wakes the clients.
-    pub fn command(&self, indices: impl IntoIterator<Item = usize>, cmd: Command) {
+    pub(crate) fn command(&self, indices: impl IntoIterator<Item = usize>, cmd: Command) {
         for i in indices {
             self.slots[i].command.store(cmd as u8, Relaxed);
         }
@@ -211,7 +211,7 @@ impl Fleet {
     }
 
     /// Command pending for client `i`.
-    pub fn pending_command(&self, i: usize) -> Command {
+    pub(crate) fn pending_command(&self, i: usize) -> Command {
         match self.slots[i].command.load(Relaxed) {
             1 => Command::CloseClean,
             2 => Command::CloseAbrupt,
@@ -220,22 +220,22 @@ impl Fleet {
     }
 
     /// State of client `i`.
-    pub fn state(&self, i: usize) -> State {
+    pub(crate) fn state(&self, i: usize) -> State {
         State::from_u8(self.slots[i].state.load(Relaxed))
     }
 
     /// Sets the state of client `i`.
-    pub fn set_state(&self, i: usize, s: State) {
+    pub(crate) fn set_state(&self, i: usize, s: State) {
         self.slots[i].state.store(s as u8, Relaxed);
     }
 
     /// Records the connect + upgrade time of client `i`.
-    pub fn record_connect(&self, i: usize, us: u64) {
+    pub(crate) fn record_connect(&self, i: usize, us: u64) {
         self.slots[i].connect_us.store(clamp_u32(us), Relaxed);
     }
 
     /// Records that client `i` sent Register now.
-    pub fn record_register_sent(&self) {
+    pub(crate) fn record_register_sent(&self) {
         self.counters
             .first_register_us
             .fetch_min(self.now_us(), Relaxed);
@@ -243,7 +243,12 @@ impl Fleet {
 
     /// Records an AssignParent received by client `i`; `first` with its
     /// Register -> AssignParent latency.
-    pub fn record_assign(&self, i: usize, placement: Placement, first_latency_us: Option<u64>) {
+    pub(crate) fn record_assign(
+        &self,
+        i: usize,
+        placement: Placement,
+        first_latency_us: Option<u64>,
+    ) {
         let now = self.now_us();
         let slot = &self.slots[i];
         slot.placement.store(placement.pack(), Relaxed);
@@ -257,7 +262,7 @@ impl Fleet {
     }
 
     /// Records a PeerLeft received by client `i`.
-    pub fn record_peer_left(&self, i: usize) {
+    pub(crate) fn record_peer_left(&self, i: usize) {
         self.slots[i].peer_left_count.fetch_add(1, Relaxed);
         self.counters
             .last_event_us
@@ -265,7 +270,7 @@ impl Fleet {
     }
 
     /// Counts one error or failure reason.
-    pub fn record_error(&self, what: String) {
+    pub(crate) fn record_error(&self, what: String) {
         *self
             .errors
             .lock()
@@ -275,17 +280,17 @@ impl Fleet {
     }
 
     /// Errors and failure reasons seen so far, with counts.
-    pub fn errors(&self) -> BTreeMap<String, u64> {
+    pub(crate) fn errors(&self) -> BTreeMap<String, u64> {
         self.errors.lock().expect("not poisoned").clone()
     }
 
     /// Last placement told to client `i`.
-    pub fn placement(&self, i: usize) -> Option<Placement> {
+    pub(crate) fn placement(&self, i: usize) -> Option<Placement> {
         Placement::unpack(self.slots[i].placement.load(Relaxed))
     }
 
     /// Register -> AssignParent latency of client `i`, µs.
-    pub fn reg_latency_us(&self, i: usize) -> Option<u64> {
+    pub(crate) fn reg_latency_us(&self, i: usize) -> Option<u64> {
         match self.slots[i].reg_latency_us.load(Relaxed) {
             0 => None,
             v => Some(u64::from(v)),
@@ -293,7 +298,7 @@ impl Fleet {
     }
 
     /// Connect + upgrade time of client `i`, µs.
-    pub fn connect_us(&self, i: usize) -> Option<u64> {
+    pub(crate) fn connect_us(&self, i: usize) -> Option<u64> {
         match self.slots[i].connect_us.load(Relaxed) {
             0 => None,
             v => Some(u64::from(v)),
@@ -301,22 +306,22 @@ impl Fleet {
     }
 
     /// Receive time of the last AssignParent of client `i`, µs since epoch.
-    pub fn last_assign_us(&self, i: usize) -> u64 {
+    pub(crate) fn last_assign_us(&self, i: usize) -> u64 {
         self.slots[i].last_assign_us.load(Relaxed)
     }
 
     /// AssignParent messages received by client `i`.
-    pub fn assign_count(&self, i: usize) -> u32 {
+    pub(crate) fn assign_count(&self, i: usize) -> u32 {
         self.slots[i].assign_count.load(Relaxed)
     }
 
     /// PeerLeft messages received by client `i`.
-    pub fn peer_left_count(&self, i: usize) -> u32 {
+    pub(crate) fn peer_left_count(&self, i: usize) -> u32 {
         self.slots[i].peer_left_count.load(Relaxed)
     }
 
     /// Number of clients in state `s`.
-    pub fn count_state(&self, s: State) -> usize {
+    pub(crate) fn count_state(&self, s: State) -> usize {
         (0..self.len()).filter(|&i| self.state(i) == s).count()
     }
 }

@@ -1,19 +1,5 @@
-//! Load generator for meshrelay's `/signal` WebSocket.
-//!
-//! Opens N concurrent signal clients against a server on loopback, registers
-//! them all on one track at an offered rate, and reports:
-//! - Register -> AssignParent latency (p50/p90/p99/max) and the achieved
-//!   registration rate;
-//! - server RSS per connected peer (`--server-pid`) and the generator's own;
-//! - after churning a fraction of the clients (half close frame, half abrupt
-//!   drop), the time until every orphan was told a live parent and every
-//!   neighbour got its PeerLeft, and a check that every remaining client's
-//!   last AssignParent names a parent that is still connected;
-//! - with `--find-max-rate`, the highest registration rate sustained.
-//!
-//! Only loopback targets are accepted, N is checked against the open-file
-//! limit, and every phase is bounded in time. Used by `meshrelay
-//! bench-signal` and by the `meshrelay-loadgen` binary.
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs, unreachable_pub)]
 
 #[cfg(test)]
 mod against_server;

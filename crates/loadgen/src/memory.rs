@@ -20,7 +20,7 @@ pub(crate) struct RssProbe {
 
 impl RssProbe {
     /// Starts sampling `pid` (nothing when `None`).
-    pub fn start(pid: Option<u32>) -> Self {
+    pub(crate) fn start(pid: Option<u32>) -> Self {
         let peak_kib = Arc::new(AtomicU64::new(0));
         let sampler = pid.map(|pid| {
             let peak = peak_kib.clone();
@@ -41,20 +41,20 @@ impl RssProbe {
     }
 
     /// Current RSS of the server in KiB.
-    pub fn now_kib(&self) -> Option<u64> {
+    pub(crate) fn now_kib(&self) -> Option<u64> {
         let kib = sys::rss_kib(self.pid?)?;
         self.peak_kib.fetch_max(kib, Relaxed);
         Some(kib)
     }
 
     /// Highest RSS seen so far (sampled every 200 ms) in KiB.
-    pub fn peak_kib(&self) -> Option<u64> {
+    pub(crate) fn peak_kib(&self) -> Option<u64> {
         self.pid?;
         Some(self.peak_kib.load(Relaxed))
     }
 
     /// Resets the peak to the current reading.
-    pub fn reset_peak(&self) {
+    pub(crate) fn reset_peak(&self) {
         self.peak_kib.store(self.now_kib().unwrap_or(0), Relaxed);
     }
 }

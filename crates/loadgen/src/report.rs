@@ -16,19 +16,19 @@ pub(crate) struct Table {
 
 impl Table {
     /// Starts a section.
-    pub fn section(&mut self, title: &str) -> &mut Self {
+    pub(crate) fn section(&mut self, title: &str) -> &mut Self {
         let _ = writeln!(self.out, "\n{title}");
         self
     }
 
     /// Adds one row.
-    pub fn row(&mut self, name: &str, value: impl std::fmt::Display) -> &mut Self {
+    pub(crate) fn row(&mut self, name: &str, value: impl std::fmt::Display) -> &mut Self {
         let _ = writeln!(self.out, "  {name:<34} {value}");
         self
     }
 
     /// The table text.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         self.out
     }
 }

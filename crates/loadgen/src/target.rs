@@ -19,7 +19,11 @@ pub(crate) struct Target {
 impl Target {
     /// Parses `ws://HOST[:PORT]/path[?query]`; refuses any host that is not
     /// loopback (127.0.0.0/8, ::1, `localhost`) and any scheme but `ws`.
-    pub fn parse(url: &str, token: Option<&str>, token_in_subprotocol: bool) -> Result<Self> {
+    pub(crate) fn parse(
+        url: &str,
+        token: Option<&str>,
+        token_in_subprotocol: bool,
+    ) -> Result<Self> {
         let uri: Uri = url
             .parse()
             .with_context(|| format!("invalid --url {url:?}"))?;

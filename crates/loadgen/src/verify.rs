@@ -30,7 +30,7 @@ pub(crate) struct TreeCheck {
 
 impl TreeCheck {
     /// True when no violation was found.
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.parent_gone == 0 && self.depth_mismatch == 0
     }
 }

@@ -1,7 +1,5 @@
-//! meshrelay's wire protocol, shared by the server, native tools and tests.
-//!
-//! Everything here is pure: no I/O, no async. The normative description is
-//! `docs/protocol.md`; this crate is its executable form.
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod error_code;
 pub mod framing;
