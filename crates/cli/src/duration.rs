@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 /// Parses `500ms`, `1.5s`, `2m` or a bare number of seconds (`10`, `0.5`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
         (n, 0.001)

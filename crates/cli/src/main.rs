@@ -1,4 +1,5 @@
 //! `meshrelay`: the peer-assisted live relay's command line.
+#![warn(missing_docs, unreachable_pub)]
 
 mod duration;
 mod publish;

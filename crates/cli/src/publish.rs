@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// Options of `meshrelay publish`.
 #[derive(Debug, Clone, Args)]
-pub struct PublishArgs {
+pub(crate) struct PublishArgs {
     /// Server base URL.
     #[arg(long, env = "MESHRELAY_URL", default_value = "ws://127.0.0.1:8080")]
     pub url: String,
@@ -40,7 +40,7 @@ pub struct PublishArgs {
 }
 
 /// Publishes until EOF, `--count` or Ctrl-C.
-pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
+pub(crate) async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     meshrelay_protocol::validate_track(&args.track)
         .map_err(|(_, why)| anyhow::anyhow!("invalid --track: {why}"))?;
     let period = period(args.rate)?;

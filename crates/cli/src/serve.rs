@@ -8,7 +8,7 @@ use std::time::Duration;
 
 /// Options of `meshrelay serve`; each is also an environment variable.
 #[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "MESHRELAY_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -111,7 +111,7 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// The server settings; reads LVQR_MESH_ICE_SERVERS when the flag is unset.
-    pub fn config(&self) -> Result<ServerConfig, String> {
+    pub(crate) fn config(&self) -> Result<ServerConfig, String> {
         let ice_servers = match &self.mesh_ice_servers {
             Some(v) => v.clone(),
             None => match std::env::var("LVQR_MESH_ICE_SERVERS") {
@@ -163,7 +163,7 @@ fn positive(s: &str) -> Result<f64, String> {
 }
 
 /// Runs the server until SIGINT or SIGTERM.
-pub async fn serve(config: ServerConfig) -> anyhow::Result<()> {
+pub(crate) async fn serve(config: ServerConfig) -> anyhow::Result<()> {
     let demo = config.demo;
     let server = Server::bind(config).await?;
     // Before the line below: a signal sent once it is read must shut down.
