@@ -23,6 +23,7 @@ pub mod ring;
 pub mod session;
 pub mod signal_ws;
 pub mod track;
+pub mod wire;
 pub mod ws_util;
 
 pub use app::App;

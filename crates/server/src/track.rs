@@ -5,11 +5,12 @@
 use crate::outbox::{Class, Outbox, PushError};
 use crate::relay_budget::RelayBudget;
 use crate::ring::{Read, Ring, RingBudget, Start};
+use crate::wire::{self, peer_left, IceServers};
 use axum::extract::ws::Utf8Bytes;
 use meshrelay_mesh::{
     MeshConfig, MeshError, PeerAssignment, PeerId, PeerRole, PeerSummary, Planner, Replan,
 };
-use meshrelay_protocol::{ErrorCode, Features, Role, ServerMessage};
+use meshrelay_protocol::{ErrorCode, Features, Role};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,7 +23,7 @@ pub struct MeshCtx {
     /// Planner limits for new tracks.
     pub mesh: MeshConfig,
     /// The RTCIceServer array sent in every `AssignParent`.
-    pub ice_servers: serde_json::Value,
+    pub ice_servers: IceServers,
     /// Most peers per track.
     pub max_peers_per_track: Option<usize>,
     /// Most peers over all tracks.
@@ -225,17 +226,13 @@ impl Track {
 
     /// The `AssignParent` text for a position.
     fn assign_text(&self, ctx: &MeshCtx, a: &PeerAssignment) -> Utf8Bytes {
-        ServerMessage::AssignParent {
-            peer_id: a.peer_id.clone(),
+        let place = wire::Place {
+            peer_id: &a.peer_id,
             role: role(a.role),
-            parent_id: a.parent.clone(),
+            parent_id: a.parent.as_deref(),
             depth: a.depth,
-            ice_servers: ctx.ice_servers.clone(),
-            next_object_id: *self.next_id.borrow(),
-            epoch: self.epoch.to_string(),
-        }
-        .to_json()
-        .into()
+        };
+        wire::assign_parent(place, &ctx.ice_servers, *self.next_id.borrow(), &self.epoch)
     }
 
     /// Places a new peer and records its session (a relay-capable one may
@@ -588,15 +585,6 @@ impl Track {
     }
 }
 
-/// The `PeerLeft` text naming `peer_id`.
-fn peer_left(peer_id: &str) -> Utf8Bytes {
-    ServerMessage::PeerLeft {
-        peer_id: peer_id.to_owned(),
-    }
-    .to_json()
-    .into()
-}
-
 /// Queues a planner message for a peer; a queue too full even for those
 /// dooms the peer. A closed queue is skipped: its session task is ending
 /// and plans its own leave.
@@ -624,7 +612,7 @@ mod tests {
                 root_peer_count,
                 ..MeshConfig::default()
             },
-            ice_servers: serde_json::json!([]),
+            ice_servers: IceServers::new(&serde_json::json!([])),
             max_peers_per_track: None,
             max_peers_total: None,
             total_peers: AtomicUsize::new(0),
