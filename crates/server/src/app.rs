@@ -5,7 +5,7 @@ use crate::connections::{Connection, Connections, TooManyConnections};
 use crate::demo;
 use crate::registry::Registry;
 use crate::ring::RingBudget;
-use crate::track::MeshCtx;
+use crate::tree::MeshCtx;
 use crate::wire::IceServers;
 use meshrelay_mesh::MeshConfig;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

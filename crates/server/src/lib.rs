@@ -12,8 +12,10 @@ pub mod auth;
 pub mod config;
 pub mod connections;
 pub mod demo;
+pub mod drop_history;
 pub mod liveness;
 pub mod metrics;
+pub mod origin;
 pub mod origin_ws;
 pub mod outbox;
 pub mod ratelimit;
@@ -23,6 +25,7 @@ pub mod ring;
 pub mod session;
 pub mod signal_ws;
 pub mod track;
+pub mod tree;
 pub mod wire;
 pub mod ws_util;
 

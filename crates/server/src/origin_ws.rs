@@ -196,7 +196,7 @@ async fn run_ingest(ws: &mut WebSocket, app: &App, track: &Track) -> Option<Fare
                 if object.len() > app.config.max_object_bytes {
                     return too_large(Input::InSync);
                 }
-                track.publish(&object);
+                track.origin.publish(&object);
                 metrics::counter!(crate::metrics::OBJECTS_IN).increment(1);
                 metrics::counter!(crate::metrics::BYTES_IN).increment(object.len() as u64);
             }
@@ -239,9 +239,17 @@ async fn run_egress(
     track: &Track,
     from: Option<u64>,
 ) -> Option<Farewell> {
-    track.stats.subscribers.fetch_add(1, Ordering::Relaxed);
+    track
+        .origin
+        .stats
+        .subscribers
+        .fetch_add(1, Ordering::Relaxed);
     let farewell = stream(ws, app, track, from).await;
-    track.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
+    track
+        .origin
+        .stats
+        .subscribers
+        .fetch_sub(1, Ordering::Relaxed);
     farewell
 }
 
@@ -285,7 +293,7 @@ async fn send_counted(ws: &mut WebSocket, app: &App, track: &Track, msg: Message
     if !sent {
         return Sent::Failed;
     }
-    let stats = &track.stats;
+    let stats = &track.origin.stats;
     stats.origin_bytes_sent.fetch_add(len, Ordering::Relaxed);
     metrics::counter!(crate::metrics::BYTES_OUT).increment(len);
     if object {
@@ -317,7 +325,7 @@ async fn stream(
 ) -> Option<Farewell> {
     let limit = stall_limit(app);
     let mut liveness = Liveness::new(app.config.heartbeat_timeout);
-    let (start, mut published) = track.subscribe(from);
+    let (start, mut published) = track.origin.subscribe(from);
     let mut cursor = start.cursor;
     if let Some(requested) = start.gap_from {
         let notice = EgressNotice::ResumeGap {
@@ -348,7 +356,7 @@ async fn stream(
             return None;
         }
         published.borrow_and_update();
-        let batch = match track.read(cursor, READ_BATCH) {
+        let batch = match track.origin.read(cursor, READ_BATCH) {
             Read::Lagged => return lagged(ws, app, track, cursor).await,
             Read::Objects(batch) => batch,
         };

@@ -7,7 +7,7 @@ use crate::outbox::{self, Outbox};
 use crate::ratelimit::TokenBucket;
 use crate::registry::Lease;
 use crate::session::{step, SessionState, Step};
-use crate::track::{LeaveReason, SessionHandle};
+use crate::tree::{LeaveReason, SessionHandle};
 use crate::ws_util::{self, Farewell, Input, CLOSE_GOING_AWAY};
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -435,13 +435,7 @@ fn register(
     })?;
     let id = app.next_registration_id();
     let (kill_tx, kill_rx) = oneshot::channel();
-    let handle = SessionHandle {
-        registration: id,
-        tx: tx.clone(),
-        kill: Some(kill_tx),
-        features,
-        told_parent: None,
-    };
+    let handle = SessionHandle::new(id, tx.clone(), kill_tx, features);
     let assign = lease
         .track()
         .register(&app.ctx, peer_id, capacity, handle)?;

@@ -6,6 +6,7 @@
 //! [`ServerMessage::to_json`]: meshrelay_protocol::ServerMessage::to_json
 
 use axum::extract::ws::Utf8Bytes;
+use meshrelay_mesh::{PeerAssignment, PeerRole};
 use meshrelay_protocol::{Role, ServerMessage};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -39,32 +40,28 @@ enum Wire<'a> {
     },
 }
 
-/// One peer's place in the tree, as told in `AssignParent`.
-#[derive(Debug, Clone, Copy)]
-pub struct Place<'a> {
-    /// The peer told.
-    pub peer_id: &'a str,
-    /// Its role.
-    pub role: Role,
-    /// Its parent; `None` for a root or an unplaced peer.
-    pub parent_id: Option<&'a str>,
-    /// Hops from the origin.
-    pub depth: u32,
+/// The protocol's spelling of a planner role.
+pub fn role(r: PeerRole) -> Role {
+    match r {
+        PeerRole::Root => Role::Root,
+        PeerRole::Relay => Role::Relay,
+        PeerRole::Leaf => Role::Leaf,
+    }
 }
 
-/// The `AssignParent` text for `place`, byte for byte what
+/// The `AssignParent` text for `a`, byte for byte what
 /// `ServerMessage::AssignParent` with the same fields renders.
 pub fn assign_parent(
-    place: Place<'_>,
+    a: &PeerAssignment,
     ice: &IceServers,
     next_object_id: u64,
     epoch: &str,
 ) -> Utf8Bytes {
     let msg = Wire::AssignParent {
-        peer_id: place.peer_id,
-        role: place.role,
-        parent_id: place.parent_id,
-        depth: place.depth,
+        peer_id: &a.peer_id,
+        role: role(a.role),
+        parent_id: a.parent.as_deref(),
+        depth: a.depth,
         ice_servers: &ice.0,
         next_object_id,
         epoch,
@@ -86,12 +83,12 @@ pub fn peer_left(peer_id: &str) -> Utf8Bytes {
 mod tests {
     use super::*;
 
-    fn reference(place: Place<'_>, ice: &serde_json::Value, next: u64, epoch: &str) -> String {
+    fn reference(a: &PeerAssignment, ice: &serde_json::Value, next: u64, epoch: &str) -> String {
         ServerMessage::AssignParent {
-            peer_id: place.peer_id.into(),
-            role: place.role,
-            parent_id: place.parent_id.map(str::to_owned),
-            depth: place.depth,
+            peer_id: a.peer_id.clone(),
+            role: role(a.role),
+            parent_id: a.parent.clone(),
+            depth: a.depth,
             ice_servers: ice.clone(),
             next_object_id: next,
             epoch: epoch.into(),
@@ -111,25 +108,25 @@ mod tests {
             ]),
         ];
         let places = [
-            Place {
-                peer_id: "abc",
-                role: Role::Relay,
-                parent_id: Some("def"),
+            PeerAssignment {
+                peer_id: "abc".into(),
+                role: PeerRole::Relay,
+                parent: Some("def".into()),
                 depth: 1,
             },
-            Place {
-                peer_id: "r-1_2",
-                role: Role::Root,
-                parent_id: None,
+            PeerAssignment {
+                peer_id: "r-1_2".into(),
+                role: PeerRole::Root,
+                parent: None,
                 depth: 0,
             },
         ];
         for ice in &ices {
             let rendered = IceServers::new(ice);
-            for place in places {
+            for a in &places {
                 assert_eq!(
-                    assign_parent(place, &rendered, 42, "5d0c9a7e21f3b846").as_str(),
-                    reference(place, ice, 42, "5d0c9a7e21f3b846")
+                    assign_parent(a, &rendered, 42, "5d0c9a7e21f3b846").as_str(),
+                    reference(a, ice, 42, "5d0c9a7e21f3b846")
                 );
             }
         }
