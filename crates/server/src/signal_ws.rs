@@ -197,9 +197,9 @@ async fn session(
         std::time::Instant::now(),
     );
     let mut relay_budget = cfg.relay_budget();
-    let mut liveness = Liveness::new(cfg.heartbeat_timeout);
+    let mut liveness = Liveness::new(cfg.heartbeat_timeout, ws_util::now());
     // One timer for the session, moved when a check reschedules the next.
-    let tick = tokio::time::sleep_until(liveness.deadline());
+    let tick = tokio::time::sleep_until(Instant::from_std(liveness.deadline()));
     tokio::pin!(tick);
     // Pings sent and not yet answered: their pongs cost no rate budget.
     let mut pings_owed = 0u32;
@@ -209,8 +209,9 @@ async fn session(
 
     loop {
         let unregistered = reg.is_none();
-        if tick.deadline() != liveness.deadline() {
-            tick.as_mut().reset(liveness.deadline());
+        let due = Instant::from_std(liveness.deadline());
+        if tick.deadline() != due {
+            tick.as_mut().reset(due);
         }
         // Ticks come first so a steady stream either way can never postpone
         // the liveness check; the client's own frames come before queued
@@ -254,7 +255,7 @@ async fn session(
                     return (LeaveReason::Disconnect, None);
                 }
             }
-            Event::Tick => match liveness.on_due() {
+            Event::Tick => match liveness.on_due(ws_util::now()) {
                 Due::Gone => {
                     tracing::debug!(
                         peer_id = reg.as_ref().map(|r| r.peer_id.as_str()),
@@ -292,7 +293,7 @@ async fn session(
             // a client's ping (which costs the server a pong), is a message
             // the client chose to send.
             Event::In(Some(Ok(Message::Pong(_)))) => {
-                liveness.seen();
+                liveness.seen(ws_util::now());
                 if pings_owed > 0 {
                     pings_owed -= 1;
                 } else if let Some(bye) = admit(&mut bucket) {
@@ -300,13 +301,13 @@ async fn session(
                 }
             }
             Event::In(Some(Ok(Message::Ping(_)))) => {
-                liveness.seen();
+                liveness.seen(ws_util::now());
                 if let Some(bye) = admit(&mut bucket) {
                     return (LeaveReason::Disconnect, Some(bye));
                 }
             }
             Event::In(Some(Ok(Message::Binary(bytes)))) => {
-                liveness.seen();
+                liveness.seen(ws_util::now());
                 if let Some(bye) = too_large(bytes.len(), cfg.max_signal_bytes) {
                     return (LeaveReason::Disconnect, Some(bye));
                 }
@@ -319,7 +320,7 @@ async fn session(
                 }
             }
             Event::In(Some(Ok(Message::Text(text)))) => {
-                liveness.seen();
+                liveness.seen(ws_util::now());
                 if let Some(bye) = too_large(text.len(), cfg.max_signal_bytes) {
                     return (LeaveReason::Disconnect, Some(bye));
                 }
