@@ -23,6 +23,7 @@ pub mod registry;
 pub mod relay_budget;
 pub mod ring;
 pub mod session;
+pub mod session_core;
 pub mod signal_ws;
 pub mod track;
 pub mod tree;
