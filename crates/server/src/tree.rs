@@ -497,17 +497,40 @@ mod tests {
         }
     }
 
+    /// One root and one child a peer: every tree is a chain.
+    fn chain_ctx() -> MeshCtx {
+        let mut ctx = ctx(1);
+        ctx.mesh.max_children = 1;
+        ctx
+    }
+
+    const SDK: Features = Features {
+        reads_origin: true,
+        position_updates: true,
+    };
+
+    /// What an LVQR client states: nothing.
+    const LVQR: Features = Features {
+        reads_origin: false,
+        position_updates: false,
+    };
+
     /// Joins `ids` in order, each as registration `i + 1`; returns the tree
     /// and the queues' other ends, which keep the sessions open.
     fn tree(ctx: &MeshCtx, ids: &[&str], t0: Instant) -> (Tree, Vec<crate::outbox::Inbox>) {
+        tree_of(ctx, ids, SDK, t0)
+    }
+
+    fn tree_of(
+        ctx: &MeshCtx,
+        ids: &[&str],
+        features: Features,
+        t0: Instant,
+    ) -> (Tree, Vec<crate::outbox::Inbox>) {
         let mut tree = Tree::new(ctx.mesh.clone());
         let mut inboxes = Vec::new();
         for (i, id) in ids.iter().enumerate() {
             let (tx, rx) = crate::outbox::channel(8, 1 << 20);
-            let features = Features {
-                reads_origin: true,
-                position_updates: true,
-            };
             let handle = SessionHandle::new(i as u64 + 1, tx, oneshot::channel().0, features);
             tree.register(ctx, id, None, handle, t0)
                 .expect("registered");
@@ -595,5 +618,65 @@ mod tests {
         );
         assert_eq!(tree.leave(&ctx, "a", 1, LeaveReason::Leave), []);
         assert_eq!(ctx.total_peers.load(Ordering::Relaxed), 1);
+    }
+
+    /// The notices for `to`, in order.
+    fn told(notes: &[Note], to: &str) -> Vec<Notice> {
+        notes
+            .iter()
+            .filter(|n| n.to == to)
+            .map(|n| n.notice.clone())
+            .collect()
+    }
+
+    fn assigned(
+        peer: &str,
+        role: meshrelay_mesh::PeerRole,
+        parent: Option<&str>,
+        depth: u32,
+    ) -> Notice {
+        Notice::Assign(PeerAssignment {
+            peer_id: peer.into(),
+            role,
+            parent: parent.map(str::to_owned),
+            depth,
+        })
+    }
+
+    #[test]
+    fn both_ends_of_an_ended_link_hear_peer_left_before_their_new_places() {
+        use meshrelay_mesh::PeerRole::Relay;
+        let (ctx, t0) = (chain_ctx(), Instant::now());
+        // a <- b <- c <- d. When b leaves, the childless d stands in under a
+        // and hosts c, so the link c -> d ends with both alive.
+        let (mut tree, _inboxes) = tree(&ctx, &["a", "b", "c", "d"], t0);
+        let notes = tree.leave(&ctx, "b", 2, LeaveReason::Disconnect);
+        let left = |p: &str| Notice::PeerLeft(p.into());
+        assert_eq!(told(&notes, "a"), [left("b")]);
+        assert_eq!(
+            told(&notes, "c"),
+            [left("b"), left("d"), assigned("c", Relay, Some("d"), 2)]
+        );
+        assert_eq!(
+            told(&notes, "d"),
+            [left("c"), assigned("d", Relay, Some("a"), 1)]
+        );
+        assert_eq!(told(&notes, "b"), []);
+    }
+
+    #[test]
+    fn a_client_without_updates_is_told_only_when_its_parent_changes() {
+        use meshrelay_mesh::PeerRole::Relay;
+        let (ctx, t0) = (chain_ctx(), Instant::now());
+        // a <- b <- c. When a leaves nobody may take the root slot (none
+        // reads the origin on its own): b waits with c under it, and c,
+        // whose depth changed but not its parent, hears nothing.
+        let (mut tree, _inboxes) = tree_of(&ctx, &["a", "b", "c"], LVQR, t0);
+        let notes = tree.leave(&ctx, "a", 1, LeaveReason::Disconnect);
+        assert_eq!(
+            told(&notes, "b"),
+            [Notice::PeerLeft("a".into()), assigned("b", Relay, None, 0)]
+        );
+        assert_eq!(told(&notes, "c"), []);
     }
 }
