@@ -190,15 +190,15 @@ pub async fn mesh(State(app): State<Arc<App>>, Query(q): Query<MeshQuery>) -> Js
             capacity: p.effective_capacity,
             claimed_capacity: p.capacity,
         }));
-        let s = &track.stats;
+        let s = &track.origin.stats;
         view.tracks.push(TrackStatsView {
             track: track.name.to_string(),
             peer_count: tree.peer_count,
             root_count: tree.root_count,
             offload_percentage: tree.offload_percentage,
             objects_published: s.objects_published.load(Ordering::Relaxed),
-            next_object_id: track.next_object_id(),
-            epoch: track.epoch.to_string(),
+            next_object_id: track.origin.next_object_id(),
+            epoch: track.origin.epoch.to_string(),
             origin_objects_sent: s.origin_objects_sent.load(Ordering::Relaxed),
             origin_bytes_sent: s.origin_bytes_sent.load(Ordering::Relaxed),
             subscribers: s.subscribers.load(Ordering::Relaxed),

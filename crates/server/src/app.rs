@@ -5,7 +5,8 @@ use crate::connections::{Connection, Connections, TooManyConnections};
 use crate::demo;
 use crate::registry::Registry;
 use crate::ring::RingBudget;
-use crate::track::MeshCtx;
+use crate::tree::MeshCtx;
+use crate::wire::IceServers;
 use meshrelay_mesh::MeshConfig;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -61,7 +62,7 @@ impl App {
             }),
             ctx: MeshCtx {
                 mesh,
-                ice_servers: config.ice_servers.clone(),
+                ice_servers: IceServers::new(&config.ice_servers),
                 max_peers_per_track: config.max_peers_per_track,
                 max_peers_total: config.max_peers_total,
                 total_peers: AtomicUsize::new(0),

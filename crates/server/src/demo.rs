@@ -60,7 +60,7 @@ pub async fn run(app: Arc<App>) {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let object = demo_object(seq, ts_ms);
-        track.publish(&object);
+        track.origin.publish(&object);
         metrics::counter!(crate::metrics::OBJECTS_IN).increment(1);
         metrics::counter!(crate::metrics::BYTES_IN).increment(object.len() as u64);
         seq += 1;

@@ -2,10 +2,9 @@
 //! ping every heartbeat timeout / 3, and a client from which nothing (pongs
 //! included) arrived within the timeout is presumed gone, which is checked
 //! at least every second (so it is dropped within the timeout plus a second,
-//! however rare the pings).
+//! however rare the pings). Time is passed in.
 
-use std::time::Duration;
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What to do now that a check is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,11 +29,10 @@ pub struct Liveness {
 }
 
 impl Liveness {
-    /// Starts the clock: the client counts as heard from now.
-    pub fn new(timeout: Duration) -> Self {
+    /// Starts the clock: the client counts as heard from at `now`.
+    pub fn new(timeout: Duration, now: Instant) -> Self {
         let ping_every = (timeout / 3).max(Duration::from_millis(10));
         let check_every = ping_every.min(Duration::from_secs(1));
-        let now = Instant::now();
         Self {
             timeout,
             ping_every,
@@ -45,9 +43,9 @@ impl Liveness {
         }
     }
 
-    /// Records that something (a message, a ping, a pong) arrived.
-    pub fn seen(&mut self) {
-        self.last_seen = Instant::now();
+    /// Records that something (a message, a ping, a pong) arrived at `now`.
+    pub fn seen(&mut self, now: Instant) {
+        self.last_seen = now;
     }
 
     /// When the next check is due.
@@ -55,23 +53,17 @@ impl Liveness {
         self.next_ping.min(self.next_check)
     }
 
-    /// Whether a check (and maybe a ping) is due now.
-    pub fn check_due(&self) -> bool {
-        Instant::now() >= self.deadline()
+    /// Whether a check (and maybe a ping) is due at `now`.
+    pub fn check_due(&self, now: Instant) -> bool {
+        now >= self.deadline()
     }
 
-    /// Resolves when the next check is due.
-    pub async fn until_due(&self) {
-        tokio::time::sleep_until(self.deadline()).await
-    }
-
-    /// Decides on a due check; schedules the next check, and the next ping
-    /// when one is sent.
-    pub fn on_due(&mut self) -> Due {
-        if self.last_seen.elapsed() > self.timeout {
+    /// Decides on a check due at `now`; schedules the next check, and the
+    /// next ping when one is sent.
+    pub fn on_due(&mut self, now: Instant) -> Due {
+        if now.saturating_duration_since(self.last_seen) > self.timeout {
             return Due::Gone;
         }
-        let now = Instant::now();
         self.next_check = now + self.check_every;
         if now >= self.next_ping {
             self.next_ping = now + self.ping_every;
@@ -86,34 +78,41 @@ impl Liveness {
 mod tests {
     use super::*;
 
-    /// Steps the paused clock to the next due check and decides it.
-    async fn next(l: &mut Liveness) -> (Duration, Due) {
-        l.until_due().await;
-        assert!(l.check_due());
-        (l.last_seen.elapsed(), l.on_due())
+    /// Steps time to the next due check and decides it.
+    fn next(l: &mut Liveness) -> (Instant, Duration, Due) {
+        let now = l.deadline();
+        assert!(l.check_due(now));
+        (now, now - l.last_seen, l.on_due(now))
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_silent_client_is_gone_within_a_second_of_the_timeout() {
-        let mut l = Liveness::new(Duration::from_secs(6));
+    #[test]
+    fn a_silent_client_is_gone_within_a_second_of_the_timeout() {
+        let mut l = Liveness::new(Duration::from_secs(6), Instant::now());
         let secs = Duration::from_secs;
+        let step = |l: &mut Liveness| {
+            let (_, silent, due) = next(l);
+            (silent, due)
+        };
         // Checks every second, pings every two.
-        assert_eq!(next(&mut l).await, (secs(1), Due::Quiet));
-        assert_eq!(next(&mut l).await, (secs(2), Due::Ping));
+        assert_eq!(step(&mut l), (secs(1), Due::Quiet));
+        assert_eq!(step(&mut l), (secs(2), Due::Ping));
         for t in 3..=6 {
             let due = if t % 2 == 0 { Due::Ping } else { Due::Quiet };
-            assert_eq!(next(&mut l).await, (secs(t), due));
+            assert_eq!(step(&mut l), (secs(t), due));
         }
-        assert_eq!(next(&mut l).await, (secs(7), Due::Gone));
+        assert_eq!(step(&mut l), (secs(7), Due::Gone));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn anything_heard_restarts_the_timeout() {
-        let mut l = Liveness::new(Duration::from_secs(3));
+    #[test]
+    fn anything_heard_restarts_the_timeout() {
+        let mut l = Liveness::new(Duration::from_secs(3), Instant::now());
+        let mut now = Instant::now();
         for _ in 0..10 {
-            assert_ne!(next(&mut l).await.1, Due::Gone);
-            l.seen();
+            let (at, _, due) = next(&mut l);
+            assert_ne!(due, Due::Gone);
+            now = at;
+            l.seen(now);
         }
-        assert!(!l.check_due());
+        assert!(!l.check_due(now));
     }
 }

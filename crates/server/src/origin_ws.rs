@@ -152,10 +152,11 @@ async fn ping_if_due(
     track: &Track,
     who: &str,
 ) -> bool {
-    if !liveness.check_due() {
+    let now = ws_util::now();
+    if !liveness.check_due(now) {
         return true;
     }
-    match liveness.on_due() {
+    match liveness.on_due(now) {
         Due::Gone => {
             tracing::debug!(track = %track.name, "{who} answered no ping");
             false
@@ -169,7 +170,7 @@ async fn ping_if_due(
 /// answering pings, or the server stops; returns how to say goodbye.
 async fn run_ingest(ws: &mut WebSocket, app: &App, track: &Track) -> Option<Farewell> {
     let limit = stall_limit(app);
-    let mut liveness = Liveness::new(app.config.heartbeat_timeout);
+    let mut liveness = Liveness::new(app.config.heartbeat_timeout, ws_util::now());
     let too_large = |input| {
         let why = format!(
             "object exceeds the limit of {} bytes",
@@ -187,20 +188,22 @@ async fn run_ingest(ws: &mut WebSocket, app: &App, track: &Track) -> Option<Fare
             _ = app.shutdown.cancelled() => {
                 return Some(Farewell::close(CLOSE_GOING_AWAY, "server shutting down"));
             }
-            _ = liveness.until_due() => continue,
+            _ = ws_util::sleep_until(liveness.deadline()) => continue,
             m = ws.recv() => m,
         };
         match msg {
             Some(Ok(Message::Binary(object))) => {
-                liveness.seen();
+                liveness.seen(ws_util::now());
                 if object.len() > app.config.max_object_bytes {
                     return too_large(Input::InSync);
                 }
-                track.publish(&object);
+                track.origin.publish(&object);
                 metrics::counter!(crate::metrics::OBJECTS_IN).increment(1);
                 metrics::counter!(crate::metrics::BYTES_IN).increment(object.len() as u64);
             }
-            Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => liveness.seen(),
+            Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => {
+                liveness.seen(ws_util::now())
+            }
             Some(Err(e)) => {
                 return ws_util::is_too_large(e)
                     .then(|| too_large(Input::Desynced))
@@ -239,9 +242,17 @@ async fn run_egress(
     track: &Track,
     from: Option<u64>,
 ) -> Option<Farewell> {
-    track.stats.subscribers.fetch_add(1, Ordering::Relaxed);
+    track
+        .origin
+        .stats
+        .subscribers
+        .fetch_add(1, Ordering::Relaxed);
     let farewell = stream(ws, app, track, from).await;
-    track.stats.subscribers.fetch_sub(1, Ordering::Relaxed);
+    track
+        .origin
+        .stats
+        .subscribers
+        .fetch_sub(1, Ordering::Relaxed);
     farewell
 }
 
@@ -285,7 +296,7 @@ async fn send_counted(ws: &mut WebSocket, app: &App, track: &Track, msg: Message
     if !sent {
         return Sent::Failed;
     }
-    let stats = &track.stats;
+    let stats = &track.origin.stats;
     stats.origin_bytes_sent.fetch_add(len, Ordering::Relaxed);
     metrics::counter!(crate::metrics::BYTES_OUT).increment(len);
     if object {
@@ -316,8 +327,8 @@ async fn stream(
     from: Option<u64>,
 ) -> Option<Farewell> {
     let limit = stall_limit(app);
-    let mut liveness = Liveness::new(app.config.heartbeat_timeout);
-    let (start, mut published) = track.subscribe(from);
+    let mut liveness = Liveness::new(app.config.heartbeat_timeout, ws_util::now());
+    let (start, mut published) = track.origin.subscribe(from);
     let mut cursor = start.cursor;
     if let Some(requested) = start.gap_from {
         let notice = EgressNotice::ResumeGap {
@@ -340,7 +351,7 @@ async fn stream(
             };
             match polled {
                 Incoming::Nothing => break,
-                Incoming::Alive => liveness.seen(),
+                Incoming::Alive => liveness.seen(ws_util::now()),
                 Incoming::Gone => return None,
             }
         }
@@ -348,7 +359,7 @@ async fn stream(
             return None;
         }
         published.borrow_and_update();
-        let batch = match track.read(cursor, READ_BATCH) {
+        let batch = match track.origin.read(cursor, READ_BATCH) {
             Read::Lagged => return lagged(ws, app, track, cursor).await,
             Read::Objects(batch) => batch,
         };
@@ -361,9 +372,9 @@ async fn stream(
                 changed = published.changed() => if changed.is_err() { return None },
                 m = ws.recv() => match incoming(m) {
                     Incoming::Gone => return None,
-                    _ => liveness.seen(),
+                    _ => liveness.seen(ws_util::now()),
                 },
-                _ = liveness.until_due() => {}
+                _ = ws_util::sleep_until(liveness.deadline()) => {}
             }
             continue;
         }

@@ -157,13 +157,13 @@ mod tests {
         let a = reg.acquire("t").unwrap();
         let b = reg.acquire("t").unwrap();
         assert!(Arc::ptr_eq(a.track(), b.track()));
-        a.track().publish(b"x");
+        a.track().origin.publish(b"x");
         drop(a);
         assert_eq!(reg.list().len(), 1);
         drop(b);
         assert!(reg.list().is_empty());
         // A new track starts over at object 0.
-        assert_eq!(reg.acquire("t").unwrap().track().next_object_id(), 0);
+        assert_eq!(reg.acquire("t").unwrap().track().origin.next_object_id(), 0);
     }
 
     #[test]

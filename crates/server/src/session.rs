@@ -1,25 +1,11 @@
-//! The `/signal` session state machine, sans-IO: one text frame in, one
-//! decision out. Tree questions (is `to` a neighbour?) are left to the track.
+//! One `/signal` text frame in, one decision out: parsing, validation and
+//! the `from` check. Tree questions (is `to` a neighbour?) are left to the
+//! track, and the session's state to [`crate::session_core`].
 
 use meshrelay_protocol::{
     decode_client, validate_peer_id, validate_track, ClientMessage, ErrorCode, Features,
     ServerMessage,
 };
-
-/// Where a session is in its life.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum SessionState {
-    /// Waiting for a valid `Register`.
-    #[default]
-    Unregistered,
-    /// In the tree as `peer_id` on `track`.
-    Registered {
-        /// The registered id.
-        peer_id: String,
-        /// The track.
-        track: String,
-    },
-}
 
 /// What the shell must do with one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,28 +44,28 @@ pub enum Step {
     },
 }
 
-/// Decides what to do with one text frame in `state`.
-pub fn step(state: &SessionState, text: &str) -> Step {
+/// Decides what to do with one text frame from a session registered as
+/// `own` (`None` while unregistered).
+pub fn step(own: Option<&str>, text: &str) -> Step {
     let msg = match decode_client(text) {
         Ok(m) => m,
         Err(e) => return Step::Reply(e.code, e.reason),
     };
-    let own = match (state, &msg) {
-        (SessionState::Unregistered, ClientMessage::Register { .. }) => None,
-        (SessionState::Unregistered, _) => {
+    match (own, matches!(msg, ClientMessage::Register { .. })) {
+        (None, false) => {
             return Step::Reply(
                 ErrorCode::ExpectedRegister,
                 "the first message must be Register".into(),
             )
         }
-        (SessionState::Registered { .. }, ClientMessage::Register { .. }) => {
+        (Some(_), true) => {
             return Step::Reply(
                 ErrorCode::DuplicateRegister,
                 "this session is already registered".into(),
             )
         }
-        (SessionState::Registered { peer_id, .. }, _) => Some(peer_id.as_str()),
-    };
+        _ => {}
+    }
     match msg {
         ClientMessage::Register {
             peer_id,
@@ -155,11 +141,8 @@ impl Step {
 mod tests {
     use super::*;
 
-    fn registered() -> SessionState {
-        SessionState::Registered {
-            peer_id: "a".into(),
-            track: "t".into(),
-        }
+    fn registered() -> Option<&'static str> {
+        Some("a")
     }
 
     fn code(s: Step) -> ErrorCode {
@@ -171,10 +154,10 @@ mod tests {
 
     #[test]
     fn unregistered_accepts_only_register() {
-        let s = SessionState::Unregistered;
+        let s = None;
         assert_eq!(
             step(
-                &s,
+                s,
                 r#"{"type":"Register","peer_id":"a","track":"t","capacity":2,"features":["origin"]}"#
             ),
             Step::Register {
@@ -188,32 +171,29 @@ mod tests {
             }
         );
         assert_eq!(
-            code(step(&s, r#"{"type":"Heartbeat"}"#)),
+            code(step(s, r#"{"type":"Heartbeat"}"#)),
             ErrorCode::ExpectedRegister
         );
         assert_eq!(
             code(step(
-                &s,
+                s,
                 r#"{"type":"Register","peer_id":"a b","track":"t"}"#
             )),
             ErrorCode::InvalidPeerId
         );
         assert_eq!(
-            code(step(
-                &s,
-                r#"{"type":"Register","peer_id":"a","track":"/t"}"#
-            )),
+            code(step(s, r#"{"type":"Register","peer_id":"a","track":"/t"}"#)),
             ErrorCode::InvalidTrack
         );
-        assert_eq!(code(step(&s, "{")), ErrorCode::InvalidJson);
-        assert_eq!(code(step(&s, r#"{"type":"Nope"}"#)), ErrorCode::UnknownType);
+        assert_eq!(code(step(s, "{")), ErrorCode::InvalidJson);
+        assert_eq!(code(step(s, r#"{"type":"Nope"}"#)), ErrorCode::UnknownType);
     }
 
     #[test]
     fn registered_checks_from() {
         let s = registered();
         assert_eq!(
-            step(&s, r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#),
+            step(s, r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#),
             Step::Relay {
                 to: "b".into(),
                 text: r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#.into()
@@ -222,7 +202,7 @@ mod tests {
         // Unknown fields are not relayed; field order is the protocol's.
         assert_eq!(
             step(
-                &s,
+                s,
                 r#"{"sdp_mline_index":1,"x":{"big":[1]},"to":"b","type":"IceCandidate","from":"a","candidate":"c"}"#
             ),
             Step::Relay {
@@ -233,19 +213,19 @@ mod tests {
         );
         assert_eq!(
             code(step(
-                &s,
+                s,
                 r#"{"type":"Answer","from":"z","to":"b","sdp":"x"}"#
             )),
             ErrorCode::SpoofedFrom
         );
         assert_eq!(
-            code(step(&s, r#"{"type":"Register","peer_id":"a","track":"t"}"#)),
+            code(step(s, r#"{"type":"Register","peer_id":"a","track":"t"}"#)),
             ErrorCode::DuplicateRegister
         );
         assert_eq!(
-            step(&s, r#"{"type":"ForwardReport","forwarded_frames":7}"#),
+            step(s, r#"{"type":"ForwardReport","forwarded_frames":7}"#),
             Step::ForwardReport(7)
         );
-        assert_eq!(step(&s, r#"{"type":"Leave"}"#), Step::Leave);
+        assert_eq!(step(s, r#"{"type":"Leave"}"#), Step::Leave);
     }
 }

@@ -1,14 +1,17 @@
-//! `/signal`: the async shell around [`crate::session`] and [`crate::track`].
+//! `/signal`: the async shell around [`crate::session_core`]: it owns the
+//! socket, the queue towards the client and the one timer, feeds the core
+//! what happens, and does what the core decides, asking the track where
+//! the core says so.
 
 use crate::app::App;
 use crate::auth::{self, AuthDecision};
-use crate::liveness::{Due, Liveness};
-use crate::outbox::{self, Outbox};
-use crate::ratelimit::TokenBucket;
+use crate::config::ServerConfig;
+use crate::outbox::{self, Inbox, Outbox};
 use crate::registry::Lease;
-use crate::session::{step, SessionState, Step};
-use crate::track::{LeaveReason, SessionHandle};
-use crate::ws_util::{self, Farewell, Input, CLOSE_GOING_AWAY};
+use crate::relay_budget::RelayBudget;
+use crate::session_core::{End, Input, Limits, Membership, Output, SessionCore};
+use crate::tree::{LeaveReason, Refusal, SessionHandle};
+use crate::ws_util;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -18,7 +21,6 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
 /// Query parameters accepted on WebSocket endpoints.
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +118,19 @@ struct Registration {
     reason: LeaveReason,
 }
 
+impl Membership for Registration {
+    fn peer_id(&self) -> &str {
+        &self.peer_id
+    }
+}
+
+impl Registration {
+    /// Plans the leave now, counted under `reason`.
+    fn leave(mut self, reason: LeaveReason) {
+        self.reason = reason;
+    }
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         let track = self.lease.track();
@@ -123,22 +138,13 @@ impl Drop for Registration {
     }
 }
 
-enum Event {
-    Shutdown,
-    RegisterDeadline,
-    Killed(ErrorCode),
-    Out(Utf8Bytes),
-    Tick,
-    In(Option<Result<Message, axum::Error>>),
-}
-
 /// Resolves when the track cuts this session off.
-async fn killed(reg: &mut Option<Registration>) -> ErrorCode {
-    if let Some(rx) = reg.as_mut().and_then(|r| r.kill.as_mut()) {
-        if let Ok(code) = rx.await {
-            return code;
-        }
-        if let Some(r) = reg.as_mut() {
+async fn killed(core: &mut SessionCore<Registration>) -> ErrorCode {
+    if let Some(r) = core.membership_mut() {
+        if let Some(rx) = r.kill.as_mut() {
+            if let Ok(code) = rx.await {
+                return code;
+            }
             r.kill = None;
         }
     }
@@ -162,261 +168,197 @@ impl Drop for SessionsGauge {
 
 async fn run(mut ws: WebSocket, app: Arc<App>) {
     let _gauge = SessionsGauge::new();
-    let cfg = &app.config;
-    let timeout = cfg.heartbeat_timeout;
     // A write blocks only once the socket buffers (hundreds of KiB) are
     // full of unread frames: the client stopped reading.
-    let send_limit = timeout.clamp(Duration::from_millis(200), Duration::from_secs(2));
-    let mut reg: Option<Registration> = None;
-    let (end, farewell) = session(&mut ws, &app, &mut reg, send_limit).await;
+    let send_limit = app
+        .config
+        .heartbeat_timeout
+        .clamp(Duration::from_millis(200), Duration::from_secs(2));
+    let end = session(&mut ws, &app, send_limit).await;
     // The leave is planned before the closing handshake, which may wait
     // for the client's Close.
-    if let Some(mut r) = reg.take() {
-        r.reason = end;
+    if let Some(r) = end.membership {
+        r.leave(end.reason);
     }
-    if let Some(f) = farewell {
+    if let Some(f) = end.farewell {
         // Last words to a client being dropped must not delay shutdown.
         let limit = send_limit.min(Duration::from_millis(500));
         ws_util::farewell(&mut ws, f, limit, &app.shutdown).await;
     }
 }
 
-/// Runs the session until it ends; returns why, and how to say goodbye.
-async fn session(
-    ws: &mut WebSocket,
-    app: &Arc<App>,
-    reg: &mut Option<Registration>,
-    send_limit: Duration,
-) -> (LeaveReason, Option<Farewell>) {
-    let cfg = &app.config;
-    let (tx, mut rx) = outbox::channel(cfg.send_queue, cfg.signal_queue_bytes);
-    let mut state = SessionState::Unregistered;
-    let mut bucket = TokenBucket::new(
-        cfg.message_rate,
-        cfg.message_burst,
-        std::time::Instant::now(),
-    );
-    let mut relay_budget = cfg.relay_budget();
-    let mut liveness = Liveness::new(cfg.heartbeat_timeout);
-    // One timer for the session, moved when a check reschedules the next.
-    let tick = tokio::time::sleep_until(liveness.deadline());
-    tokio::pin!(tick);
-    // Pings sent and not yet answered: their pongs cost no rate budget.
-    let mut pings_owed = 0u32;
-    // An unregistered session must Register by then (restarted by Leave).
-    let register_by = tokio::time::sleep(cfg.register_timeout);
-    tokio::pin!(register_by);
-
-    loop {
-        let unregistered = reg.is_none();
-        if tick.deadline() != liveness.deadline() {
-            tick.as_mut().reset(liveness.deadline());
-        }
-        // Ticks come first so a steady stream either way can never postpone
-        // the liveness check; the client's own frames come before queued
-        // ones so neighbours keeping its queue busy cannot leave its
-        // heartbeats unread (its input is rate-limited, so it cannot starve
-        // the queue in turn).
-        let event = tokio::select! {
-            biased;
-            _ = app.shutdown.cancelled() => Event::Shutdown,
-            code = killed(reg) => Event::Killed(code),
-            _ = &mut register_by, if unregistered => Event::RegisterDeadline,
-            _ = &mut tick => Event::Tick,
-            incoming = ws.recv() => Event::In(incoming),
-            Some(out) = rx.recv() => Event::Out(out),
-        };
-        match event {
-            Event::Shutdown => {
-                let bye = Farewell::close(CLOSE_GOING_AWAY, "server shutting down");
-                return (LeaveReason::Shutdown, Some(bye));
-            }
-            Event::Killed(code) => {
-                let why = "the server's queue towards this client overflowed";
-                let bye = Farewell::error(code, why, Input::InSync);
-                return (LeaveReason::SlowConsumer, Some(bye));
-            }
-            Event::RegisterDeadline => {
-                let why = format!("no Register within {:?}", cfg.register_timeout);
-                let mut bye = Farewell::error(ErrorCode::ExpectedRegister, why, Input::InSync);
-                bye.close_code = ws_util::CLOSE_POLICY;
-                return (LeaveReason::Timeout, Some(bye));
-            }
-            Event::Out(text) => {
-                // A client that stopped reading blocks this send for up to
-                // `send_limit`; shutdown must not wait for it.
-                let sent = tokio::select! {
-                    biased;
-                    _ = app.shutdown.cancelled() => continue,
-                    sent = ws_util::send(ws, Message::Text(text), send_limit) => sent,
-                };
-                if !sent {
-                    return (LeaveReason::Disconnect, None);
-                }
-            }
-            Event::Tick => match liveness.on_due() {
-                Due::Gone => {
-                    tracing::debug!(
-                        peer_id = reg.as_ref().map(|r| r.peer_id.as_str()),
-                        "heartbeat timeout"
-                    );
-                    // Best effort: a peer that is merely stalled learns why
-                    // it was dropped; a vanished one costs the send limit.
-                    let bye = Farewell::close(ws_util::CLOSE_GOING_AWAY, "heartbeat timeout");
-                    return (LeaveReason::Timeout, Some(bye));
-                }
-                Due::Ping => {
-                    if !ws_util::send(ws, Message::Ping(Default::default()), send_limit).await {
-                        return (LeaveReason::Disconnect, None);
-                    }
-                    pings_owed = pings_owed.saturating_add(1);
-                }
-                Due::Quiet => {}
-            },
-            Event::In(None) | Event::In(Some(Ok(Message::Close(_)))) => {
-                return (LeaveReason::Disconnect, None)
-            }
-            Event::In(Some(Err(e))) => {
-                // A frame beyond the hard cap: its header was refused and its
-                // payload is still unread.
-                let bye = ws_util::is_too_large(e).then(|| {
-                    let why = format!(
-                        "message exceeds the limit of {} bytes",
-                        cfg.max_signal_bytes
-                    );
-                    Farewell::error(ErrorCode::TooLarge, why, Input::Desynced)
-                });
-                return (LeaveReason::Disconnect, bye);
-            }
-            // A pong answering one of our pings is free; any other pong, and
-            // a client's ping (which costs the server a pong), is a message
-            // the client chose to send.
-            Event::In(Some(Ok(Message::Pong(_)))) => {
-                liveness.seen();
-                if pings_owed > 0 {
-                    pings_owed -= 1;
-                } else if let Some(bye) = admit(&mut bucket) {
-                    return (LeaveReason::Disconnect, Some(bye));
-                }
-            }
-            Event::In(Some(Ok(Message::Ping(_)))) => {
-                liveness.seen();
-                if let Some(bye) = admit(&mut bucket) {
-                    return (LeaveReason::Disconnect, Some(bye));
-                }
-            }
-            Event::In(Some(Ok(Message::Binary(bytes)))) => {
-                liveness.seen();
-                if let Some(bye) = too_large(bytes.len(), cfg.max_signal_bytes) {
-                    return (LeaveReason::Disconnect, Some(bye));
-                }
-                if let Some(bye) = admit(&mut bucket) {
-                    return (LeaveReason::Disconnect, Some(bye));
-                }
-                let why = "binary frames are not accepted on /signal";
-                if !ws_util::send_error(ws, ErrorCode::InvalidJson, why, send_limit).await {
-                    return (LeaveReason::Disconnect, None);
-                }
-            }
-            Event::In(Some(Ok(Message::Text(text)))) => {
-                liveness.seen();
-                if let Some(bye) = too_large(text.len(), cfg.max_signal_bytes) {
-                    return (LeaveReason::Disconnect, Some(bye));
-                }
-                if let Some(bye) = admit(&mut bucket) {
-                    return (LeaveReason::Disconnect, Some(bye));
-                }
-                let s = step(&state, text.as_str());
-                metrics::counter!(crate::metrics::SIGNAL_MESSAGES, "kind" => s.label())
-                    .increment(1);
-                let reply = match s {
-                    Step::Reply(code, reason) => Some((code, reason)),
-                    Step::Register {
-                        peer_id,
-                        track,
-                        capacity,
-                        features,
-                    } => match register(app, &tx, &peer_id, &track, capacity, features) {
-                        Ok((registration, assign)) => {
-                            state = SessionState::Registered { peer_id, track };
-                            *reg = Some(registration);
-                            if !ws_util::send(ws, Message::Text(assign), send_limit).await {
-                                return (LeaveReason::Disconnect, None);
-                            }
-                            None
-                        }
-                        Err(refusal) => Some(refusal),
-                    },
-                    // Every relay refusal leaves the session open, a full
-                    // recipient queue (`rate_limited`) included: the sender
-                    // keeps its place in the tree.
-                    Step::Relay { to, text } => {
-                        let refused = reg.as_ref().and_then(|r| {
-                            let track = r.lease.track();
-                            track
-                                .relay(&r.peer_id, r.id, &to, text.into(), &mut relay_budget)
-                                .err()
-                        });
-                        if let Some((code, reason)) = refused {
-                            if !ws_util::send_error(ws, code, &reason, send_limit).await {
-                                return (LeaveReason::Disconnect, None);
-                            }
-                        }
-                        None
-                    }
-                    // A refusal leaves the session open, as for a relay.
-                    Step::DropChild { child } => {
-                        let refused = reg.as_ref().and_then(|r| {
-                            let track = r.lease.track();
-                            track.drop_child(&app.ctx, &r.peer_id, r.id, &child).err()
-                        });
-                        if let Some((code, reason)) = refused {
-                            if !ws_util::send_error(ws, code, &reason, send_limit).await {
-                                return (LeaveReason::Disconnect, None);
-                            }
-                        }
-                        None
-                    }
-                    Step::ForwardReport(n) => {
-                        if let Some(r) = reg.as_ref() {
-                            r.lease.track().forward_report(&r.peer_id, r.id, n);
-                        }
-                        None
-                    }
-                    Step::Heartbeat => None,
-                    Step::Leave => {
-                        if let Some(mut r) = reg.take() {
-                            r.reason = LeaveReason::Leave;
-                        }
-                        state = SessionState::Unregistered;
-                        register_by
-                            .as_mut()
-                            .reset(Instant::now() + cfg.register_timeout);
-                        // Frames queued for the old position are stale now.
-                        rx.clear();
-                        None
-                    }
-                };
-                if let Some((code, reason)) = reply {
-                    if code.closes_session() {
-                        let bye = Farewell::error(code, reason, Input::InSync);
-                        return (LeaveReason::Disconnect, Some(bye));
-                    }
-                    if !ws_util::send_error(ws, code, &reason, send_limit).await {
-                        return (LeaveReason::Disconnect, None);
-                    }
-                }
-            }
-        }
+fn limits(cfg: &ServerConfig) -> Limits {
+    Limits {
+        max_message_bytes: cfg.max_signal_bytes,
+        message_rate: cfg.message_rate,
+        message_burst: cfg.message_burst,
+        register_timeout: cfg.register_timeout,
+        heartbeat_timeout: cfg.heartbeat_timeout,
     }
 }
 
-/// The `too_large` goodbye for a frame of `len` bytes over the `max`, if it is.
-fn too_large(len: usize, max: usize) -> Option<Farewell> {
-    (len > max).then(|| {
-        let why = format!("message of {len} bytes exceeds the limit of {max}");
-        Farewell::error(ErrorCode::TooLarge, why, Input::InSync)
-    })
+enum Event {
+    Shutdown,
+    Killed(ErrorCode),
+    Timeout,
+    In(Option<Result<Message, axum::Error>>),
+    Out(Utf8Bytes),
+}
+
+type Feedback = Option<Input<'static, Registration>>;
+
+/// `SendFailed` unless the send went out.
+fn sent(ok: bool) -> Feedback {
+    (!ok).then_some(Input::SendFailed)
+}
+
+/// What the session's shell owns besides the core.
+struct Shell<'a> {
+    ws: &'a mut WebSocket,
+    app: &'a Arc<App>,
+    tx: Outbox,
+    rx: Inbox,
+    relay_budget: RelayBudget,
+    send_limit: Duration,
+}
+
+/// Runs the session until its core ends it: waits for the next event,
+/// feeds it to the core, applies what the core decides.
+async fn session(ws: &mut WebSocket, app: &Arc<App>, send_limit: Duration) -> End<Registration> {
+    let cfg = &app.config;
+    let (tx, rx) = outbox::channel(cfg.send_queue, cfg.signal_queue_bytes);
+    let mut shell = Shell {
+        ws,
+        app,
+        tx,
+        rx,
+        relay_budget: cfg.relay_budget(),
+        send_limit,
+    };
+    let mut core = SessionCore::new(limits(cfg), ws_util::now());
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    loop {
+        let deadline = loop {
+            match core.poll_output() {
+                Output::Timeout(at) => break tokio::time::Instant::from_std(at),
+                Output::End(end) => return end,
+                out => {
+                    if let Some(input) = shell.apply(out, &core).await {
+                        core.handle_input(input, ws_util::now());
+                    }
+                }
+            }
+        };
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        // The timer comes first so a steady stream either way can never
+        // postpone the liveness check or the registration deadline; the
+        // client's own frames come before queued ones so neighbours keeping
+        // its queue busy cannot leave its heartbeats unread (its input is
+        // rate-limited, so it cannot starve the queue in turn).
+        let event = tokio::select! {
+            biased;
+            _ = app.shutdown.cancelled() => Event::Shutdown,
+            code = killed(&mut core) => Event::Killed(code),
+            _ = &mut timer => Event::Timeout,
+            incoming = shell.ws.recv() => Event::In(incoming),
+            Some(out) = shell.rx.recv() => Event::Out(out),
+        };
+        shell.feed(event, &mut core).await;
+    }
+}
+
+impl Shell<'_> {
+    /// Feeds one event to the core; a queued frame is sent first.
+    async fn feed(&mut self, event: Event, core: &mut SessionCore<Registration>) {
+        let now = ws_util::now();
+        match event {
+            Event::Shutdown => core.handle_input(Input::Shutdown, now),
+            Event::Killed(code) => core.handle_input(Input::Killed(code), now),
+            Event::Timeout => core.handle_input(Input::Timeout, now),
+            Event::Out(text) => {
+                // A client that stopped reading blocks this send for up to
+                // `send_limit`; shutdown must not wait for it.
+                let feedback = tokio::select! {
+                    biased;
+                    _ = self.app.shutdown.cancelled() => Some(Input::Shutdown),
+                    ok = ws_util::send(self.ws, Message::Text(text), self.send_limit) => sent(ok),
+                };
+                if let Some(input) = feedback {
+                    core.handle_input(input, ws_util::now());
+                }
+            }
+            Event::In(Some(Ok(Message::Text(text)))) => {
+                core.handle_input(Input::Text(text.as_str()), now)
+            }
+            Event::In(Some(Ok(Message::Binary(bytes)))) => {
+                core.handle_input(Input::Binary(bytes.len()), now)
+            }
+            Event::In(Some(Ok(Message::Ping(_)))) => core.handle_input(Input::Ping, now),
+            Event::In(Some(Ok(Message::Pong(_)))) => core.handle_input(Input::Pong, now),
+            Event::In(None | Some(Ok(Message::Close(_)))) => core.handle_input(Input::Closed, now),
+            Event::In(Some(Err(e))) => {
+                // A frame beyond the hard cap: its header was refused and its
+                // payload is still unread.
+                let too_large = ws_util::is_too_large(e);
+                core.handle_input(Input::ReadFailed { too_large }, now)
+            }
+        }
+    }
+
+    /// Does what the core decided; returns what the core must hear back.
+    async fn apply(
+        &mut self,
+        out: Output<Registration>,
+        core: &SessionCore<Registration>,
+    ) -> Feedback {
+        let (ws, limit) = (&mut *self.ws, self.send_limit);
+        match out {
+            Output::Text(text) => sent(ws_util::send(ws, Message::Text(text), limit).await),
+            Output::Error(code, why) => sent(ws_util::send_error(ws, code, &why, limit).await),
+            Output::Ping => sent(ws_util::send(ws, Message::Ping(Default::default()), limit).await),
+            Output::Register {
+                peer_id,
+                track,
+                capacity,
+                features,
+            } => {
+                let joined = register(self.app, &self.tx, &peer_id, &track, capacity, features);
+                Some(Input::Registered(joined))
+            }
+            Output::Relay { to, text } => {
+                let r = core.membership()?;
+                let track = r.lease.track();
+                let budget = &mut self.relay_budget;
+                let refused = track
+                    .relay(&r.peer_id, r.id, &to, text.into(), budget)
+                    .err();
+                refused.map(Input::Refused)
+            }
+            Output::DropChild { child } => {
+                let r = core.membership()?;
+                let track = r.lease.track();
+                let refused = track
+                    .drop_child(&self.app.ctx, &r.peer_id, r.id, &child)
+                    .err();
+                refused.map(Input::Refused)
+            }
+            Output::ForwardReport(n) => {
+                let r = core.membership()?;
+                r.lease.track().forward_report(&r.peer_id, r.id, n);
+                None
+            }
+            Output::Leave(r) => {
+                r.leave(LeaveReason::Leave);
+                self.rx.clear();
+                None
+            }
+            // The session loop handles these two itself.
+            Output::End(_) | Output::Timeout(_) => None,
+        }
+    }
 }
 
 /// Joins `track`'s tree as `peer_id`; returns the registration and the
@@ -428,20 +370,14 @@ fn register(
     track: &str,
     capacity: Option<u32>,
     features: Features,
-) -> Result<(Registration, Utf8Bytes), (ErrorCode, String)> {
+) -> Result<(Registration, Utf8Bytes), Refusal> {
     let lease = app.registry.acquire(track).ok_or_else(|| {
         let why = "the server has reached its track limit";
         (ErrorCode::MeshFull, why.to_owned())
     })?;
     let id = app.next_registration_id();
     let (kill_tx, kill_rx) = oneshot::channel();
-    let handle = SessionHandle {
-        registration: id,
-        tx: tx.clone(),
-        kill: Some(kill_tx),
-        features,
-        told_parent: None,
-    };
+    let handle = SessionHandle::new(id, tx.clone(), kill_tx, features);
     let assign = lease
         .track()
         .register(&app.ctx, peer_id, capacity, handle)?;
@@ -454,14 +390,4 @@ fn register(
         reason: LeaveReason::Disconnect,
     };
     Ok((registration, assign))
-}
-
-/// Applies the per-connection rate limit; `Some` (a `rate_limited`
-/// farewell) ends the session.
-fn admit(bucket: &mut TokenBucket) -> Option<Farewell> {
-    if bucket.allow(std::time::Instant::now()) {
-        return None;
-    }
-    let why = "too many messages; slow down";
-    Some(Farewell::error(ErrorCode::RateLimited, why, Input::InSync))
 }

@@ -1,110 +1,21 @@
-//! One track: its relay tree with the sessions of its peers, and its origin
-//! ring. Every tree operation runs under the track's lock, which is never
-//! held across an `.await` (all sends are `try_send`).
+//! One track: its relay tree (with the sessions of its peers) and its
+//! origin, each with its own owner. The track renders what the tree owes
+//! its peers and queues it, and cuts off the sessions whose queue has no
+//! room for it. The tree's lock is never held across an `.await` (all
+//! sends are `try_send`).
 
-use crate::outbox::{Class, Outbox, PushError};
+use crate::origin::Origin;
+use crate::outbox::{Class, PushError};
 use crate::relay_budget::RelayBudget;
-use crate::ring::{Read, Ring, RingBudget, Start};
+use crate::ring::RingBudget;
+use crate::tree::{MeshCtx, Note, Notice, Refusal, SessionHandle, Tree, TreeSnapshot};
+use crate::wire;
 use axum::extract::ws::Utf8Bytes;
-use meshrelay_mesh::{
-    MeshConfig, MeshError, PeerAssignment, PeerId, PeerRole, PeerSummary, Planner, Replan,
-};
-use meshrelay_protocol::{ErrorCode, Features, Role, ServerMessage};
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use meshrelay_mesh::MeshConfig;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
-use tokio::sync::{oneshot, watch};
 
-/// Settings and counters shared by every track's tree.
-#[derive(Debug)]
-pub struct MeshCtx {
-    /// Planner limits for new tracks.
-    pub mesh: MeshConfig,
-    /// The RTCIceServer array sent in every `AssignParent`.
-    pub ice_servers: serde_json::Value,
-    /// Most peers per track.
-    pub max_peers_per_track: Option<usize>,
-    /// Most peers over all tracks.
-    pub max_peers_total: Option<usize>,
-    /// Peers over all tracks right now.
-    pub total_peers: AtomicUsize,
-}
-
-impl MeshCtx {
-    /// Reserves one server-wide peer slot; false when the server is full.
-    fn reserve_peer(&self) -> bool {
-        let limit = self.max_peers_total.unwrap_or(usize::MAX);
-        self.total_peers
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < limit).then_some(n + 1)
-            })
-            .is_ok()
-    }
-
-    fn release_peer(&self) {
-        self.total_peers.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// The track's handle on one registration of a `/signal` session.
-#[derive(Debug)]
-pub struct SessionHandle {
-    /// Unique per registration, so a session that was cut off (or left and
-    /// registered again) can never act for a later holder of the same id.
-    pub registration: u64,
-    /// Bounded queue of text frames towards the client.
-    pub tx: Outbox,
-    /// Tells the session task to close with this error.
-    pub kill: Option<oneshot::Sender<ErrorCode>>,
-    /// What the client stated at `Register`.
-    pub features: Features,
-    /// The parent named in the last `AssignParent` queued for it: a client
-    /// without [`Features::position_updates`] is told only when it changes.
-    pub told_parent: Option<PeerId>,
-}
-
-/// Why a peer left, as a metrics label.
-#[derive(Debug, Clone, Copy)]
-pub enum LeaveReason {
-    /// The client sent `Leave`.
-    Leave,
-    /// The socket closed or failed.
-    Disconnect,
-    /// No message or pong within the heartbeat timeout.
-    Timeout,
-    /// Its outbound queue overflowed.
-    SlowConsumer,
-    /// The server is stopping.
-    Shutdown,
-}
-
-impl LeaveReason {
-    fn label(self) -> &'static str {
-        match self {
-            LeaveReason::Leave => "leave",
-            LeaveReason::Disconnect => "disconnect",
-            LeaveReason::Timeout => "timeout",
-            LeaveReason::SlowConsumer => "slow_consumer",
-            LeaveReason::Shutdown => "shutdown",
-        }
-    }
-}
-
-/// Objects and bytes counters of one track's origin.
-#[derive(Debug, Default)]
-pub struct TrackStats {
-    /// Objects accepted from publishers.
-    pub objects_published: AtomicU64,
-    /// Objects written to egress subscribers.
-    pub origin_objects_sent: AtomicU64,
-    /// Bytes written to egress subscribers: framed objects and text notices.
-    pub origin_bytes_sent: AtomicU64,
-    /// Open egress subscribers.
-    pub subscribers: AtomicUsize,
-    /// Open publishers: 0 or 1, held by [`PublisherClaim`].
-    pub publishers: AtomicUsize,
-}
+pub use crate::tree::LeaveReason;
 
 /// The right to publish on a track, held by at most one publisher at a
 /// time so two publishers never interleave their objects; dropping it lets
@@ -115,83 +26,23 @@ pub struct PublisherClaim {
 
 impl Drop for PublisherClaim {
     fn drop(&mut self) {
-        self.track.stats.publishers.store(0, Ordering::Release);
+        self.track.origin.free_publisher_slot();
     }
-}
-
-struct MeshState {
-    planner: Planner,
-    sessions: HashMap<String, SessionHandle>,
-    /// The children each parent dropped recently (see [`Track::drop_child`]).
-    drops: HashMap<String, Vec<(String, Instant)>>,
-}
-
-/// Two different children dropped by one parent within this window mean the
-/// parent cannot feed its children (its uplink), not that one child cannot
-/// keep up (its downlink).
-const REPEAT_DROP_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Drops remembered per parent: more than its children at once is never needed.
-const MAX_DROPS_KEPT: usize = 8;
-
-impl MeshState {
-    /// Whether `peer_id` is in the tree for this very registration.
-    fn holds(&self, peer_id: &str, registration: u64) -> bool {
-        self.sessions
-            .get(peer_id)
-            .is_some_and(|h| h.registration == registration)
-    }
-}
-
-/// A copy of a track's tree for the admin API.
-#[derive(Debug)]
-pub struct TreeSnapshot {
-    /// Peers.
-    pub peer_count: usize,
-    /// Roots.
-    pub root_count: usize,
-    /// Percentage of peers fed by a peer.
-    pub offload_percentage: f64,
-    /// Every peer (empty unless asked for).
-    pub peers: Vec<PeerSummary>,
 }
 
 /// One live track.
 pub struct Track {
     /// Its name.
     pub name: Arc<str>,
-    mesh: Mutex<MeshState>,
-    ring: Mutex<Ring>,
-    next_id: watch::Sender<u64>,
-    /// Names this track's id sequence (see `AssignParent`'s `epoch`): a
-    /// track created anew restarts at 0 under a new epoch.
-    pub epoch: Arc<str>,
-    /// Origin counters.
-    pub stats: TrackStats,
+    /// Its origin: ring, next id, epoch, counters.
+    pub origin: Origin,
+    tree: Mutex<Tree>,
 }
 
-/// A fresh epoch: 64 random bits in hex. Uniqueness is all it needs, so
-/// the standard library's randomly keyed hasher supplies them.
-fn random_epoch() -> Arc<str> {
-    use std::hash::{BuildHasher, Hasher};
-    let bits = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    format!("{bits:016x}").into()
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded state stays consistent across a panic in a send (there is
-    // none by design), so keep serving rather than poison every session.
+fn lock(m: &Mutex<Tree>) -> MutexGuard<'_, Tree> {
+    // The tree stays consistent across a panic in a send (there is none by
+    // design), so keep serving rather than poison every session.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn role(r: PeerRole) -> Role {
-    match r {
-        PeerRole::Root => Role::Root,
-        PeerRole::Relay => Role::Relay,
-        PeerRole::Leaf => Role::Leaf,
-    }
 }
 
 impl Track {
@@ -205,114 +56,72 @@ impl Track {
     ) -> Self {
         Self {
             name,
-            mesh: Mutex::new(MeshState {
-                planner: Planner::new(mesh),
-                sessions: HashMap::new(),
-                drops: HashMap::new(),
-            }),
-            ring: Mutex::new(Ring::new(ring_objects, ring_bytes, ring_budget)),
-            next_id: watch::Sender::new(0),
-            epoch: random_epoch(),
-            stats: TrackStats::default(),
+            origin: Origin::new(ring_objects, ring_bytes, ring_budget),
+            tree: Mutex::new(Tree::new(mesh)),
         }
     }
 
     /// The same track under a chosen epoch.
     pub fn with_epoch(mut self, epoch: Arc<str>) -> Self {
-        self.epoch = epoch;
+        self.origin.epoch = epoch;
         self
     }
 
-    /// The `AssignParent` text for a position.
-    fn assign_text(&self, ctx: &MeshCtx, a: &PeerAssignment) -> Utf8Bytes {
-        ServerMessage::AssignParent {
-            peer_id: a.peer_id.clone(),
-            role: role(a.role),
-            parent_id: a.parent.clone(),
-            depth: a.depth,
-            ice_servers: ctx.ice_servers.clone(),
-            next_object_id: *self.next_id.borrow(),
-            epoch: self.epoch.to_string(),
+    /// The text of one notice, stamped with the origin's next id now.
+    fn render(&self, ctx: &MeshCtx, notice: &Notice) -> Utf8Bytes {
+        match notice {
+            Notice::PeerLeft(gone) => wire::peer_left(gone),
+            Notice::Assign(a) => wire::assign_parent(
+                a,
+                &ctx.ice_servers,
+                self.origin.next_object_id(),
+                &self.origin.epoch,
+            ),
         }
-        .to_json()
-        .into()
     }
 
-    /// Places a new peer and records its session (a relay-capable one may
-    /// take a root slot from a leaf, which is told its new place; peers
-    /// waiting for a place are placed in the room it brings). Returns the
-    /// `AssignParent` text to send it, which must go out before anything
-    /// queued on the handle.
+    /// Queues `notes` in order; a queue too full even for those dooms its
+    /// session, whose leave is planned and owes notes in turn, hence the
+    /// work list. A closed queue is skipped: its session task is ending and
+    /// plans its own leave.
+    fn deliver(&self, tree: &mut Tree, ctx: &MeshCtx, notes: Vec<Note>) {
+        let mut doomed = Vec::new();
+        self.queue(tree, ctx, notes, &mut doomed);
+        while let Some(id) = doomed.pop() {
+            let notes = tree.cut_off(ctx, &id);
+            self.queue(tree, ctx, notes, &mut doomed);
+        }
+    }
+
+    fn queue(&self, tree: &Tree, ctx: &MeshCtx, notes: Vec<Note>, doomed: &mut Vec<String>) {
+        for note in notes {
+            let Some(tx) = tree.outbox(&note.to) else {
+                continue;
+            };
+            if tx.push(self.render(ctx, &note.notice), Class::Control) == Err(PushError::Full) {
+                doomed.push(note.to);
+            }
+        }
+    }
+
+    /// Places a new peer and records its session (see [`Tree::register`]).
+    /// Returns the `AssignParent` text to send it, which must go out before
+    /// anything queued on the handle.
     pub fn register(
         &self,
         ctx: &MeshCtx,
         peer_id: &str,
         capacity: Option<u32>,
-        mut handle: SessionHandle,
-    ) -> Result<Utf8Bytes, (ErrorCode, String)> {
-        let mut st = lock(&self.mesh);
-        if st.sessions.contains_key(peer_id) {
-            return Err((
-                ErrorCode::DuplicatePeerId,
-                format!("peer id {peer_id} is already registered on this track"),
-            ));
-        }
-        if ctx
-            .max_peers_per_track
-            .is_some_and(|max| st.planner.peer_count() >= max)
-        {
-            return Err((
-                ErrorCode::MeshFull,
-                "this track has reached its peer limit".into(),
-            ));
-        }
-        if !ctx.reserve_peer() {
-            return Err((
-                ErrorCode::MeshFull,
-                "the server has reached its peer limit".into(),
-            ));
-        }
-        let reads_origin = handle.features.reads_origin;
-        match st
-            .planner
-            .join_relaying(peer_id, capacity, reads_origin, Instant::now())
-        {
-            Ok((a, displaced)) => {
-                handle.told_parent = a.parent.clone();
-                st.sessions.insert(peer_id.to_owned(), handle);
-                metrics::counter!(crate::metrics::JOINS).increment(1);
-                // A leaf that held a root slot now hangs under the newcomer.
-                let mut moved = Replan {
-                    changed: displaced.into_iter().collect(),
-                    unlinked: Vec::new(),
-                };
-                if st.planner.waiting_count() > 0 {
-                    let placed = st.planner.place_detached();
-                    moved.changed.extend(placed.changed);
-                    moved.unlinked = placed.unlinked;
-                }
-                self.tell_replan(&mut st, ctx, &moved);
-                Ok(self.assign_text(ctx, &a))
-            }
-            Err(e) => {
-                ctx.release_peer();
-                Err(match e {
-                    MeshError::DuplicatePeer(_) => (
-                        ErrorCode::DuplicatePeerId,
-                        format!("peer id {peer_id} is already in the tree"),
-                    ),
-                    other => (ErrorCode::MeshFull, other.to_string()),
-                })
-            }
-        }
+        handle: SessionHandle,
+    ) -> Result<Utf8Bytes, Refusal> {
+        let mut tree = lock(&self.tree);
+        let (a, notes) = tree.register(ctx, peer_id, capacity, handle, Instant::now())?;
+        self.deliver(&mut tree, ctx, notes);
+        Ok(self.render(ctx, &Notice::Assign(a)))
     }
 
     /// Relays a frame from `from`, held by `registration`, to its tree
-    /// neighbour `to`, charged to the sender's `budget` for `to`. A
-    /// recipient whose queue has no room for relayed frames, or that the
-    /// sender has sent its budget's worth already, is left alone: the frame
-    /// is dropped and the sender refused with `rate_limited`, so no client
-    /// can get another cut off.
+    /// neighbour `to`, charged to the sender's `budget` (see [`Tree::relay`]).
     pub fn relay(
         &self,
         from: &str,
@@ -320,299 +129,77 @@ impl Track {
         to: &str,
         text: Utf8Bytes,
         budget: &mut RelayBudget,
-    ) -> Result<(), (ErrorCode, String)> {
-        let st = lock(&self.mesh);
-        // Checked under the same lock as the neighbour test: the session may
-        // have been cut off, and the id taken by another, since it read this frame.
-        if !st.holds(from, registration) {
-            return Err((
-                ErrorCode::SpoofedFrom,
-                format!("this session no longer holds peer id {from}"),
-            ));
-        }
-        if !st.planner.are_neighbours(from, to) {
-            return Err((
-                ErrorCode::NotNeighbour,
-                format!("{to} is not this peer's parent or child"),
-            ));
-        }
-        let Some(h) = st.sessions.get(to) else {
-            return Ok(());
-        };
-        let bytes = text.len();
-        if !budget.allow(to, bytes, Instant::now()) {
-            return Err((
-                ErrorCode::RateLimited,
-                format!("relaying to {to} faster than its budget allows; this message was dropped"),
-            ));
-        }
-        let pushed = h.tx.push(text, Class::Relay);
-        if pushed.is_err() {
-            budget.refund(to, bytes);
-        }
-        match pushed {
-            Ok(()) => Ok(()),
-            Err(PushError::Full) => Err((
-                ErrorCode::RateLimited,
-                format!("{to} is not reading fast enough; this message was dropped"),
-            )),
-            // The recipient's session is ending; its leave tells the sender.
-            Err(PushError::Closed) => Ok(()),
-        }
+    ) -> Result<(), Refusal> {
+        lock(&self.tree).relay(from, registration, to, text, budget, Instant::now())
     }
 
     /// `parent`, held by `registration`, stopped feeding its child `child`:
-    /// moves the child, with its subtree, to the best other place and tells
-    /// every peer that moved. A child with nowhere else to go stays. When
-    /// the parent drops a second, different child within
-    /// [`REPEAT_DROP_WINDOW`], the parent is the one that cannot keep up:
-    /// its capacity falls to the children it has left, so the slots they
-    /// freed are not refilled (told when it becomes a leaf).
+    /// moves the child and tells every peer that moved, then applies the
+    /// repeated-drop rule (see [`Tree::drop_child`], [`Tree::record_drop`]).
     pub fn drop_child(
         &self,
         ctx: &MeshCtx,
         parent: &str,
         registration: u64,
         child: &str,
-    ) -> Result<(), (ErrorCode, String)> {
-        let mut st = lock(&self.mesh);
-        if !st.holds(parent, registration) {
-            return Err((
-                ErrorCode::SpoofedFrom,
-                format!("this session no longer holds peer id {parent}"),
-            ));
-        }
-        let is_child = st
-            .planner
-            .assignment(child)
-            .is_some_and(|a| a.parent.as_deref() == Some(parent));
-        if !is_child {
-            return Err((
-                ErrorCode::NotNeighbour,
-                format!("{child} is not this peer's child"),
-            ));
-        }
-        if let Ok(replan) = st.planner.reassign(child) {
-            self.tell_replan(&mut st, ctx, &replan);
-        }
-        let now = Instant::now();
-        let history = st.drops.entry(parent.to_owned()).or_default();
-        history.retain(|(_, at)| now.duration_since(*at) < REPEAT_DROP_WINDOW);
-        let repeated = history.iter().any(|(c, _)| c != child);
-        history.retain(|(c, _)| c != child);
-        if history.len() >= MAX_DROPS_KEPT {
-            history.remove(0);
-        }
-        history.push((child.to_owned(), now));
-        if repeated {
-            metrics::counter!(crate::metrics::REPEATED_DROPS).increment(1);
-            if let Ok(Some(role_changed)) = st.planner.lower_capacity(parent) {
-                let replan = Replan {
-                    changed: vec![role_changed],
-                    unlinked: Vec::new(),
-                };
-                self.tell_replan(&mut st, ctx, &replan);
-            }
-        }
+    ) -> Result<(), Refusal> {
+        let mut tree = lock(&self.tree);
+        let moved = tree.drop_child(parent, registration, child)?;
+        self.deliver(&mut tree, ctx, moved);
+        let lowered = tree.record_drop(parent, child, Instant::now());
+        self.deliver(&mut tree, ctx, lowered);
         Ok(())
     }
 
     /// Replaces the forwarded-object count of `peer_id`, if `registration`
     /// still holds it.
     pub fn forward_report(&self, peer_id: &str, registration: u64, forwarded: u64) {
-        let mut st = lock(&self.mesh);
-        if st.holds(peer_id, registration) {
-            st.planner.record_forward_report(peer_id, forwarded);
-        }
+        lock(&self.tree).forward_report(peer_id, registration, forwarded);
     }
 
-    /// Plans the leave of `peer_id` held by `registration`; a no-op if that
-    /// registration no longer holds the id (it was already cut off), so
-    /// each registration is planned out exactly once.
+    /// Plans the leave of `peer_id` held by `registration` and tells the
+    /// peers it concerns; a no-op if that registration no longer holds the
+    /// id, so each registration is planned out exactly once.
     pub fn leave(&self, ctx: &MeshCtx, peer_id: &str, registration: u64, reason: LeaveReason) {
-        let mut st = lock(&self.mesh);
-        if !st.holds(peer_id, registration) {
-            return;
-        }
-        st.sessions.remove(peer_id);
-        let mut doomed = Vec::new();
-        self.plan_leave(&mut st, ctx, peer_id, reason, &mut doomed);
-        self.drain_doomed(&mut st, ctx, doomed);
+        let mut tree = lock(&self.tree);
+        let notes = tree.leave(ctx, peer_id, registration, reason);
+        self.deliver(&mut tree, ctx, notes);
     }
 
     /// Gives waiting peers a place if one freed up, and tells them.
     pub fn place_detached(&self, ctx: &MeshCtx) {
-        let mut st = lock(&self.mesh);
-        let replan = st.planner.place_detached();
-        self.tell_replan(&mut st, ctx, &replan);
-    }
-
-    /// Tells the peers a re-plan touched, then cuts off those whose queue
-    /// overflowed.
-    fn tell_replan(&self, st: &mut MeshState, ctx: &MeshCtx, replan: &Replan) {
-        if replan.changed.is_empty() && replan.unlinked.is_empty() {
-            return;
-        }
-        let mut doomed = Vec::new();
-        self.queue_replan(st, ctx, &replan.unlinked, &replan.changed, &mut doomed);
-        self.drain_doomed(st, ctx, doomed);
-    }
-
-    /// Queues what a re-plan owes its peers, in the order they must act on
-    /// it: first a `PeerLeft` to both ends of every link it ended (each end
-    /// names the other, which is alive: "no longer your neighbour"; an LVQR
-    /// client closes a link only on a `PeerLeft` naming its child, so
-    /// without it the old link would stay open beside the new one and
-    /// objects could circle), then the new `AssignParent`s. A client that
-    /// did not state [`Features::position_updates`] is sent one only when
-    /// its parent changed, as it reconnects on every `AssignParent`.
-    fn queue_replan(
-        &self,
-        st: &mut MeshState,
-        ctx: &MeshCtx,
-        unlinked: &[(PeerId, PeerId)],
-        changed: &[PeerAssignment],
-        doomed: &mut Vec<String>,
-    ) {
-        for (parent, child) in unlinked {
-            deliver(st, parent, peer_left(child), doomed);
-            deliver(st, child, peer_left(parent), doomed);
-        }
-        for a in changed {
-            let Some(h) = st.sessions.get_mut(&a.peer_id) else {
-                continue;
-            };
-            if !h.features.position_updates && h.told_parent == a.parent {
-                continue;
-            }
-            h.told_parent = a.parent.clone();
-            let text = self.assign_text(ctx, a);
-            deliver(st, &a.peer_id, text, doomed);
-        }
-        metrics::counter!(crate::metrics::REASSIGNMENTS).increment(changed.len() as u64);
-    }
-
-    fn plan_leave(
-        &self,
-        st: &mut MeshState,
-        ctx: &MeshCtx,
-        peer_id: &str,
-        reason: LeaveReason,
-        doomed: &mut Vec<String>,
-    ) {
-        let Ok(outcome) = st.planner.leave(peer_id) else {
-            return;
-        };
-        st.drops.remove(peer_id);
-        ctx.release_peer();
-        metrics::counter!(crate::metrics::LEAVES, "reason" => reason.label()).increment(1);
-        let left = peer_left(peer_id);
-        for n in &outcome.neighbours {
-            deliver(st, n, left.clone(), doomed);
-        }
-        self.queue_replan(st, ctx, &outcome.unlinked, &outcome.changed, doomed);
-    }
-
-    /// Cuts off every session whose queue overflowed, planning each leave;
-    /// those leaves may doom further sessions, hence the work list.
-    fn drain_doomed(&self, st: &mut MeshState, ctx: &MeshCtx, mut doomed: Vec<String>) {
-        while let Some(id) = doomed.pop() {
-            let Some(mut handle) = st.sessions.remove(&id) else {
-                continue;
-            };
-            if let Some(kill) = handle.kill.take() {
-                let _ = kill.send(ErrorCode::SlowConsumer);
-            }
-            self.plan_leave(st, ctx, &id, LeaveReason::SlowConsumer, &mut doomed);
-        }
+        let mut tree = lock(&self.tree);
+        let notes = tree.place_detached();
+        self.deliver(&mut tree, ctx, notes);
     }
 
     /// Counts and a copy of the tree; `with_peers` adds every peer (O(n)).
     pub fn tree_snapshot(&self, with_peers: bool) -> TreeSnapshot {
-        let st = lock(&self.mesh);
-        TreeSnapshot {
-            peer_count: st.planner.peer_count(),
-            root_count: st.planner.root_count(),
-            offload_percentage: st.planner.offload_percentage(),
-            // Two strings a peer: this runs under the track's lock.
-            peers: if with_peers {
-                st.planner.summaries()
-            } else {
-                Vec::new()
-            },
-        }
+        lock(&self.tree).snapshot(with_peers)
     }
 
     /// Peers in the tree now.
     pub fn peer_count(&self) -> usize {
-        lock(&self.mesh).planner.peer_count()
+        lock(&self.tree).peer_count()
     }
 
     /// Claims the track's only publisher slot; `None` while another
     /// publisher holds it.
     pub fn claim_publisher(self: &Arc<Self>) -> Option<PublisherClaim> {
-        self.stats
-            .publishers
-            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-            .ok()
-            .map(|_| PublisherClaim {
-                track: Arc::clone(self),
-            })
-    }
-
-    /// Appends a published object; returns its id.
-    pub fn publish(&self, payload: &[u8]) -> u64 {
-        let mut ring = lock(&self.ring);
-        let (id, _) = ring.push(payload);
-        // Sent under the ring lock so readers never see the notice before the object.
-        self.next_id.send_replace(ring.next_id());
-        self.stats.objects_published.fetch_add(1, Ordering::Relaxed);
-        id
-    }
-
-    /// The id the next published object gets.
-    pub fn next_object_id(&self) -> u64 {
-        *self.next_id.borrow()
-    }
-
-    /// Where a subscriber asking for `from` starts, and a receiver that
-    /// changes whenever an object is published.
-    pub fn subscribe(&self, from: Option<u64>) -> (Start, watch::Receiver<u64>) {
-        let ring = lock(&self.ring);
-        (ring.start(from), self.next_id.subscribe())
-    }
-
-    /// Up to `max` framed objects from `cursor` on.
-    pub fn read(&self, cursor: u64, max: usize) -> Read {
-        lock(&self.ring).read(cursor, max)
-    }
-}
-
-/// The `PeerLeft` text naming `peer_id`.
-fn peer_left(peer_id: &str) -> Utf8Bytes {
-    ServerMessage::PeerLeft {
-        peer_id: peer_id.to_owned(),
-    }
-    .to_json()
-    .into()
-}
-
-/// Queues a planner message for a peer; a queue too full even for those
-/// dooms the peer. A closed queue is skipped: its session task is ending
-/// and plans its own leave.
-fn deliver(st: &mut MeshState, to: &str, text: Utf8Bytes, doomed: &mut Vec<String>) {
-    let Some(h) = st.sessions.get(to) else {
-        return;
-    };
-    if h.tx.push(text, Class::Control) == Err(PushError::Full) {
-        doomed.push(to.to_owned());
+        self.origin.take_publisher_slot().then(|| PublisherClaim {
+            track: Arc::clone(self),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::{role, IceServers};
     use futures_util::FutureExt;
+    use meshrelay_protocol::{ErrorCode, Features};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::oneshot;
 
     fn unlimited() -> RelayBudget {
         RelayBudget::new(1e15, 1e15, 4)
@@ -624,7 +211,7 @@ mod tests {
                 root_peer_count,
                 ..MeshConfig::default()
             },
-            ice_servers: serde_json::json!([]),
+            ice_servers: IceServers::new(&serde_json::json!([])),
             max_peers_per_track: None,
             max_peers_total: None,
             total_peers: AtomicUsize::new(0),
@@ -659,16 +246,11 @@ mod tests {
     ) -> Client {
         let (tx, rx) = crate::outbox::channel(frames, 1 << 20);
         let (kill, kill_rx) = oneshot::channel();
-        let handle = SessionHandle {
-            registration,
-            tx,
-            kill: Some(kill),
-            features: Features {
-                reads_origin: true,
-                position_updates: true,
-            },
-            told_parent: None,
+        let features = Features {
+            reads_origin: true,
+            position_updates: true,
         };
+        let handle = SessionHandle::new(registration, tx, kill, features);
         track.register(ctx, id, None, handle).expect("registered");
         Client { rx, _kill: kill_rx }
     }

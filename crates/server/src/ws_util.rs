@@ -18,6 +18,17 @@ pub const CLOSE_TOO_BIG: u16 = 1009;
 /// discarding) client input while waiting for the client's Close.
 pub const CLOSE_DRAIN: Duration = Duration::from_secs(1);
 
+/// The runtime's clock (paused in tests) as the `std` instant the pure
+/// cores take, so their deadlines and the shell's timers agree.
+pub fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Resolves at `deadline`, a [`now`]-based instant.
+pub async fn sleep_until(deadline: std::time::Instant) {
+    tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await
+}
+
 /// Sends one message, giving up after `limit` (a client that does not read
 /// must not hold a task forever). False when the socket is unusable.
 pub async fn send(ws: &mut WebSocket, msg: Message, limit: Duration) -> bool {
