@@ -42,7 +42,7 @@ pub(crate) struct PublishArgs {
 /// Publishes until EOF, `--count` or Ctrl-C.
 pub(crate) async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     meshrelay_protocol::validate_track(&args.track)
-        .map_err(|(_, why)| anyhow::anyhow!("invalid --track: {why}"))?;
+        .map_err(|r| anyhow::anyhow!("invalid --track: {}", r.reason))?;
     let period = period(args.rate)?;
     let url = format!("{}/ingest/{}", args.url.trim_end_matches('/'), args.track);
     let mut request = url.as_str().into_client_request().context("bad --url")?;

@@ -268,16 +268,17 @@ fn secs(name: &str, v: f64, min: f64, max: f64) -> Result<Duration> {
 /// option error.
 pub(crate) fn validate_track(track: &str) -> Result<()> {
     meshrelay_protocol::validate_track(track)
-        .map_err(|(_, why)| anyhow::anyhow!("invalid --track {track:?}: {why}"))
+        .map_err(|r| anyhow::anyhow!("invalid --track {track:?}: {}", r.reason))
 }
 
 /// The prefix plus the largest client index must form a valid peer id
 /// (`meshrelay_protocol::validate_peer_id`).
 pub(crate) fn validate_prefix(prefix: &str, clients: usize) -> Result<()> {
     let longest = format!("{prefix}{}", clients.saturating_sub(1));
-    meshrelay_protocol::validate_peer_id(&longest).map_err(|(_, why)| {
+    meshrelay_protocol::validate_peer_id(&longest).map_err(|r| {
         anyhow::anyhow!(
-            "invalid --peer-prefix {prefix:?}: the peer ids it makes, up to {longest:?}, break the protocol's rule: {why}"
+            "invalid --peer-prefix {prefix:?}: the peer ids it makes, up to {longest:?}, break the protocol's rule: {}",
+            r.reason
         )
     })
 }

@@ -1,7 +1,37 @@
 //! Machine-readable error codes carried by `Error` messages.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
+
+/// Something refused: the machine-readable code and the sentence for
+/// humans that an `Error` message carries. The one shape of "an error code
+/// and a reason" everywhere in meshrelay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// What was refused, for machines.
+    pub code: ErrorCode,
+    /// Why, for humans.
+    pub reason: Cow<'static, str>,
+}
+
+impl Refusal {
+    /// A refusal with this code and reason.
+    pub fn new(code: ErrorCode, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.reason)
+    }
+}
+
+impl std::error::Error for Refusal {}
 
 /// The `code` of an `Error` message (see docs/protocol.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

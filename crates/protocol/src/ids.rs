@@ -3,7 +3,7 @@
 //! Tracks end up in URL paths and metric labels and peer ids in logs, so
 //! both are restricted to a small, unambiguous alphabet.
 
-use crate::error_code::ErrorCode;
+use crate::error_code::{ErrorCode, Refusal};
 
 /// Longest accepted peer id, in bytes.
 pub const MAX_PEER_ID_LEN: usize = 64;
@@ -11,8 +11,8 @@ pub const MAX_PEER_ID_LEN: usize = 64;
 pub const MAX_TRACK_LEN: usize = 128;
 
 /// Checks a peer id: `[A-Za-z0-9_-]{1,64}`.
-pub fn validate_peer_id(id: &str) -> Result<(), (ErrorCode, &'static str)> {
-    let err = |why| Err((ErrorCode::InvalidPeerId, why));
+pub fn validate_peer_id(id: &str) -> Result<(), Refusal> {
+    let err = |why: &'static str| Err(Refusal::new(ErrorCode::InvalidPeerId, why));
     if id.is_empty() {
         return err("peer_id is empty");
     }
@@ -30,8 +30,8 @@ pub fn validate_peer_id(id: &str) -> Result<(), (ErrorCode, &'static str)> {
 
 /// Checks a track name: `[A-Za-z0-9._/-]{1,128}`, no `..`, no `//`, no
 /// leading or trailing `/`.
-pub fn validate_track(track: &str) -> Result<(), (ErrorCode, &'static str)> {
-    let err = |why| Err((ErrorCode::InvalidTrack, why));
+pub fn validate_track(track: &str) -> Result<(), Refusal> {
+    let err = |why: &'static str| Err(Refusal::new(ErrorCode::InvalidTrack, why));
     if track.is_empty() {
         return err("track is empty");
     }
@@ -67,7 +67,7 @@ mod tests {
         }
         for bad in ["", "a b", "a/b", "é", "a.b", &"x".repeat(65)] {
             assert_eq!(
-                validate_peer_id(bad).unwrap_err().0,
+                validate_peer_id(bad).unwrap_err().code,
                 ErrorCode::InvalidPeerId,
                 "{bad}"
             );
@@ -91,7 +91,7 @@ mod tests {
             &"t".repeat(129),
         ] {
             assert_eq!(
-                validate_track(bad).unwrap_err().0,
+                validate_track(bad).unwrap_err().code,
                 ErrorCode::InvalidTrack,
                 "{bad}"
             );

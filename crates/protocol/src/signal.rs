@@ -1,6 +1,6 @@
 //! `/signal` JSON messages, tagged by `type`.
 
-use crate::error_code::ErrorCode;
+use crate::error_code::{ErrorCode, Refusal};
 use serde::{Deserialize, Serialize};
 
 /// The body of an `Offer` or `Answer`, the same in both directions (the
@@ -181,6 +181,11 @@ pub enum ServerMessage {
 }
 
 impl ServerMessage {
+    /// The `Error` message that carries `refusal`.
+    pub fn refused(refusal: &Refusal) -> Self {
+        Self::error(refusal.code, refusal.reason.as_ref())
+    }
+
     /// An `Error` message.
     pub fn error(code: ErrorCode, reason: impl Into<String>) -> Self {
         ServerMessage::Error {
@@ -196,15 +201,6 @@ impl ServerMessage {
     }
 }
 
-/// Why a client frame was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError {
-    /// `invalid_json` or `unknown_type`.
-    pub code: ErrorCode,
-    /// A sentence for humans.
-    pub reason: String,
-}
-
 const CLIENT_TYPES: [&str; 8] = [
     "Register",
     "Offer",
@@ -218,26 +214,23 @@ const CLIENT_TYPES: [&str; 8] = [
 
 /// Parses one client text frame, telling malformed JSON (`invalid_json`)
 /// apart from a well-formed message of an unknown `type` (`unknown_type`).
-pub fn decode_client(text: &str) -> Result<ClientMessage, DecodeError> {
+pub fn decode_client(text: &str) -> Result<ClientMessage, Refusal> {
     #[derive(Deserialize)]
     struct TypeOnly<'a> {
         #[serde(rename = "type", borrow)]
         ty: Option<std::borrow::Cow<'a, str>>,
     }
-    let invalid = |reason: String| DecodeError {
-        code: ErrorCode::InvalidJson,
-        reason,
-    };
+    let invalid = |reason: String| Refusal::new(ErrorCode::InvalidJson, reason);
     let head: TypeOnly<'_> = serde_json::from_str(text)
         .map_err(|e| invalid(format!("not a JSON object with a string \"type\": {e}")))?;
     let ty = head
         .ty
         .ok_or_else(|| invalid("missing \"type\" field".into()))?;
     if !CLIENT_TYPES.contains(&ty.as_ref()) {
-        return Err(DecodeError {
-            code: ErrorCode::UnknownType,
-            reason: format!("unknown message type {:?}", truncate(&ty, 64)),
-        });
+        return Err(Refusal::new(
+            ErrorCode::UnknownType,
+            format!("unknown message type {:?}", truncate(&ty, 64)),
+        ));
     }
     serde_json::from_str(text).map_err(|e| invalid(format!("malformed {ty}: {e}")))
 }

@@ -24,7 +24,7 @@ const READ_BATCH: usize = 64;
 #[derive(Debug)]
 pub enum Refusal {
     /// 400: the track in the path breaks the track rules.
-    BadTrack(&'static str),
+    BadTrack(std::borrow::Cow<'static, str>),
     /// 401: missing or wrong token.
     Unauthorized(Unauthorized),
     /// 503: every connection permit (`--max-connections`) is taken.
@@ -76,7 +76,7 @@ fn open_track(
     query_token: Option<&str>,
     ws: WebSocketUpgrade,
 ) -> Result<(WebSocketUpgrade, Held), Refusal> {
-    validate_track(track).map_err(|(_, why)| Refusal::BadTrack(why))?;
+    validate_track(track).map_err(|r| Refusal::BadTrack(r.reason))?;
     let ws = authorize(ws, expected_token, query_token).map_err(Refusal::Unauthorized)?;
     let connection = app.connection().map_err(Refusal::TooManyConnections)?;
     let lease = app.registry.acquire(track).ok_or(Refusal::TrackLimit)?;

@@ -3,7 +3,7 @@
 //! track, and the session's state to [`crate::session_core`].
 
 use meshrelay_protocol::{
-    decode_client, validate_peer_id, validate_track, ClientMessage, ErrorCode, Features,
+    decode_client, validate_peer_id, validate_track, ClientMessage, ErrorCode, Features, Refusal,
     ServerMessage,
 };
 
@@ -11,7 +11,7 @@ use meshrelay_protocol::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Answer with this error; the session state is unchanged.
-    Reply(ErrorCode, String),
+    Reply(Refusal),
     /// Try to join the tree.
     Register {
         /// Requested id (valid).
@@ -49,20 +49,20 @@ pub enum Step {
 pub fn step(own: Option<&str>, text: &str) -> Step {
     let msg = match decode_client(text) {
         Ok(m) => m,
-        Err(e) => return Step::Reply(e.code, e.reason),
+        Err(refusal) => return Step::Reply(refusal),
     };
     match (own, matches!(msg, ClientMessage::Register { .. })) {
         (None, false) => {
-            return Step::Reply(
+            return Step::Reply(Refusal::new(
                 ErrorCode::ExpectedRegister,
-                "the first message must be Register".into(),
-            )
+                "the first message must be Register",
+            ))
         }
         (Some(_), true) => {
-            return Step::Reply(
+            return Step::Reply(Refusal::new(
                 ErrorCode::DuplicateRegister,
-                "this session is already registered".into(),
-            )
+                "this session is already registered",
+            ))
         }
         _ => {}
     }
@@ -73,11 +73,8 @@ pub fn step(own: Option<&str>, text: &str) -> Step {
             capacity,
             features,
         } => {
-            if let Err((code, why)) = validate_peer_id(&peer_id) {
-                return Step::Reply(code, why.into());
-            }
-            if let Err((code, why)) = validate_track(&track) {
-                return Step::Reply(code, why.into());
+            if let Err(refusal) = validate_peer_id(&peer_id).and(validate_track(&track)) {
+                return Step::Reply(refusal);
             }
             Step::Register {
                 peer_id,
@@ -103,7 +100,7 @@ pub fn step(own: Option<&str>, text: &str) -> Step {
         ClientMessage::Leave => Step::Leave,
         ClientMessage::DropChild { peer_id } => match validate_peer_id(&peer_id) {
             Ok(()) => Step::DropChild { child: peer_id },
-            Err((code, why)) => Step::Reply(code, why.into()),
+            Err(refusal) => Step::Reply(refusal),
         },
     }
 }
@@ -111,10 +108,10 @@ pub fn step(own: Option<&str>, text: &str) -> Step {
 /// A relay of `msg` from `from` to `to`, refused unless `from` is `own`.
 fn relay(own: Option<&str>, from: String, to: String, msg: ServerMessage) -> Step {
     if Some(from.as_str()) != own {
-        return Step::Reply(
+        return Step::Reply(Refusal::new(
             ErrorCode::SpoofedFrom,
-            "\"from\" must be this session's own peer id".into(),
-        );
+            "\"from\" must be this session's own peer id",
+        ));
     }
     Step::Relay {
         to,
@@ -147,7 +144,7 @@ mod tests {
 
     fn code(s: Step) -> ErrorCode {
         match s {
-            Step::Reply(c, _) => c,
+            Step::Reply(r) => r.code,
             other => panic!("expected an error, got {other:?}"),
         }
     }

@@ -78,7 +78,7 @@ pub enum Output<R> {
     /// Send this text frame.
     Text(Utf8Bytes),
     /// Send this `Error`; the session stays open.
-    Error(ErrorCode, String),
+    Error(Refusal),
     /// Send a ping.
     Ping,
     /// Ask the track for a place; answer with [`Input::Registered`].
@@ -203,8 +203,8 @@ impl<R: Membership> SessionCore<R> {
                 self.liveness.seen(now);
                 if self.admit(len, now) {
                     let why = "binary frames are not accepted on /signal";
-                    self.out
-                        .push_back(Output::Error(ErrorCode::InvalidJson, why.into()));
+                    let refusal = Refusal::new(ErrorCode::InvalidJson, why);
+                    self.out.push_back(Output::Error(refusal));
                 }
             }
             Input::Ping => {
@@ -247,8 +247,8 @@ impl<R: Membership> SessionCore<R> {
                 self.place = Place::Registered(membership);
                 self.out.push_back(Output::Text(assign));
             }
-            Input::Registered(Err((code, reason))) => self.reply(code, reason),
-            Input::Refused((code, reason)) => self.out.push_back(Output::Error(code, reason)),
+            Input::Registered(Err(refusal)) => self.reply(refusal),
+            Input::Refused(refusal) => self.out.push_back(Output::Error(refusal)),
         }
     }
 
@@ -260,7 +260,7 @@ impl<R: Membership> SessionCore<R> {
         let s = step(self.membership().map(Membership::peer_id), text);
         metrics::counter!(crate::metrics::SIGNAL_MESSAGES, "kind" => s.label()).increment(1);
         let out = match s {
-            Step::Reply(code, reason) => return self.reply(code, reason),
+            Step::Reply(refusal) => return self.reply(refusal),
             Step::Register {
                 peer_id,
                 track,
@@ -344,12 +344,12 @@ impl<R: Membership> SessionCore<R> {
     }
 
     /// Answers with an error, ending the session when the code says so.
-    fn reply(&mut self, code: ErrorCode, reason: String) {
-        if code.closes_session() {
-            let bye = Farewell::error(code, reason, Reading::InSync);
+    fn reply(&mut self, refusal: Refusal) {
+        if refusal.code.closes_session() {
+            let bye = Farewell::refused(refusal, Reading::InSync);
             return self.end(LeaveReason::Disconnect, Some(bye));
         }
-        self.out.push_back(Output::Error(code, reason));
+        self.out.push_back(Output::Error(refusal));
     }
 
     /// Ends the session: what was still to do is dropped, and the place
@@ -438,7 +438,7 @@ mod tests {
                 membership,
             })] => (
                 *reason,
-                f.error.as_ref().map(|e| e.0),
+                f.error.as_ref().map(|e| e.code),
                 f.close_code,
                 membership.is_some(),
             ),
@@ -500,17 +500,23 @@ mod tests {
         let offer = r#"{"type":"Offer","from":"a","to":"b","sdp":"x"}"#;
         let outs = feed(&mut core, Input::Text(offer), t0);
         assert!(matches!(&outs[..], [Output::Relay { to, text }] if to == "b" && text == offer));
-        let full = (ErrorCode::RateLimited, "full".to_owned());
+        let full = Refusal::new(ErrorCode::RateLimited, "full".to_owned());
         let outs = feed(&mut core, Input::Refused(full), t0);
         assert!(matches!(
             &outs[..],
-            [Output::Error(ErrorCode::RateLimited, _)]
+            [Output::Error(Refusal {
+                code: ErrorCode::RateLimited,
+                ..
+            })]
         ));
         let spoofed = r#"{"type":"Offer","from":"z","to":"b","sdp":"x"}"#;
         let outs = feed(&mut core, Input::Text(spoofed), t0);
         assert!(matches!(
             &outs[..],
-            [Output::Error(ErrorCode::SpoofedFrom, _)]
+            [Output::Error(Refusal {
+                code: ErrorCode::SpoofedFrom,
+                ..
+            })]
         ));
         assert!(core.membership().is_some());
     }
@@ -520,13 +526,22 @@ mod tests {
         let t0 = Instant::now();
         let mut core = SessionCore::<Reg>::new(limits(), t0);
         feed(&mut core, Input::Text(REGISTER), t0);
-        let full = (ErrorCode::MeshFull, "full".to_owned());
+        let full = Refusal::new(ErrorCode::MeshFull, "full".to_owned());
         let outs = feed(&mut core, Input::Registered(Err(full)), t0);
-        assert!(matches!(&outs[..], [Output::Error(ErrorCode::MeshFull, _)]));
+        assert!(matches!(
+            &outs[..],
+            [Output::Error(Refusal {
+                code: ErrorCode::MeshFull,
+                ..
+            })]
+        ));
         let outs = feed(&mut core, Input::Text(r#"{"type":"Heartbeat"}"#), t0);
         assert!(matches!(
             &outs[..],
-            [Output::Error(ErrorCode::ExpectedRegister, _)]
+            [Output::Error(Refusal {
+                code: ErrorCode::ExpectedRegister,
+                ..
+            })]
         ));
     }
 

@@ -317,7 +317,7 @@ impl Shell<'_> {
         let (ws, limit) = (&mut *self.ws, self.send_limit);
         match out {
             Output::Text(text) => sent(ws_util::send(ws, Message::Text(text), limit).await),
-            Output::Error(code, why) => sent(ws_util::send_error(ws, code, &why, limit).await),
+            Output::Error(refusal) => sent(ws_util::send_error(ws, &refusal, limit).await),
             Output::Ping => sent(ws_util::send(ws, Message::Ping(Default::default()), limit).await),
             Output::Register {
                 peer_id,
@@ -373,7 +373,7 @@ fn register(
 ) -> Result<(Registration, Utf8Bytes), Refusal> {
     let lease = app.registry.acquire(track).ok_or_else(|| {
         let why = "the server has reached its track limit";
-        (ErrorCode::MeshFull, why.to_owned())
+        Refusal::new(ErrorCode::MeshFull, why.to_owned())
     })?;
     let id = app.next_registration_id();
     let (kill_tx, kill_rx) = oneshot::channel();

@@ -289,7 +289,7 @@ mod tests {
 
         // The old registration (its session not yet closed) is refused.
         let refused = track.relay("a", 1, "b", offer.into(), &mut unlimited());
-        assert_eq!(refused.map_err(|e| e.0), Err(ErrorCode::SpoofedFrom));
+        assert_eq!(refused.map_err(|e| e.code), Err(ErrorCode::SpoofedFrom));
         track.forward_report("a", 1, 99);
         track.leave(&ctx, "a", 1, LeaveReason::Disconnect);
         assert_eq!(b.queued(), NOTHING);
@@ -386,7 +386,7 @@ mod tests {
                 .unwrap();
         }
         let refused = track.relay("b", 2, "a", offer.into(), &mut unlimited());
-        assert_eq!(refused.map_err(|e| e.0), Err(ErrorCode::RateLimited));
+        assert_eq!(refused.map_err(|e| e.code), Err(ErrorCode::RateLimited));
         assert_eq!(track.peer_count(), 3);
         // The planner's message still fits, and a stays in the tree.
         track.leave(&ctx, "c", 3, LeaveReason::Leave);

@@ -16,8 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use tokio::sync::oneshot;
 
-/// An error to answer the asking session with: code and sentence.
-pub type Refusal = (ErrorCode, String);
+pub use meshrelay_protocol::Refusal;
 
 /// Settings and counters shared by every track's tree.
 #[derive(Debug)]
@@ -170,7 +169,7 @@ impl Tree {
         if self.holds(peer_id, registration) {
             return Ok(());
         }
-        Err((
+        Err(Refusal::new(
             ErrorCode::SpoofedFrom,
             format!("this session no longer holds peer id {peer_id}"),
         ))
@@ -190,7 +189,7 @@ impl Tree {
         now: Instant,
     ) -> Result<(PeerAssignment, Vec<Note>), Refusal> {
         if self.sessions.contains_key(peer_id) {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::DuplicatePeerId,
                 format!("peer id {peer_id} is already registered on this track"),
             ));
@@ -199,15 +198,15 @@ impl Tree {
             .max_peers_per_track
             .is_some_and(|max| self.planner.peer_count() >= max)
         {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::MeshFull,
-                "this track has reached its peer limit".into(),
+                "this track has reached its peer limit",
             ));
         }
         if !ctx.reserve_peer() {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::MeshFull,
-                "the server has reached its peer limit".into(),
+                "the server has reached its peer limit",
             ));
         }
         let reads_origin = handle.features.reads_origin;
@@ -219,11 +218,11 @@ impl Tree {
             Err(e) => {
                 ctx.release_peer();
                 return Err(match e {
-                    MeshError::DuplicatePeer(_) => (
+                    MeshError::DuplicatePeer(_) => Refusal::new(
                         ErrorCode::DuplicatePeerId,
                         format!("peer id {peer_id} is already in the tree"),
                     ),
-                    other => (ErrorCode::MeshFull, other.to_string()),
+                    other => Refusal::new(ErrorCode::MeshFull, other.to_string()),
                 });
             }
         };
@@ -262,7 +261,7 @@ impl Tree {
         // since it read this frame.
         self.require(from, registration)?;
         if !self.planner.are_neighbours(from, to) {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::NotNeighbour,
                 format!("{to} is not this peer's parent or child"),
             ));
@@ -272,7 +271,7 @@ impl Tree {
         };
         let bytes = text.len();
         if !budget.allow(to, bytes, now) {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::RateLimited,
                 format!("relaying to {to} faster than its budget allows; this message was dropped"),
             ));
@@ -283,7 +282,7 @@ impl Tree {
         }
         match pushed {
             Ok(()) => Ok(()),
-            Err(PushError::Full) => Err((
+            Err(PushError::Full) => Err(Refusal::new(
                 ErrorCode::RateLimited,
                 format!("{to} is not reading fast enough; this message was dropped"),
             )),
@@ -309,7 +308,7 @@ impl Tree {
             .assignment(child)
             .is_some_and(|a| a.parent.as_deref() == Some(parent));
         if !is_child {
-            return Err((
+            return Err(Refusal::new(
                 ErrorCode::NotNeighbour,
                 format!("{child} is not this peer's child"),
             ));

@@ -1,7 +1,7 @@
 //! Small helpers shared by the WebSocket handlers.
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use meshrelay_protocol::{ErrorCode, ServerMessage};
+use meshrelay_protocol::{ErrorCode, Refusal, ServerMessage};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -55,14 +55,9 @@ pub fn close_code(code: ErrorCode) -> u16 {
 
 /// Sends an `Error` that leaves the session open, counting it. False when
 /// the socket is unusable.
-pub async fn send_error(
-    ws: &mut WebSocket,
-    code: ErrorCode,
-    reason: &str,
-    limit: Duration,
-) -> bool {
-    crate::metrics::error_sent(code);
-    let text = ServerMessage::error(code, reason).to_json();
+pub async fn send_error(ws: &mut WebSocket, refusal: &Refusal, limit: Duration) -> bool {
+    crate::metrics::error_sent(refusal.code);
+    let text = ServerMessage::refused(refusal).to_json();
     send(ws, Message::Text(text.into()), limit).await
 }
 
@@ -82,7 +77,7 @@ pub enum Input {
 #[derive(Debug)]
 pub struct Farewell {
     /// The `Error` sent first, if any (counted).
-    pub error: Option<(ErrorCode, String)>,
+    pub error: Option<Refusal>,
     /// The close frame's code.
     pub close_code: u16,
     /// The close frame's reason.
@@ -93,11 +88,21 @@ pub struct Farewell {
 
 impl Farewell {
     /// An `Error` that ends the session, with its documented close code.
-    pub fn error(code: ErrorCode, reason: impl Into<String>, input: Input) -> Self {
+    pub fn error(
+        code: ErrorCode,
+        reason: impl Into<std::borrow::Cow<'static, str>>,
+        input: Input,
+    ) -> Self {
+        Self::refused(Refusal::new(code, reason), input)
+    }
+
+    /// The `Error` of `refusal` that ends the session, with its documented
+    /// close code.
+    pub fn refused(refusal: Refusal, input: Input) -> Self {
         Self {
-            error: Some((code, reason.into())),
-            close_code: close_code(code),
-            close_reason: code.as_str(),
+            close_code: close_code(refusal.code),
+            close_reason: refusal.code.as_str(),
+            error: Some(refusal),
             input,
         }
     }
@@ -125,9 +130,9 @@ pub async fn farewell(
     limit: Duration,
     shutdown: &CancellationToken,
 ) {
-    if let Some((code, reason)) = &farewell.error {
-        crate::metrics::error_sent(*code);
-        let text = ServerMessage::error(*code, reason).to_json();
+    if let Some(refusal) = &farewell.error {
+        crate::metrics::error_sent(refusal.code);
+        let text = ServerMessage::refused(refusal).to_json();
         if !send(ws, Message::Text(text.into()), limit).await {
             return;
         }
