@@ -26,8 +26,8 @@ pub struct PeerStats {
     pub peer_id: String,
     /// Its track.
     pub track: String,
-    /// `Root`, `Relay` or `Leaf`.
-    pub role: String,
+    /// `Root`, `Relay` or `Leaf`, spelt as in `AssignParent`.
+    pub role: meshrelay_protocol::Role,
     /// Its parent's id, if any.
     pub parent: Option<String>,
     /// Hops from the origin.
@@ -180,7 +180,7 @@ pub async fn mesh(State(app): State<Arc<App>>, Query(q): Query<MeshQuery>) -> Js
         let tree = track.tree_snapshot(with_peers);
         view.peer_count += tree.peer_count;
         view.peers.extend(tree.peers.into_iter().map(|p| PeerStats {
-            role: format!("{:?}", p.role),
+            role: crate::wire::role(p.role),
             intended_children: p.child_count,
             peer_id: p.id,
             track: track.name.to_string(),
