@@ -21,7 +21,7 @@ const DEMO_HTML: &str = include_str!("../../../sdk/js/demo/index.html");
 
 /// One peer, in LVQR's `MeshPeerStats` shape plus its track.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct PeerStats {
+pub(crate) struct PeerStats {
     /// Its id.
     pub peer_id: String,
     /// Its track.
@@ -46,7 +46,7 @@ pub struct PeerStats {
 
 /// One track's summary.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct TrackStatsView {
+pub(crate) struct TrackStatsView {
     /// Its name.
     pub track: String,
     /// Peers in its tree.
@@ -73,7 +73,7 @@ pub struct TrackStatsView {
 
 /// `GET /api/v1/mesh` body.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct MeshView {
+pub(crate) struct MeshView {
     /// Always true: the mesh is part of the server.
     pub enabled: bool,
     /// Peers over all tracks.
@@ -91,21 +91,21 @@ pub struct MeshView {
 
 /// Query of `/api/v1/mesh`.
 #[derive(Debug, Deserialize)]
-pub struct MeshQuery {
+pub(crate) struct MeshQuery {
     /// Include the per-peer list (default true; O(peers)).
     peers: Option<bool>,
 }
 
 /// The token part of an admin request's query.
 #[derive(Debug, Deserialize)]
-pub struct TokenQuery {
+pub(crate) struct TokenQuery {
     token: Option<String>,
 }
 
 /// Lets an admin request through only with the `--admin-token` (when one is
 /// set): `Authorization: Bearer <token>` or `?token=`. Otherwise 401 with a
 /// `WWW-Authenticate` challenge, and the handler never runs.
-pub async fn require_admin_token(
+pub(crate) async fn require_admin_token(
     State(app): State<Arc<App>>,
     Query(q): Query<TokenQuery>,
     req: Request,
@@ -132,7 +132,7 @@ pub async fn require_admin_token(
 
 /// The CORS layer of the admin API, or `None` when it is off. Answers a
 /// preflight for `GET` with an `Authorization` header (the admin token).
-pub fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
+pub(crate) fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
     let allow = match origins {
         CorsOrigins::Off => return None,
         CorsOrigins::Any => AllowOrigin::any(),
@@ -152,7 +152,7 @@ pub fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
 /// Percentage of all peers fed by a peer, over tracks given as
 /// `(peer_count, offload_percentage)`: each track's percentage weighted by
 /// its peers.
-pub fn overall_offload(tracks: impl IntoIterator<Item = (usize, f64)>) -> f64 {
+pub(crate) fn overall_offload(tracks: impl IntoIterator<Item = (usize, f64)>) -> f64 {
     let (peers, offloaded) = tracks
         .into_iter()
         .fold((0usize, 0.0f64), |(peers, offloaded), (n, pct)| {
@@ -166,7 +166,10 @@ pub fn overall_offload(tracks: impl IntoIterator<Item = (usize, f64)>) -> f64 {
 }
 
 /// `GET /api/v1/mesh`.
-pub async fn mesh(State(app): State<Arc<App>>, Query(q): Query<MeshQuery>) -> Json<MeshView> {
+pub(crate) async fn mesh(
+    State(app): State<Arc<App>>,
+    Query(q): Query<MeshQuery>,
+) -> Json<MeshView> {
     let with_peers = q.peers.unwrap_or(true);
     let mut view = MeshView {
         enabled: true,
@@ -214,7 +217,7 @@ pub async fn mesh(State(app): State<Arc<App>>, Query(q): Query<MeshQuery>) -> Js
 }
 
 /// `GET /metrics`: Prometheus text. Tree gauges are computed at scrape time.
-pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+pub(crate) async fn metrics(State(app): State<Arc<App>>) -> Response {
     let tracks = app.registry.list();
     let trees: Vec<_> = tracks.iter().map(|t| t.tree_snapshot(false)).collect();
     let peers: usize = trees.iter().map(|t| t.peer_count).sum();
@@ -239,12 +242,12 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
 }
 
 /// `GET /healthz`.
-pub async fn healthz() -> &'static str {
+pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// `GET /sdk/meshrelay.js`.
-pub async fn sdk() -> Response {
+pub(crate) async fn sdk() -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
@@ -256,7 +259,7 @@ pub async fn sdk() -> Response {
 }
 
 /// `GET /` and `GET /demo`.
-pub async fn demo_page() -> Response {
+pub(crate) async fn demo_page() -> Response {
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         DEMO_HTML,

@@ -3,11 +3,11 @@
 //! `?token=`).
 
 /// The subprotocol prefix that carries a bearer token.
-pub const BEARER_PREFIX: &str = "lvqr.bearer.";
+pub(crate) const BEARER_PREFIX: &str = "lvqr.bearer.";
 
 /// The outcome of an upgrade's token check.
 #[derive(Debug, PartialEq, Eq)]
-pub enum AuthDecision {
+pub(crate) enum AuthDecision {
     /// Allowed; echo this subprotocol on the upgrade, if any.
     Allow(Option<String>),
     /// Refuse with 401 before the upgrade.
@@ -19,7 +19,7 @@ pub enum AuthDecision {
 /// A requested `lvqr.bearer.*` subprotocol is echoed whenever the upgrade is
 /// allowed, because browsers fail a handshake whose requested subprotocol is
 /// not echoed.
-pub fn check<'a>(
+pub(crate) fn check<'a>(
     expected: Option<&str>,
     requested: impl IntoIterator<Item = &'a str>,
     query_token: Option<&str>,
@@ -45,7 +45,7 @@ pub fn check<'a>(
 
 /// Whether an admin request may pass: no token configured, or the
 /// `Authorization` header is `Bearer <token>`, or the query's token matches.
-pub fn admin_allowed(
+pub(crate) fn admin_allowed(
     expected: Option<&str>,
     authorization: Option<&str>,
     query_token: Option<&str>,

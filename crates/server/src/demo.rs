@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The demo's track.
-pub const DEMO_TRACK: &str = "demo/live";
+pub(crate) const DEMO_TRACK: &str = "demo/live";
 
 /// The demo track's tree: one root fed by the origin and at most two
 /// children per peer, so the handful of viewers a newcomer opens forms a
 /// visible relay tree instead of a row of roots.
-pub fn demo_mesh(server: &MeshConfig) -> MeshConfig {
+pub(crate) fn demo_mesh(server: &MeshConfig) -> MeshConfig {
     MeshConfig {
         root_peer_count: 1,
         max_children: server.max_children.clamp(1, 2),
@@ -26,7 +26,7 @@ const BIG_EVERY: u64 = 50;
 const BIG_BYTES: usize = 100 * 1024;
 
 /// The payload of object number `seq`: JSON text, padded when large.
-pub fn demo_object(seq: u64, ts_ms: u128) -> Vec<u8> {
+pub(crate) fn demo_object(seq: u64, ts_ms: u128) -> Vec<u8> {
     let big = seq % BIG_EVERY == BIG_EVERY - 1;
     let head = format!(r#"{{"seq":{seq},"ts_ms":{ts_ms},"big":{big},"pad":""#);
     let mut out = head.into_bytes();
@@ -39,7 +39,7 @@ pub fn demo_object(seq: u64, ts_ms: u128) -> Vec<u8> {
 }
 
 /// Publishes until shutdown.
-pub async fn run(app: Arc<App>) {
+pub(crate) async fn run(app: Arc<App>) {
     let Some(lease) = app.registry.acquire(DEMO_TRACK) else {
         tracing::warn!("track limit reached: the demo publisher does not run");
         return;

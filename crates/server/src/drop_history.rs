@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 /// Two different children dropped by one parent within this window mean the
 /// parent cannot feed its children.
-pub const REPEAT_DROP_WINDOW: Duration = Duration::from_secs(10);
+pub(crate) const REPEAT_DROP_WINDOW: Duration = Duration::from_secs(10);
 
 /// Drops remembered per parent: more than its children at once is never needed.
-pub const MAX_DROPS_KEPT: usize = 8;
+pub(crate) const MAX_DROPS_KEPT: usize = 8;
 
 /// Recent drops by parent, at most [`MAX_DROPS_KEPT`] per parent.
 #[derive(Debug, Default)]
-pub struct DropHistory {
+pub(crate) struct DropHistory {
     by_parent: HashMap<String, Vec<(String, Instant)>>,
 }
 
@@ -22,7 +22,7 @@ impl DropHistory {
     /// Records that `parent` dropped `child` at `now`; true when it dropped
     /// another child less than [`REPEAT_DROP_WINDOW`] before. The same
     /// child dropped again only renews its own entry.
-    pub fn record(&mut self, parent: &str, child: &str, now: Instant) -> bool {
+    pub(crate) fn record(&mut self, parent: &str, child: &str, now: Instant) -> bool {
         let history = self.by_parent.entry(parent.to_owned()).or_default();
         history.retain(|(_, at)| now.saturating_duration_since(*at) < REPEAT_DROP_WINDOW);
         let repeated = history.iter().any(|(c, _)| c != child);
@@ -35,7 +35,7 @@ impl DropHistory {
     }
 
     /// Forgets `parent`'s drops (it left the tree).
-    pub fn forget(&mut self, parent: &str) {
+    pub(crate) fn forget(&mut self, parent: &str) {
         self.by_parent.remove(parent);
     }
 }

@@ -1,34 +1,29 @@
-//! meshrelay's server: `/signal` signaling over the relay-tree planner,
-//! origin ingest and egress, admin API and metrics.
-//!
-//! Each track's planner sits behind its own lock, taken only for planner
-//! calls and non-blocking queue pushes, never across an `.await`. Every
-//! queue towards a client is bounded; a client that cannot keep up is cut
-//! off and its leave is planned.
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs, unreachable_pub)]
 
-pub mod admin;
-pub mod app;
-pub mod auth;
-pub mod config;
-pub mod connections;
-pub mod demo;
-pub mod drop_history;
-pub mod liveness;
-pub mod metrics;
-pub mod origin;
-pub mod origin_ws;
-pub mod outbox;
-pub mod ratelimit;
-pub mod registry;
-pub mod relay_budget;
-pub mod ring;
-pub mod session;
-pub mod session_core;
-pub mod signal_ws;
-pub mod track;
-pub mod tree;
-pub mod wire;
-pub mod ws_util;
+mod admin;
+mod app;
+mod auth;
+mod config;
+mod connections;
+mod demo;
+mod drop_history;
+mod liveness;
+mod metrics;
+mod origin;
+mod origin_ws;
+mod outbox;
+mod ratelimit;
+mod registry;
+mod relay_budget;
+mod ring;
+mod session;
+mod session_core;
+mod signal_ws;
+mod track;
+mod tree;
+mod wire;
+mod ws_util;
 
 pub use app::App;
 pub use config::{parse_cors_origins, parse_ice_servers, CorsOrigins, ServerConfig};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// What to do now that a check is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Due {
+pub(crate) enum Due {
     /// Send a ping; the next one is scheduled.
     Ping,
     /// Alive, and no ping due yet.
@@ -19,7 +19,7 @@ pub enum Due {
 
 /// When the next ping is due and when the client was last heard from.
 #[derive(Debug)]
-pub struct Liveness {
+pub(crate) struct Liveness {
     timeout: Duration,
     ping_every: Duration,
     check_every: Duration,
@@ -30,7 +30,7 @@ pub struct Liveness {
 
 impl Liveness {
     /// Starts the clock: the client counts as heard from at `now`.
-    pub fn new(timeout: Duration, now: Instant) -> Self {
+    pub(crate) fn new(timeout: Duration, now: Instant) -> Self {
         let ping_every = (timeout / 3).max(Duration::from_millis(10));
         let check_every = ping_every.min(Duration::from_secs(1));
         Self {
@@ -44,23 +44,23 @@ impl Liveness {
     }
 
     /// Records that something (a message, a ping, a pong) arrived at `now`.
-    pub fn seen(&mut self, now: Instant) {
+    pub(crate) fn seen(&mut self, now: Instant) {
         self.last_seen = now;
     }
 
     /// When the next check is due.
-    pub fn deadline(&self) -> Instant {
+    pub(crate) fn deadline(&self) -> Instant {
         self.next_ping.min(self.next_check)
     }
 
     /// Whether a check (and maybe a ping) is due at `now`.
-    pub fn check_due(&self, now: Instant) -> bool {
+    pub(crate) fn check_due(&self, now: Instant) -> bool {
         now >= self.deadline()
     }
 
     /// Decides on a check due at `now`; schedules the next check, and the
     /// next ping when one is sent.
-    pub fn on_due(&mut self, now: Instant) -> Due {
+    pub(crate) fn on_due(&mut self, now: Instant) -> Due {
         if now.saturating_duration_since(self.last_seen) > self.timeout {
             return Due::Gone;
         }

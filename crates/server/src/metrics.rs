@@ -4,51 +4,51 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
 /// Peers in all trees (gauge, set at scrape).
-pub const PEERS: &str = "meshrelay_peers";
+pub(crate) const PEERS: &str = "meshrelay_peers";
 /// Root peers in all trees (gauge, set at scrape).
-pub const ROOTS: &str = "meshrelay_roots";
+pub(crate) const ROOTS: &str = "meshrelay_roots";
 /// Percentage of peers fed by another peer (gauge, set at scrape).
-pub const OFFLOAD: &str = "meshrelay_offload_percentage";
+pub(crate) const OFFLOAD: &str = "meshrelay_offload_percentage";
 /// Live tracks (gauge, set at scrape).
-pub const TRACKS: &str = "meshrelay_tracks";
+pub(crate) const TRACKS: &str = "meshrelay_tracks";
 /// Bytes held by all tracks' rings (gauge, set at scrape).
-pub const RING_BYTES: &str = "meshrelay_ring_bytes";
+pub(crate) const RING_BYTES: &str = "meshrelay_ring_bytes";
 /// The server-wide ring budget, `--ring-bytes-total` (gauge, set at scrape).
-pub const RING_BYTES_BUDGET: &str = "meshrelay_ring_bytes_budget";
+pub(crate) const RING_BYTES_BUDGET: &str = "meshrelay_ring_bytes_budget";
 /// Open WebSocket connections on `/signal`, `/ws` and `/ingest`, counted
 /// against `--max-connections` (gauge, set at scrape).
-pub const CONNECTIONS: &str = "meshrelay_connections";
+pub(crate) const CONNECTIONS: &str = "meshrelay_connections";
 /// Open `/signal` connections (gauge).
-pub const SIGNAL_SESSIONS: &str = "meshrelay_signal_sessions";
+pub(crate) const SIGNAL_SESSIONS: &str = "meshrelay_signal_sessions";
 /// Successful registrations.
-pub const JOINS: &str = "meshrelay_joins_total";
+pub(crate) const JOINS: &str = "meshrelay_joins_total";
 /// Planned leaves, by `reason` (leave, disconnect, timeout, slow_consumer, shutdown).
-pub const LEAVES: &str = "meshrelay_leaves_total";
+pub(crate) const LEAVES: &str = "meshrelay_leaves_total";
 /// `AssignParent` messages sent after the first one (re-parenting).
-pub const REASSIGNMENTS: &str = "meshrelay_reassignments_total";
+pub(crate) const REASSIGNMENTS: &str = "meshrelay_reassignments_total";
 /// DropChild of a second, different child by one parent within 10 s: its
 /// capacity is lowered to the children it has left.
-pub const REPEATED_DROPS: &str = "meshrelay_repeated_child_drops_total";
+pub(crate) const REPEATED_DROPS: &str = "meshrelay_repeated_child_drops_total";
 /// `/signal` frames received, by `kind`.
-pub const SIGNAL_MESSAGES: &str = "meshrelay_signal_messages_total";
+pub(crate) const SIGNAL_MESSAGES: &str = "meshrelay_signal_messages_total";
 /// `Error` messages sent, by `code`.
-pub const ERRORS: &str = "meshrelay_errors_total";
+pub(crate) const ERRORS: &str = "meshrelay_errors_total";
 /// Objects received from publishers.
-pub const OBJECTS_IN: &str = "meshrelay_origin_objects_in_total";
+pub(crate) const OBJECTS_IN: &str = "meshrelay_origin_objects_in_total";
 /// Payload bytes received from publishers.
-pub const BYTES_IN: &str = "meshrelay_origin_bytes_in_total";
+pub(crate) const BYTES_IN: &str = "meshrelay_origin_bytes_in_total";
 /// Objects written to `/ws/{track}` subscribers.
-pub const OBJECTS_OUT: &str = "meshrelay_origin_objects_out_total";
+pub(crate) const OBJECTS_OUT: &str = "meshrelay_origin_objects_out_total";
 /// Bytes written to `/ws/{track}` subscribers: framed objects and text notices.
-pub const BYTES_OUT: &str = "meshrelay_origin_bytes_out_total";
+pub(crate) const BYTES_OUT: &str = "meshrelay_origin_bytes_out_total";
 /// Egress subscribers closed because they fell out of the ring.
-pub const EGRESS_LAGGED: &str = "meshrelay_origin_lagged_subscribers_total";
+pub(crate) const EGRESS_LAGGED: &str = "meshrelay_origin_lagged_subscribers_total";
 
 /// The process's Prometheus recorder, installed on first use.
 ///
 /// The `metrics` facade has one global recorder per process, so several
 /// servers in one process (tests) share it.
-pub fn handle() -> &'static PrometheusHandle {
+pub(crate) fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new().build_recorder();
@@ -61,6 +61,6 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 /// Counts one `Error` sent.
-pub fn error_sent(code: meshrelay_protocol::ErrorCode) {
+pub(crate) fn error_sent(code: meshrelay_protocol::ErrorCode) {
     metrics::counter!(ERRORS, "code" => code.as_str()).increment(1);
 }

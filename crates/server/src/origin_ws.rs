@@ -22,7 +22,7 @@ const READ_BATCH: usize = 64;
 
 /// Why an origin upgrade was refused, answered over HTTP before the upgrade.
 #[derive(Debug)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// 400: the track in the path breaks the track rules.
     BadTrack(std::borrow::Cow<'static, str>),
     /// 401: missing or wrong token.
@@ -97,7 +97,7 @@ fn stall_limit(app: &App) -> Duration {
 
 /// `GET /ingest/{track}`: one binary message per object, from the track's
 /// only publisher.
-pub async fn ingest(
+pub(crate) async fn ingest(
     State(app): State<Arc<App>>,
     Path(track): Path<String>,
     Query(q): Query<WsQuery>,
@@ -215,7 +215,7 @@ async fn run_ingest(ws: &mut WebSocket, app: &App, track: &Track) -> Option<Fare
 }
 
 /// `GET /ws/{track}?from=<id>`: framed objects in id order.
-pub async fn egress(
+pub(crate) async fn egress(
     State(app): State<Arc<App>>,
     Path(track): Path<String>,
     Query(q): Query<WsQuery>,

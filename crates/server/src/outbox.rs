@@ -38,14 +38,14 @@ pub struct Outbox {
 
 /// The consuming side, held by the session task.
 #[derive(Debug)]
-pub struct Inbox {
+pub(crate) struct Inbox {
     rx: mpsc::Receiver<Utf8Bytes>,
     queued_bytes: Arc<AtomicUsize>,
 }
 
 /// A queue holding at most `max_frames` frames (at least 1) and, beyond
 /// its first frame, at most `max_bytes` bytes of text.
-pub fn channel(max_frames: usize, max_bytes: usize) -> (Outbox, Inbox) {
+pub(crate) fn channel(max_frames: usize, max_bytes: usize) -> (Outbox, Inbox) {
     let max_frames = max_frames.max(1);
     let (tx, rx) = mpsc::channel(max_frames);
     let queued_bytes = Arc::new(AtomicUsize::new(0));
@@ -96,14 +96,14 @@ impl Outbox {
 
 impl Inbox {
     /// The next frame; `None` once every [`Outbox`] is gone.
-    pub async fn recv(&mut self) -> Option<Utf8Bytes> {
+    pub(crate) async fn recv(&mut self) -> Option<Utf8Bytes> {
         let text = self.rx.recv().await?;
         self.queued_bytes.fetch_sub(text.len(), Ordering::AcqRel);
         Some(text)
     }
 
     /// Discards every queued frame.
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         while let Ok(text) = self.rx.try_recv() {
             self.queued_bytes.fetch_sub(text.len(), Ordering::AcqRel);
         }

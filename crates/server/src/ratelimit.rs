@@ -4,7 +4,7 @@ use std::time::Instant;
 
 /// Allows `rate` events per second on average with bursts up to `burst`.
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,
@@ -13,7 +13,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket.
-    pub fn new(rate: f64, burst: f64, now: Instant) -> Self {
+    pub(crate) fn new(rate: f64, burst: f64, now: Instant) -> Self {
         let burst = burst.max(1.0);
         Self {
             rate,
@@ -24,13 +24,13 @@ impl TokenBucket {
     }
 
     /// Takes one token; false when the bucket is empty.
-    pub fn allow(&mut self, now: Instant) -> bool {
+    pub(crate) fn allow(&mut self, now: Instant) -> bool {
         self.allow_n(1.0, now)
     }
 
     /// Takes `cost` tokens if the bucket holds them; false (taking none)
     /// otherwise. A cost above the burst never passes.
-    pub fn allow_n(&mut self, cost: f64, now: Instant) -> bool {
+    pub(crate) fn allow_n(&mut self, cost: f64, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
@@ -43,12 +43,12 @@ impl TokenBucket {
     }
 
     /// Puts back `cost` tokens taken for nothing (up to the burst).
-    pub fn refund(&mut self, cost: f64) {
+    pub(crate) fn refund(&mut self, cost: f64) {
         self.tokens = (self.tokens + cost).min(self.burst);
     }
 
     /// Whether the bucket is full again at `now` (nothing taken is still owed).
-    pub fn is_full(&self, now: Instant) -> bool {
+    pub(crate) fn is_full(&self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens + elapsed * self.rate >= self.burst
     }

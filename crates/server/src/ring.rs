@@ -54,7 +54,7 @@ impl RingBudget {
 /// Newest objects of one track, each stored already framed
 /// (`[u64 BE id][payload]`) so every subscriber sends the same bytes.
 #[derive(Debug)]
-pub struct Ring {
+pub(crate) struct Ring {
     objects: VecDeque<Bytes>,
     /// Id of the object at the front of `objects`.
     first_id: u64,
@@ -86,7 +86,7 @@ impl Ring {
     /// An empty ring keeping at most `max_objects` objects (at least 1),
     /// about `max_bytes` bytes, and its share of `budget` (always at least
     /// the newest object).
-    pub fn new(max_objects: usize, max_bytes: usize, budget: Arc<RingBudget>) -> Self {
+    pub(crate) fn new(max_objects: usize, max_bytes: usize, budget: Arc<RingBudget>) -> Self {
         Self {
             objects: VecDeque::new(),
             first_id: 0,
@@ -98,22 +98,24 @@ impl Ring {
     }
 
     /// Framed bytes held now.
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
     /// The id the next pushed object gets.
-    pub fn next_id(&self) -> u64 {
+    pub(crate) fn next_id(&self) -> u64 {
         self.first_id + self.objects.len() as u64
     }
 
     /// Oldest kept id (equals `next_id` when empty).
-    pub fn first_id(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn first_id(&self) -> u64 {
         self.first_id
     }
 
     /// Appends one payload, returns its id and the framed bytes.
-    pub fn push(&mut self, payload: &[u8]) -> (u64, Bytes) {
+    pub(crate) fn push(&mut self, payload: &[u8]) -> (u64, Bytes) {
         let id = self.next_id();
         let framed = Bytes::from(meshrelay_protocol::frame_object(id, payload));
         self.bytes += framed.len();
@@ -132,7 +134,7 @@ impl Ring {
     }
 
     /// Where a subscriber asking for `from` starts (see docs/protocol.md).
-    pub fn start(&self, from: Option<u64>) -> Start {
+    pub(crate) fn start(&self, from: Option<u64>) -> Start {
         let next = self.next_id();
         match from {
             None => Start {
@@ -155,7 +157,7 @@ impl Ring {
     }
 
     /// Up to `max` objects from `cursor` on.
-    pub fn read(&self, cursor: u64, max: usize) -> Read {
+    pub(crate) fn read(&self, cursor: u64, max: usize) -> Read {
         if cursor < self.first_id {
             return Read::Lagged;
         }

@@ -9,7 +9,7 @@ use meshrelay_protocol::{
 
 /// What the shell must do with one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Answer with this error; the session state is unchanged.
     Reply(Refusal),
     /// Try to join the tree.
@@ -46,7 +46,7 @@ pub enum Step {
 
 /// Decides what to do with one text frame from a session registered as
 /// `own` (`None` while unregistered).
-pub fn step(own: Option<&str>, text: &str) -> Step {
+pub(crate) fn step(own: Option<&str>, text: &str) -> Step {
     let msg = match decode_client(text) {
         Ok(m) => m,
         Err(refusal) => return Step::Reply(refusal),
@@ -121,7 +121,7 @@ fn relay(own: Option<&str>, from: String, to: String, msg: ServerMessage) -> Ste
 
 impl Step {
     /// A metrics label for the step (a small fixed set).
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Step::Reply(..) => "refused",
             Step::Register { .. } => "register",

@@ -18,14 +18,14 @@ use std::time::{Duration, Instant};
 
 /// The shell's hold on a place in a track, kept by the core while the
 /// session is registered; dropping it must plan the leave.
-pub trait Membership {
+pub(crate) trait Membership {
     /// The registered peer id.
     fn peer_id(&self) -> &str;
 }
 
 /// The session's limits, from the server's settings.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Largest text or binary frame accepted (`too_large` beyond).
     pub max_message_bytes: usize,
     /// Messages per second the client may send on average.
@@ -40,7 +40,7 @@ pub struct Limits {
 
 /// Something that happened to the session.
 #[derive(Debug)]
-pub enum Input<'a, R> {
+pub(crate) enum Input<'a, R> {
     /// A text frame from the client.
     Text(&'a str),
     /// A binary frame of this many bytes from the client.
@@ -74,7 +74,7 @@ pub enum Input<'a, R> {
 
 /// What the shell must do, in order.
 #[derive(Debug)]
-pub enum Output<R> {
+pub(crate) enum Output<R> {
     /// Send this text frame.
     Text(Utf8Bytes),
     /// Send this `Error`; the session stays open.
@@ -119,7 +119,7 @@ pub enum Output<R> {
 
 /// How a session ended.
 #[derive(Debug)]
-pub struct End<R> {
+pub(crate) struct End<R> {
     /// Why, for the leave and its metrics.
     pub reason: LeaveReason,
     /// How to say goodbye, if at all.
@@ -136,7 +136,7 @@ enum Place<R> {
 }
 
 /// One session's state and decisions.
-pub struct SessionCore<R> {
+pub(crate) struct SessionCore<R> {
     limits: Limits,
     place: Place<R>,
     bucket: TokenBucket,
@@ -149,7 +149,7 @@ pub struct SessionCore<R> {
 impl<R: Membership> SessionCore<R> {
     /// A session that opened at `now`: unregistered, heard from now, with
     /// a full message bucket.
-    pub fn new(limits: Limits, now: Instant) -> Self {
+    pub(crate) fn new(limits: Limits, now: Instant) -> Self {
         Self {
             place: Place::Unregistered {
                 register_by: now + limits.register_timeout,
@@ -163,7 +163,7 @@ impl<R: Membership> SessionCore<R> {
     }
 
     /// The place held, while registered.
-    pub fn membership(&self) -> Option<&R> {
+    pub(crate) fn membership(&self) -> Option<&R> {
         match &self.place {
             Place::Registered(r) => Some(r),
             _ => None,
@@ -171,7 +171,7 @@ impl<R: Membership> SessionCore<R> {
     }
 
     /// The place held, while registered (for the shell's kill signal).
-    pub fn membership_mut(&mut self) -> Option<&mut R> {
+    pub(crate) fn membership_mut(&mut self) -> Option<&mut R> {
         match &mut self.place {
             Place::Registered(r) => Some(r),
             _ => None,
@@ -180,7 +180,7 @@ impl<R: Membership> SessionCore<R> {
 
     /// The next thing to do; [`Output::Timeout`] once there is nothing
     /// else. After [`Output::End`] the core takes no more input.
-    pub fn poll_output(&mut self) -> Output<R> {
+    pub(crate) fn poll_output(&mut self) -> Output<R> {
         if let Some(out) = self.out.pop_front() {
             return out;
         }
@@ -193,7 +193,7 @@ impl<R: Membership> SessionCore<R> {
     }
 
     /// Feeds one input that happened at `now`.
-    pub fn handle_input(&mut self, input: Input<'_, R>, now: Instant) {
+    pub(crate) fn handle_input(&mut self, input: Input<'_, R>, now: Instant) {
         if matches!(self.place, Place::Ended) {
             return;
         }

@@ -24,7 +24,7 @@ use tokio::sync::oneshot;
 
 /// Query parameters accepted on WebSocket endpoints.
 #[derive(Debug, Default, Deserialize)]
-pub struct WsQuery {
+pub(crate) struct WsQuery {
     /// Bearer token, as an alternative to the subprotocol.
     pub token: Option<String>,
     /// Egress resume point.
@@ -37,7 +37,7 @@ const SIGNAL_READ_BUFFER: usize = 4 * 1024;
 
 /// A refused upgrade: HTTP 401 before any WebSocket exists.
 #[derive(Debug)]
-pub struct Unauthorized;
+pub(crate) struct Unauthorized;
 
 impl IntoResponse for Unauthorized {
     fn into_response(self) -> Response {
@@ -50,7 +50,7 @@ impl IntoResponse for Unauthorized {
 }
 
 /// Checks the token before the upgrade and selects the echoed subprotocol.
-pub fn authorize(
+pub(crate) fn authorize(
     mut ws: WebSocketUpgrade,
     expected: Option<&str>,
     query_token: Option<&str>,
@@ -74,7 +74,7 @@ pub fn authorize(
 }
 
 /// `GET /signal`.
-pub async fn handler(
+pub(crate) async fn handler(
     State(app): State<Arc<App>>,
     Query(q): Query<WsQuery>,
     ws: WebSocketUpgrade,

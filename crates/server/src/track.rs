@@ -15,7 +15,7 @@ use meshrelay_mesh::MeshConfig;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-pub use crate::tree::LeaveReason;
+pub(crate) use crate::tree::LeaveReason;
 
 /// The right to publish on a track, held by at most one publisher at a
 /// time so two publishers never interleave their objects; dropping it lets

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use tokio::sync::oneshot;
 
-pub use meshrelay_protocol::Refusal;
+pub(crate) use meshrelay_protocol::Refusal;
 
 /// Settings and counters shared by every track's tree.
 #[derive(Debug)]
@@ -111,7 +111,7 @@ impl LeaveReason {
 
 /// What the tree owes one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Notice {
+pub(crate) enum Notice {
     /// `PeerLeft` naming this peer: no longer its neighbour.
     PeerLeft(PeerId),
     /// `AssignParent` with its new place.
@@ -120,7 +120,7 @@ pub enum Notice {
 
 /// A notice for one registered peer, in the order it must be queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Note {
+pub(crate) struct Note {
     /// The peer to tell.
     pub to: PeerId,
     /// What to tell it.
@@ -142,7 +142,7 @@ pub struct TreeSnapshot {
 
 /// The tree of one track and the sessions in it; every peer in the planner
 /// has exactly one session handle, and every handle one planner peer.
-pub struct Tree {
+pub(crate) struct Tree {
     planner: Planner,
     sessions: HashMap<String, SessionHandle>,
     drops: DropHistory,
@@ -150,7 +150,7 @@ pub struct Tree {
 
 impl Tree {
     /// An empty tree with these limits.
-    pub fn new(mesh: MeshConfig) -> Self {
+    pub(crate) fn new(mesh: MeshConfig) -> Self {
         Self {
             planner: Planner::new(mesh),
             sessions: HashMap::new(),
@@ -180,7 +180,7 @@ impl Tree {
     /// peers waiting for a place are placed in the room it brings). Returns
     /// the newcomer's place, whose `AssignParent` must be sent before
     /// anything queued on its handle, and what the others are owed.
-    pub fn register(
+    pub(crate) fn register(
         &mut self,
         ctx: &MeshCtx,
         peer_id: &str,
@@ -248,7 +248,7 @@ impl Tree {
     /// sender has sent its budget's worth already, is left alone: the frame
     /// is dropped and the sender refused with `rate_limited`, so no client
     /// can get another cut off.
-    pub fn relay(
+    pub(crate) fn relay(
         &self,
         from: &str,
         registration: u64,
@@ -296,7 +296,7 @@ impl Tree {
     /// returns what every peer that moved is owed. A child with nowhere else
     /// to go stays. Follow it with [`Tree::record_drop`] once these notes
     /// are queued.
-    pub fn drop_child(
+    pub(crate) fn drop_child(
         &mut self,
         parent: &str,
         registration: u64,
@@ -324,7 +324,7 @@ impl Tree {
     /// parent is the one that cannot keep up: its capacity falls to the
     /// children it has left, so the slots they freed are not refilled;
     /// returns its new place when that makes it a leaf.
-    pub fn record_drop(&mut self, parent: &str, child: &str, now: Instant) -> Vec<Note> {
+    pub(crate) fn record_drop(&mut self, parent: &str, child: &str, now: Instant) -> Vec<Note> {
         if !self.drops.record(parent, child, now) {
             return Vec::new();
         }
@@ -340,7 +340,7 @@ impl Tree {
 
     /// Replaces the forwarded-object count of `peer_id`, if `registration`
     /// still holds it.
-    pub fn forward_report(&mut self, peer_id: &str, registration: u64, forwarded: u64) {
+    pub(crate) fn forward_report(&mut self, peer_id: &str, registration: u64, forwarded: u64) {
         if self.holds(peer_id, registration) {
             self.planner.record_forward_report(peer_id, forwarded);
         }
@@ -350,7 +350,7 @@ impl Tree {
     /// its neighbours and the peers that moved are owed; nothing if that
     /// registration no longer holds the id (it was already cut off), so
     /// each registration is planned out exactly once.
-    pub fn leave(
+    pub(crate) fn leave(
         &mut self,
         ctx: &MeshCtx,
         peer_id: &str,
@@ -367,7 +367,7 @@ impl Tree {
     /// Cuts off the session of `peer_id`, whose queue has no room even for
     /// the tree's own messages: tells it to close with `slow_consumer` and
     /// plans its leave. Nothing for a peer already gone.
-    pub fn cut_off(&mut self, ctx: &MeshCtx, peer_id: &str) -> Vec<Note> {
+    pub(crate) fn cut_off(&mut self, ctx: &MeshCtx, peer_id: &str) -> Vec<Note> {
         let Some(mut handle) = self.sessions.remove(peer_id) else {
             return Vec::new();
         };
@@ -378,13 +378,13 @@ impl Tree {
     }
 
     /// Gives waiting peers a place if one freed up; returns what they are owed.
-    pub fn place_detached(&mut self) -> Vec<Note> {
+    pub(crate) fn place_detached(&mut self) -> Vec<Note> {
         let replan = self.planner.place_detached();
         self.notes_for(&replan)
     }
 
     /// The queue towards `peer_id`'s client, while it is registered.
-    pub fn outbox(&self, peer_id: &str) -> Option<&Outbox> {
+    pub(crate) fn outbox(&self, peer_id: &str) -> Option<&Outbox> {
         self.sessions.get(peer_id).map(|h| &h.tx)
     }
 
@@ -456,7 +456,7 @@ impl Tree {
     }
 
     /// Counts and a copy of the tree; `with_peers` adds every peer (O(n)).
-    pub fn snapshot(&self, with_peers: bool) -> TreeSnapshot {
+    pub(crate) fn snapshot(&self, with_peers: bool) -> TreeSnapshot {
         TreeSnapshot {
             peer_count: self.planner.peer_count(),
             root_count: self.planner.root_count(),
@@ -471,7 +471,7 @@ impl Tree {
     }
 
     /// Peers in the tree now.
-    pub fn peer_count(&self) -> usize {
+    pub(crate) fn peer_count(&self) -> usize {
         self.planner.peer_count()
     }
 }

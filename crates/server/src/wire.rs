@@ -41,7 +41,7 @@ enum Wire<'a> {
 }
 
 /// The protocol's spelling of a planner role.
-pub fn role(r: PeerRole) -> Role {
+pub(crate) fn role(r: PeerRole) -> Role {
     match r {
         PeerRole::Root => Role::Root,
         PeerRole::Relay => Role::Relay,
@@ -51,7 +51,7 @@ pub fn role(r: PeerRole) -> Role {
 
 /// The `AssignParent` text for `a`, byte for byte what
 /// `ServerMessage::AssignParent` with the same fields renders.
-pub fn assign_parent(
+pub(crate) fn assign_parent(
     a: &PeerAssignment,
     ice: &IceServers,
     next_object_id: u64,
@@ -71,7 +71,7 @@ pub fn assign_parent(
 }
 
 /// The `PeerLeft` text naming `peer_id`.
-pub fn peer_left(peer_id: &str) -> Utf8Bytes {
+pub(crate) fn peer_left(peer_id: &str) -> Utf8Bytes {
     ServerMessage::PeerLeft {
         peer_id: peer_id.to_owned(),
     }

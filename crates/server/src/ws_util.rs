@@ -6,37 +6,42 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Close code for "going away" (server shutdown).
-pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code for a policy violation (limits, auth, registration deadline).
-pub const CLOSE_POLICY: u16 = 1008;
+pub(crate) const CLOSE_POLICY: u16 = 1008;
 /// Close code for "try again later" (slow consumer).
-pub const CLOSE_TRY_AGAIN: u16 = 1013;
+pub(crate) const CLOSE_TRY_AGAIN: u16 = 1013;
 /// Close code for a message too big.
-pub const CLOSE_TOO_BIG: u16 = 1009;
+pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 
 /// How long a server that closed a connection keeps reading (and
 /// discarding) client input while waiting for the client's Close.
-pub const CLOSE_DRAIN: Duration = Duration::from_secs(1);
+pub(crate) const CLOSE_DRAIN: Duration = Duration::from_secs(1);
 
 /// The runtime's clock (paused in tests) as the `std` instant the pure
 /// cores take, so their deadlines and the shell's timers agree.
-pub fn now() -> std::time::Instant {
+pub(crate) fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
 /// Resolves at `deadline`, a [`now`]-based instant.
-pub async fn sleep_until(deadline: std::time::Instant) {
+pub(crate) async fn sleep_until(deadline: std::time::Instant) {
     tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await
 }
 
 /// Sends one message, giving up after `limit` (a client that does not read
 /// must not hold a task forever). False when the socket is unusable.
-pub async fn send(ws: &mut WebSocket, msg: Message, limit: Duration) -> bool {
+pub(crate) async fn send(ws: &mut WebSocket, msg: Message, limit: Duration) -> bool {
     matches!(tokio::time::timeout(limit, ws.send(msg)).await, Ok(Ok(())))
 }
 
 /// Sends a close frame, best effort, without waiting for the answer.
-pub async fn close(ws: &mut WebSocket, code: u16, reason: &'static str, limit: Duration) -> bool {
+pub(crate) async fn close(
+    ws: &mut WebSocket,
+    code: u16,
+    reason: &'static str,
+    limit: Duration,
+) -> bool {
     let frame = CloseFrame {
         code,
         reason: reason.into(),
@@ -45,7 +50,7 @@ pub async fn close(ws: &mut WebSocket, code: u16, reason: &'static str, limit: D
 }
 
 /// The close code that goes with an `Error` that ends a session.
-pub fn close_code(code: ErrorCode) -> u16 {
+pub(crate) fn close_code(code: ErrorCode) -> u16 {
     match code {
         ErrorCode::TooLarge => CLOSE_TOO_BIG,
         ErrorCode::SlowConsumer => CLOSE_TRY_AGAIN,
@@ -55,7 +60,7 @@ pub fn close_code(code: ErrorCode) -> u16 {
 
 /// Sends an `Error` that leaves the session open, counting it. False when
 /// the socket is unusable.
-pub async fn send_error(ws: &mut WebSocket, refusal: &Refusal, limit: Duration) -> bool {
+pub(crate) async fn send_error(ws: &mut WebSocket, refusal: &Refusal, limit: Duration) -> bool {
     crate::metrics::error_sent(refusal.code);
     let text = ServerMessage::refused(refusal).to_json();
     send(ws, Message::Text(text.into()), limit).await
@@ -64,7 +69,7 @@ pub async fn send_error(ws: &mut WebSocket, refusal: &Refusal, limit: Duration) 
 /// Whether the reader can still parse the client's frames after the
 /// server decided to close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Input {
+pub(crate) enum Input {
     /// Frames are still delimited: read and discard them.
     InSync,
     /// A frame header was refused (over the size cap) and its payload is
@@ -75,7 +80,7 @@ pub enum Input {
 
 /// Why and how the server ends a connection.
 #[derive(Debug)]
-pub struct Farewell {
+pub(crate) struct Farewell {
     /// The `Error` sent first, if any (counted).
     pub error: Option<Refusal>,
     /// The close frame's code.
@@ -88,7 +93,7 @@ pub struct Farewell {
 
 impl Farewell {
     /// An `Error` that ends the session, with its documented close code.
-    pub fn error(
+    pub(crate) fn error(
         code: ErrorCode,
         reason: impl Into<std::borrow::Cow<'static, str>>,
         input: Input,
@@ -98,7 +103,7 @@ impl Farewell {
 
     /// The `Error` of `refusal` that ends the session, with its documented
     /// close code.
-    pub fn refused(refusal: Refusal, input: Input) -> Self {
+    pub(crate) fn refused(refusal: Refusal, input: Input) -> Self {
         Self {
             close_code: close_code(refusal.code),
             close_reason: refusal.code.as_str(),
@@ -108,7 +113,7 @@ impl Farewell {
     }
 
     /// A close frame alone.
-    pub fn close(close_code: u16, close_reason: &'static str) -> Self {
+    pub(crate) fn close(close_code: u16, close_reason: &'static str) -> Self {
         Self {
             error: None,
             close_code,
@@ -124,7 +129,7 @@ impl Farewell {
 /// server shuts down. Only then may the socket be dropped: dropping it with
 /// unread input makes the kernel send a reset, which makes the client's
 /// kernel discard the frames it has not yet handed to the client.
-pub async fn farewell(
+pub(crate) async fn farewell(
     ws: &mut WebSocket,
     farewell: Farewell,
     limit: Duration,
@@ -162,7 +167,7 @@ async fn drain(ws: &mut WebSocket, input: Input, shutdown: &CancellationToken) {
 
 /// Whether a read error is a message or frame over the configured size
 /// cap (tungstenite's `Capacity` error), told by type, not by its text.
-pub fn is_too_large(e: axum::Error) -> bool {
+pub(crate) fn is_too_large(e: axum::Error) -> bool {
     matches!(
         e.into_inner().downcast_ref::<tungstenite::Error>(),
         Some(tungstenite::Error::Capacity(
