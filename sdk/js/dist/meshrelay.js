@@ -264,6 +264,10 @@ var StallClock = class {
     if (this.hole === null || this.hole.from !== holeFrom) this.hole = { from: holeFrom, since: now2 };
     return now2 - this.hole.since >= graceMs;
   }
+  /** Since when the current hole has waited, or null when there is none. */
+  since() {
+    return this.hole?.since ?? null;
+  }
   /** Forgets the hole (the sequence started again). */
   reset() {
     this.hole = null;
