@@ -270,13 +270,6 @@ var OutputQueue = class {
       }
     }
   }
-  /** Forgets every output and step not yet handed out. */
-  clear() {
-    this.items = [];
-    this.head = 0;
-    this.burst = [];
-    this.burstHead = 0;
-  }
 };
 
 // src/sequencer.ts
@@ -531,6 +524,105 @@ function parseResumeGap(text) {
   return digits ? BigInt(digits[1]) : null;
 }
 
+// src/cooldown.ts
+var Cooldown = class {
+  /** `max`: most peers remembered; past it the one whose cooldown ends first is forgotten. */
+  constructor(max) {
+    this.max = max;
+  }
+  max;
+  until = /* @__PURE__ */ new Map();
+  /** Refuses `id` until `until` (replacing an earlier cooldown of it). */
+  add(id, until) {
+    this.until.delete(id);
+    this.until.set(id, until);
+    if (this.until.size > this.max) this.until.delete(this.until.keys().next().value);
+  }
+  /** Whether `id` is still refused at `now` (an expired entry is forgotten). */
+  blocks(id, now2) {
+    const until = this.until.get(id);
+    if (until === void 0) return false;
+    if (now2 < until) return true;
+    this.until.delete(id);
+    return false;
+  }
+  /** Forgets every cooldown over at `now`. */
+  prune(now2) {
+    for (const [id, until] of this.until) {
+      if (until > now2) break;
+      this.until.delete(id);
+    }
+  }
+};
+
+// src/signal-session.ts
+var SignalSession = class {
+  current = null;
+  nextId = 1;
+  failuresInRow = 0;
+  wasRegistered = false;
+  /** A new socket, replacing the current one (whose later events no longer count); its id. */
+  begin() {
+    const id = this.nextId++;
+    this.current = { id, phase: "opening" };
+    return id;
+  }
+  /** The current socket, or null while there is none. */
+  get socket() {
+    return this.current?.id ?? null;
+  }
+  /** Whether `id` names the current socket. */
+  isCurrent(id) {
+    return this.current?.id === id;
+  }
+  /** The current socket has opened. */
+  get open() {
+    return this.current !== null && this.current.phase !== "opening";
+  }
+  /** An AssignParent came on the current socket. */
+  get registered() {
+    return this.current?.phase === "registered";
+  }
+  /** An AssignParent came on some socket, ever. */
+  get everRegistered() {
+    return this.wasRegistered;
+  }
+  /** The current socket `id` opened: the run of failures ends. False when `id` is not current. */
+  opened(id) {
+    if (!this.isCurrent(id)) return false;
+    this.current.phase = "open";
+    this.failuresInRow = 0;
+    return true;
+  }
+  /** An AssignParent on the current socket; true when it is the first on it (a new server session). */
+  assigned() {
+    if (this.current === null) return false;
+    const first = this.current.phase !== "registered";
+    this.current.phase = "registered";
+    this.wasRegistered = true;
+    return first;
+  }
+  /**
+   * Forgets the current socket (or `id`, when it is the current one):
+   * whether it had opened, or null when there was nothing to forget.
+   */
+  end(id) {
+    const c = this.current;
+    if (c === null || id !== void 0 && c.id !== id) return null;
+    this.current = null;
+    return { id: c.id, hadOpened: c.phase !== "opening" };
+  }
+  /** Counts a socket that never opened; true when it makes exactly `limit` in a row. */
+  notOpened(limit) {
+    this.failuresInRow++;
+    return this.failuresInRow === limit;
+  }
+  /** Whether a message of `type` may go out now: only Register before registration, and only on an open socket. */
+  mayCarry(type) {
+    return this.open && (this.registered || type === "Register");
+  }
+};
+
 // src/timers.ts
 var TimerTable = class {
   at = /* @__PURE__ */ new Map();
@@ -665,17 +757,10 @@ var MeshPeerCore = class {
   now = 0;
   out;
   timers = new TimerTable();
-  socket = null;
-  nextSocketId = 1;
-  /** The current signal socket has opened. */
-  socketOpen = false;
+  session = new SignalSession();
   signalBackoff;
+  /** The forwarded count last reported in this server session. */
   lastReported = 0;
-  registered = false;
-  /** Registered at least once (then signal failures are retried for ever). */
-  everRegistered = false;
-  /** Signal sockets in a row that closed without opening. */
-  signalFailures = 0;
   current = null;
   /** The epoch of the id sequence being delivered, once a server named one. */
   epoch = null;
@@ -696,7 +781,7 @@ var MeshPeerCore = class {
   parentRetryPeer = null;
   childMap = /* @__PURE__ */ new Map();
   /** Children dropped as slow: peer id -> until when their Offers are refused. */
-  cooldown = /* @__PURE__ */ new Map();
+  cooldown = new Cooldown(MAX_COOLDOWN_ENTRIES);
   /** ICE server lists (JSON) that the browser refused. */
   refusedIceServers = /* @__PURE__ */ new Set();
   counters = zeroStats();
@@ -752,7 +837,7 @@ var MeshPeerCore = class {
       t.clear("parentRetry");
       const parentId = this.parentRetryPeer;
       this.parentRetryPeer = null;
-      if (this.registered && parentId !== null && this.current?.parentId === parentId && !this.parentLink) {
+      if (this.session.registered && parentId !== null && this.current?.parentId === parentId && !this.parentLink) {
         this.connectParent(parentId);
       }
     }
@@ -766,12 +851,6 @@ var MeshPeerCore = class {
   /** The next output, or null when everything so far has been handed out. */
   poll() {
     return this.out.next();
-  }
-  /** Drains every output (for drivers that apply them in a batch). */
-  drain() {
-    const all = [];
-    for (let o = this.poll(); o !== null; o = this.poll()) all.push(o);
-    return all;
   }
   advance(now2) {
     if (now2 > this.now) this.now = now2;
@@ -836,15 +915,15 @@ var MeshPeerCore = class {
   }
   /** Whether the signal socket is open and registered. */
   get connected() {
-    return this.coreState === "open" && this.registered;
+    return this.coreState === "open" && this.session.registered;
   }
   /** Registered on the current signal socket (an AssignParent came on it). */
   get isRegistered() {
-    return this.registered;
+    return this.session.registered;
   }
   /** The current signal socket, or null while there is none. */
   get signalSocket() {
-    return this.socket;
+    return this.session.socket;
   }
   /** The link to the assigned parent, or null while there is none. */
   get parentLinkId() {
@@ -920,39 +999,30 @@ var MeshPeerCore = class {
   }
   // ---------------------------------------------------------------- signal
   send(message) {
-    if (this.socket !== null && this.socketOpen && (this.registered || message.type === "Register")) {
-      this.out.push({ type: "sendSignal", socket: this.socket, message });
-    }
+    const socket = this.session.socket;
+    if (socket !== null && this.session.mayCarry(message.type)) this.out.push({ type: "sendSignal", socket, message });
   }
   openSignal() {
     if (this.coreState === "closed") return;
-    const socket = this.nextSocketId++;
-    this.socket = socket;
-    this.socketOpen = false;
-    this.registered = false;
+    const socket = this.session.begin();
     const token = this.cfg.token;
     this.out.push({ type: "openSignal", socket, url: signalUrlWithToken(this.cfg.signalUrl, token), protocols: bearerProtocols(token) });
   }
   onSignalOpened(socket) {
-    if (socket !== this.socket) return;
-    this.socketOpen = true;
-    this.signalFailures = 0;
+    if (!this.session.opened(socket)) return;
     this.counters.signalConnects++;
     this.coreState = "open";
     this.sendRegister();
   }
   onSignalClosed(socket, code, error) {
-    if (socket !== this.socket) return;
-    const opened = this.socketOpen;
-    this.socket = null;
-    this.socketOpen = false;
-    this.registered = false;
+    const ended = this.session.end(socket);
+    if (ended === null) return;
     if (error !== void 0) {
       this.log(`signal open failed: ${error}`);
       this.signalNotOpened(error);
     } else {
       this.log(`signal closed (${code})`);
-      if (!opened) this.signalNotOpened(`the signal socket closed before opening (code ${code})`);
+      if (!ended.hadOpened) this.signalNotOpened(`the signal socket closed before opening (code ${code})`);
     }
     if (this.coreState !== "closed") {
       this.coreState = "connecting";
@@ -966,24 +1036,20 @@ var MeshPeerCore = class {
    * tells a refused token (HTTP 401) from a server that is not there.
    */
   signalNotOpened(why) {
-    this.signalFailures++;
     const limit = this.cfg.connectAttempts ?? 3;
-    if (this.signalFailures !== limit) return;
+    if (!this.session.notOpened(limit)) return;
     const msg = `${this.cfg.signalUrl}: ${limit} signal connections in a row failed to open (last: ${why}); the server refused the WebSocket upgrade (HTTP 401: missing or wrong token) or is unreachable`;
     this.log(msg);
     this.onError("signal_unreachable", msg);
-    if (!this.everRegistered) {
+    if (!this.session.everRegistered) {
       this.out.push({ type: "connectRejected", error: `signal_unreachable: ${msg}` });
       this.close();
     }
   }
   /** Forgets the signal socket (its later events are ignored) and closes it. */
   dropSignal(code, reason) {
-    const s = this.socket;
-    this.socket = null;
-    this.socketOpen = false;
-    this.registered = false;
-    if (s !== null) this.out.push({ type: "closeSignal", socket: s, code, reason });
+    const ended = this.session.end();
+    if (ended !== null) this.out.push({ type: "closeSignal", socket: ended.id, code, reason });
   }
   /**
    * Registers, stating (extension `features`) that this peer applies an
@@ -1004,7 +1070,7 @@ var MeshPeerCore = class {
     this.timers.set("signalReconnect", this.now + delay);
   }
   onSignalText(socket, text) {
-    if (socket !== this.socket) return;
+    if (!this.session.isCurrent(socket)) return;
     const m = parseServerMessage(text);
     if (m === null) {
       this.log(`ignored signal frame: ${text.slice(0, 200)}`);
@@ -1035,7 +1101,7 @@ var MeshPeerCore = class {
   onSignalError(code, reason) {
     this.log(`signal error ${code}: ${reason}`);
     this.onError(code, reason);
-    if (this.registered) return;
+    if (this.session.registered) return;
     if (FATAL_REGISTER_ERRORS.has(code)) {
       this.out.push({ type: "connectRejected", error: `${code}: ${reason}` });
       this.close();
@@ -1046,16 +1112,14 @@ var MeshPeerCore = class {
     }
   }
   reportForwarded() {
-    if (this.counters.forwarded !== this.lastReported && this.registered) {
+    if (this.counters.forwarded !== this.lastReported && this.session.registered) {
       this.send({ type: "ForwardReport", forwarded_frames: this.counters.forwarded });
       this.lastReported = this.counters.forwarded;
     }
   }
   // ---------------------------------------------------------------- assignment
   onAssign(m) {
-    const first = !this.registered;
-    this.registered = true;
-    this.everRegistered = true;
+    const first = this.session.assigned();
     this.signalBackoff.reset();
     if (first) this.lastReported = 0;
     const a = {
@@ -1557,9 +1621,7 @@ var MeshPeerCore = class {
     if (t - c.overSince < this.slowChildMs && buffered + adding <= this.maxChildBufferedBytes) return false;
     this.counters.childrenDropped++;
     this.log(`dropping slow child ${c.peerId} (bufferedAmount ${buffered})`);
-    this.cooldown.delete(c.peerId);
-    this.cooldown.set(c.peerId, t + (this.cfg.slowChildCooldownMs ?? 3e4));
-    if (this.cooldown.size > MAX_COOLDOWN_ENTRIES) this.cooldown.delete(this.cooldown.keys().next().value);
+    this.cooldown.add(c.peerId, t + (this.cfg.slowChildCooldownMs ?? 3e4));
     this.closeChild(c, `slow consumer: bufferedAmount ${buffered}`, true);
     this.send({ type: "DropChild", peer_id: c.peerId });
     return true;
@@ -1576,10 +1638,7 @@ var MeshPeerCore = class {
         this.closeChild(c, `DataChannel not open after ${this.childConnectTimeoutMs} ms`, true);
       }
     }
-    for (const [id, until] of this.cooldown) {
-      if (until > t) break;
-      this.cooldown.delete(id);
-    }
+    this.cooldown.prune(t);
     const p = this.parentLink;
     if (p && !p.open && !p.closed && t - p.startedAt >= this.parentConnectTimeoutMs) {
       this.upstreamFailed(p, `DataChannel not open after ${this.parentConnectTimeoutMs} ms`);
@@ -1605,7 +1664,7 @@ var MeshPeerCore = class {
       parent: this.parentLink,
       oldParents: this.oldParents,
       origin: this.originReader,
-      registered: this.registered,
+      registered: this.session.registered,
       originRetryAt: this.originRetryAt,
       now: t,
       parentGraceMs: this.parentGraceMs
@@ -1673,15 +1732,11 @@ var MeshPeerCore = class {
    */
   offerRefusal(from) {
     const a = this.current;
-    if (!this.registered || a === null) return "not registered";
+    if (!this.session.registered || a === null) return "not registered";
     if (from === this.peerId) return "from ourselves";
     if (from === a.parentId) return "from our parent";
     if (a.role === "Leaf") return "we are a leaf";
-    const until = this.cooldown.get(from);
-    if (until !== void 0) {
-      if (this.now < until) return "dropped as slow a short while ago";
-      this.cooldown.delete(from);
-    }
+    if (this.cooldown.blocks(from, this.now)) return "dropped as slow a short while ago";
     return null;
   }
   onChildOffer(from, sdp) {

@@ -1,7 +1,6 @@
 /**
- * The options of a peer that are plain data (its protocol settings), shared
- * by the protocol core and the browser shell; only `signalUrl` and `track`
- * are required.
+ * A peer's protocol settings (every option but the integrator's callbacks),
+ * shared by the protocol core and the browser shell.
  */
 import type { RTCIceServerLike } from "./signal.js";
 

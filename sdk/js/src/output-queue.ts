@@ -48,12 +48,4 @@ export class OutputQueue<O, D> {
       }
     }
   }
-
-  /** Forgets every output and step not yet handed out. */
-  clear(): void {
-    this.items = [];
-    this.head = 0;
-    this.burst = [];
-    this.burstHead = 0;
-  }
 }

@@ -43,6 +43,8 @@ import {
   parseServerMessage,
   signalUrlWithToken,
 } from "./signal.js";
+import { Cooldown } from "./cooldown.js";
+import { SignalSession } from "./signal-session.js";
 import { TimerTable } from "./timers.js";
 import { type Assignment, type MeshPeerStats, type ObjectSource, zeroStats } from "./types.js";
 import { StallClock, planUpstreams } from "./upstreams.js";
@@ -126,17 +128,10 @@ export class MeshPeerCore {
   private readonly out: OutputQueue<CoreOutput, ReleaseStep>;
   private readonly timers = new TimerTable<TimerName>();
 
-  private socket: SocketId | null = null;
-  private nextSocketId = 1;
-  /** The current signal socket has opened. */
-  private socketOpen = false;
+  private readonly session = new SignalSession();
   private readonly signalBackoff: Backoff;
+  /** The forwarded count last reported in this server session. */
   private lastReported = 0;
-  private registered = false;
-  /** Registered at least once (then signal failures are retried for ever). */
-  private everRegistered = false;
-  /** Signal sockets in a row that closed without opening. */
-  private signalFailures = 0;
 
   private current: Assignment | null = null;
   /** The epoch of the id sequence being delivered, once a server named one. */
@@ -158,7 +153,7 @@ export class MeshPeerCore {
   private parentRetryPeer: string | null = null;
   private readonly childMap = new Map<string, ChildLink>();
   /** Children dropped as slow: peer id -> until when their Offers are refused. */
-  private readonly cooldown = new Map<string, number>();
+  private readonly cooldown = new Cooldown(MAX_COOLDOWN_ENTRIES);
   /** ICE server lists (JSON) that the browser refused. */
   private readonly refusedIceServers = new Set<string>();
   private readonly counters: MeshPeerStats = zeroStats();
@@ -218,7 +213,7 @@ export class MeshPeerCore {
       t.clear("parentRetry");
       const parentId = this.parentRetryPeer;
       this.parentRetryPeer = null;
-      if (this.registered && parentId !== null && this.current?.parentId === parentId && !this.parentLink) {
+      if (this.session.registered && parentId !== null && this.current?.parentId === parentId && !this.parentLink) {
         this.connectParent(parentId);
       }
     }
@@ -234,13 +229,6 @@ export class MeshPeerCore {
   /** The next output, or null when everything so far has been handed out. */
   poll(): CoreOutput | null {
     return this.out.next();
-  }
-
-  /** Drains every output (for drivers that apply them in a batch). */
-  drain(): CoreOutput[] {
-    const all: CoreOutput[] = [];
-    for (let o = this.poll(); o !== null; o = this.poll()) all.push(o);
-    return all;
   }
 
   private advance(now: number): void {
@@ -312,17 +300,17 @@ export class MeshPeerCore {
 
   /** Whether the signal socket is open and registered. */
   get connected(): boolean {
-    return this.coreState === "open" && this.registered;
+    return this.coreState === "open" && this.session.registered;
   }
 
   /** Registered on the current signal socket (an AssignParent came on it). */
   get isRegistered(): boolean {
-    return this.registered;
+    return this.session.registered;
   }
 
   /** The current signal socket, or null while there is none. */
   get signalSocket(): SocketId | null {
-    return this.socket;
+    return this.session.socket;
   }
 
   /** The link to the assigned parent, or null while there is none. */
@@ -414,36 +402,27 @@ export class MeshPeerCore {
   // ---------------------------------------------------------------- signal
 
   private send(message: ClientMessage): void {
-    if (this.socket !== null && this.socketOpen && (this.registered || message.type === "Register")) {
-      this.out.push({ type: "sendSignal", socket: this.socket, message });
-    }
+    const socket = this.session.socket;
+    if (socket !== null && this.session.mayCarry(message.type)) this.out.push({ type: "sendSignal", socket, message });
   }
 
   private openSignal(): void {
     if (this.coreState === "closed") return;
-    const socket = this.nextSocketId++;
-    this.socket = socket;
-    this.socketOpen = false;
-    this.registered = false;
+    const socket = this.session.begin();
     const token = this.cfg.token;
     this.out.push({ type: "openSignal", socket, url: signalUrlWithToken(this.cfg.signalUrl, token), protocols: bearerProtocols(token) });
   }
 
   private onSignalOpened(socket: SocketId): void {
-    if (socket !== this.socket) return;
-    this.socketOpen = true;
-    this.signalFailures = 0;
+    if (!this.session.opened(socket)) return;
     this.counters.signalConnects++;
     this.coreState = "open";
     this.sendRegister();
   }
 
   private onSignalClosed(socket: SocketId, code: number, error: string | undefined): void {
-    if (socket !== this.socket) return;
-    const opened = this.socketOpen;
-    this.socket = null;
-    this.socketOpen = false;
-    this.registered = false;
+    const ended = this.session.end(socket);
+    if (ended === null) return;
     if (error !== undefined) {
       this.log(`signal open failed: ${error}`);
       this.signalNotOpened(error);
@@ -454,7 +433,7 @@ export class MeshPeerCore {
       // server's rate bucket is per connection, so a new session starts
       // with a full burst.
       this.log(`signal closed (${code})`);
-      if (!opened) this.signalNotOpened(`the signal socket closed before opening (code ${code})`);
+      if (!ended.hadOpened) this.signalNotOpened(`the signal socket closed before opening (code ${code})`);
     }
     if (this.coreState !== "closed") {
       this.coreState = "connecting";
@@ -469,15 +448,14 @@ export class MeshPeerCore {
    * tells a refused token (HTTP 401) from a server that is not there.
    */
   private signalNotOpened(why: string): void {
-    this.signalFailures++;
     const limit = this.cfg.connectAttempts ?? 3;
-    if (this.signalFailures !== limit) return;
+    if (!this.session.notOpened(limit)) return;
     const msg =
       `${this.cfg.signalUrl}: ${limit} signal connections in a row failed to open (last: ${why}); ` +
       "the server refused the WebSocket upgrade (HTTP 401: missing or wrong token) or is unreachable";
     this.log(msg);
     this.onError("signal_unreachable", msg);
-    if (!this.everRegistered) {
+    if (!this.session.everRegistered) {
       this.out.push({ type: "connectRejected", error: `signal_unreachable: ${msg}` });
       this.close();
     }
@@ -485,11 +463,8 @@ export class MeshPeerCore {
 
   /** Forgets the signal socket (its later events are ignored) and closes it. */
   private dropSignal(code: number, reason: string): void {
-    const s = this.socket;
-    this.socket = null;
-    this.socketOpen = false;
-    this.registered = false;
-    if (s !== null) this.out.push({ type: "closeSignal", socket: s, code, reason });
+    const ended = this.session.end();
+    if (ended !== null) this.out.push({ type: "closeSignal", socket: ended.id, code, reason });
   }
 
   /**
@@ -513,7 +488,7 @@ export class MeshPeerCore {
   }
 
   private onSignalText(socket: SocketId, text: string): void {
-    if (socket !== this.socket) return;
+    if (!this.session.isCurrent(socket)) return;
     const m = parseServerMessage(text);
     if (m === null) {
       this.log(`ignored signal frame: ${text.slice(0, 200)}`);
@@ -546,7 +521,7 @@ export class MeshPeerCore {
   private onSignalError(code: string, reason: string): void {
     this.log(`signal error ${code}: ${reason}`);
     this.onError(code, reason);
-    if (this.registered) return;
+    if (this.session.registered) return;
     if (FATAL_REGISTER_ERRORS.has(code)) {
       this.out.push({ type: "connectRejected", error: `${code}: ${reason}` });
       this.close();
@@ -561,7 +536,7 @@ export class MeshPeerCore {
   }
 
   private reportForwarded(): void {
-    if (this.counters.forwarded !== this.lastReported && this.registered) {
+    if (this.counters.forwarded !== this.lastReported && this.session.registered) {
       this.send({ type: "ForwardReport", forwarded_frames: this.counters.forwarded });
       this.lastReported = this.counters.forwarded;
     }
@@ -570,9 +545,7 @@ export class MeshPeerCore {
   // ---------------------------------------------------------------- assignment
 
   private onAssign(m: AssignParentMessage): void {
-    const first = !this.registered;
-    this.registered = true;
-    this.everRegistered = true;
+    const first = this.session.assigned();
     this.signalBackoff.reset();
     if (first) this.lastReported = 0; // a new server session starts at 0
     const a: Assignment = {
@@ -1132,9 +1105,7 @@ export class MeshPeerCore {
     if (t - c.overSince < this.slowChildMs && buffered + adding <= this.maxChildBufferedBytes) return false;
     this.counters.childrenDropped++;
     this.log(`dropping slow child ${c.peerId} (bufferedAmount ${buffered})`);
-    this.cooldown.delete(c.peerId); // re-inserted last: the Map stays in expiry order
-    this.cooldown.set(c.peerId, t + (this.cfg.slowChildCooldownMs ?? 30_000));
-    if (this.cooldown.size > MAX_COOLDOWN_ENTRIES) this.cooldown.delete(this.cooldown.keys().next().value!);
+    this.cooldown.add(c.peerId, t + (this.cfg.slowChildCooldownMs ?? 30_000));
     this.closeChild(c, `slow consumer: bufferedAmount ${buffered}`, true);
     // Ask for it to be fed by another parent; until then it reads the origin.
     this.send({ type: "DropChild", peer_id: c.peerId });
@@ -1153,10 +1124,7 @@ export class MeshPeerCore {
         this.closeChild(c, `DataChannel not open after ${this.childConnectTimeoutMs} ms`, true);
       }
     }
-    for (const [id, until] of this.cooldown) {
-      if (until > t) break; // in expiry order
-      this.cooldown.delete(id);
-    }
+    this.cooldown.prune(t);
     const p = this.parentLink;
     if (p && !p.open && !p.closed && t - p.startedAt >= this.parentConnectTimeoutMs) {
       this.upstreamFailed(p, `DataChannel not open after ${this.parentConnectTimeoutMs} ms`);
@@ -1184,7 +1152,7 @@ export class MeshPeerCore {
       parent: this.parentLink,
       oldParents: this.oldParents,
       origin: this.originReader,
-      registered: this.registered,
+      registered: this.session.registered,
       originRetryAt: this.originRetryAt,
       now: t,
       parentGraceMs: this.parentGraceMs,
@@ -1256,15 +1224,11 @@ export class MeshPeerCore {
    */
   private offerRefusal(from: string): string | null {
     const a = this.current;
-    if (!this.registered || a === null) return "not registered";
+    if (!this.session.registered || a === null) return "not registered";
     if (from === this.peerId) return "from ourselves";
     if (from === a.parentId) return "from our parent";
     if (a.role === "Leaf") return "we are a leaf";
-    const until = this.cooldown.get(from);
-    if (until !== undefined) {
-      if (this.now < until) return "dropped as slow a short while ago";
-      this.cooldown.delete(from);
-    }
+    if (this.cooldown.blocks(from, this.now)) return "dropped as slow a short while ago";
     return null;
   }
 
