@@ -623,6 +623,46 @@ var SignalSession = class {
   }
 };
 
+// src/settings.ts
+function resolveSettings(o) {
+  const parentConnectTimeoutMs = o.parentConnectTimeoutMs ?? 15e3;
+  return {
+    signalUrl: o.signalUrl,
+    originBase: o.originUrl ?? deriveOriginUrl(o.signalUrl),
+    track: o.track,
+    token: o.token,
+    capacity: o.capacity,
+    iceServers: o.iceServers ?? [],
+    iceCandidateFilter: o.iceCandidateFilter,
+    rootSource: o.rootSource ?? "origin",
+    heartbeatMs: o.heartbeatIntervalMs ?? Math.max(250, Math.floor((o.peerTimeoutMs ?? 1e4) / 3)),
+    forwardReportMs: o.forwardReportIntervalMs ?? 1e3,
+    parentGraceMs: o.parentGraceMs ?? 1500,
+    parentConnectTimeoutMs,
+    childConnectTimeoutMs: o.childConnectTimeoutMs ?? parentConnectTimeoutMs,
+    slowChildBytes: o.slowChildBytes ?? 4 * 1024 * 1024,
+    slowChildMs: o.slowChildMs ?? 3e3,
+    slowChildCooldownMs: o.slowChildCooldownMs ?? 3e4,
+    maxChildBufferedBytes: o.maxChildBufferedBytes ?? 12 * 1024 * 1024,
+    connectAttempts: o.connectAttempts ?? 3,
+    reconnectInitialMs: o.reconnectInitialMs ?? 500,
+    reconnectMaxMs: o.reconnectMaxMs ?? 15e3,
+    maxBufferedObjects: o.maxBufferedObjects,
+    maxBufferedBytes: o.maxBufferedBytes,
+    maxObjectBytes: o.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES
+  };
+}
+
+// src/slow-child.ts
+function isSlow(c, adding, now2, limits) {
+  if (c.buffered <= limits.slowChildBytes) {
+    c.overSince = null;
+    return false;
+  }
+  c.overSince ??= now2;
+  return now2 - c.overSince >= limits.slowChildMs || c.buffered + adding > limits.maxChildBufferedBytes;
+}
+
 // src/timers.ts
 var TimerTable = class {
   at = /* @__PURE__ */ new Map();
@@ -744,15 +784,6 @@ var MeshPeerCore = class {
   /** This peer's id. */
   peerId;
   cfg;
-  originBase;
-  slowChildBytes;
-  slowChildMs;
-  maxChildBufferedBytes;
-  parentGraceMs;
-  parentConnectTimeoutMs;
-  childConnectTimeoutMs;
-  heartbeatMs;
-  forwardReportMs;
   coreState = "idle";
   now = 0;
   out;
@@ -787,22 +818,9 @@ var MeshPeerCore = class {
   counters = zeroStats();
   constructor(config) {
     this.peerId = config.peerId;
-    this.cfg = config;
-    this.originBase = config.originUrl ?? deriveOriginUrl(config.signalUrl);
-    this.slowChildBytes = config.slowChildBytes ?? 4 * 1024 * 1024;
-    this.slowChildMs = config.slowChildMs ?? 3e3;
-    this.maxChildBufferedBytes = config.maxChildBufferedBytes ?? 12 * 1024 * 1024;
-    this.parentGraceMs = config.parentGraceMs ?? 1500;
-    this.parentConnectTimeoutMs = config.parentConnectTimeoutMs ?? 15e3;
-    this.childConnectTimeoutMs = config.childConnectTimeoutMs ?? this.parentConnectTimeoutMs;
-    this.heartbeatMs = config.heartbeatIntervalMs ?? Math.max(250, Math.floor((config.peerTimeoutMs ?? 1e4) / 3));
-    this.forwardReportMs = config.forwardReportIntervalMs ?? 1e3;
+    this.cfg = resolveSettings(config);
     const random = config.random;
-    this.signalBackoff = new Backoff({
-      initialMs: config.reconnectInitialMs ?? 500,
-      maxMs: config.reconnectMaxMs ?? 15e3,
-      random
-    });
+    this.signalBackoff = new Backoff({ initialMs: this.cfg.reconnectInitialMs, maxMs: this.cfg.reconnectMaxMs, random });
     this.originBackoff = new Backoff({ initialMs: 250, maxMs: 5e3, random });
     this.parentBackoff = new Backoff({ initialMs: 500, maxMs: 8e3, random });
     this.sequencer = this.newSequencer(null);
@@ -823,11 +841,11 @@ var MeshPeerCore = class {
     const t = this.timers;
     if (t.due("heartbeat", now2)) {
       this.send({ type: "Heartbeat" });
-      t.set("heartbeat", now2 + this.heartbeatMs);
+      t.set("heartbeat", now2 + this.cfg.heartbeatMs);
     }
     if (t.due("forwardReport", now2)) {
       this.reportForwarded();
-      t.set("forwardReport", now2 + this.forwardReportMs);
+      t.set("forwardReport", now2 + this.cfg.forwardReportMs);
     }
     if (t.due("signalReconnect", now2)) {
       t.clear("signalReconnect");
@@ -956,8 +974,8 @@ var MeshPeerCore = class {
     if (this.coreState !== "idle") return;
     this.coreState = "connecting";
     this.openSignal();
-    this.timers.set("heartbeat", this.now + this.heartbeatMs);
-    this.timers.set("forwardReport", this.now + this.forwardReportMs);
+    this.timers.set("heartbeat", this.now + this.cfg.heartbeatMs);
+    this.timers.set("forwardReport", this.now + this.cfg.forwardReportMs);
   }
   /**
    * Leaves: a last ForwardReport and Leave, then every socket and link
@@ -1036,7 +1054,7 @@ var MeshPeerCore = class {
    * tells a refused token (HTTP 401) from a server that is not there.
    */
   signalNotOpened(why) {
-    const limit = this.cfg.connectAttempts ?? 3;
+    const limit = this.cfg.connectAttempts;
     if (!this.session.notOpened(limit)) return;
     const msg = `${this.cfg.signalUrl}: ${limit} signal connections in a row failed to open (last: ${why}); the server refused the WebSocket upgrade (HTTP 401: missing or wrong token) or is unreachable`;
     this.log(msg);
@@ -1060,7 +1078,7 @@ var MeshPeerCore = class {
   sendRegister() {
     const msg = { type: "Register", peer_id: this.peerId, track: this.cfg.track };
     if (this.cfg.capacity !== void 0) msg.capacity = this.cfg.capacity;
-    msg.features = (this.cfg.rootSource ?? "origin") === "origin" ? ["origin", "updates"] : ["updates"];
+    msg.features = this.cfg.rootSource === "origin" ? ["origin", "updates"] : ["updates"];
     this.send(msg);
   }
   scheduleSignalReconnect() {
@@ -1217,7 +1235,7 @@ var MeshPeerCore = class {
    */
   iceServerLists() {
     const fromAssign = this.current?.iceServers ?? [];
-    const lists = [fromAssign, this.cfg.iceServers ?? [], []].filter((l, i) => i === 2 || l.length > 0);
+    const lists = [fromAssign, this.cfg.iceServers, []].filter((l, i) => i === 2 || l.length > 0);
     return lists.filter((l) => !this.refusedIceServers.has(JSON.stringify(l)));
   }
   onIceServersRefused(iceServers, error) {
@@ -1333,7 +1351,7 @@ var MeshPeerCore = class {
       open: false,
       closed: false,
       received: 0,
-      assembler: new ChunkAssembler(this.cfg.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES),
+      assembler: new ChunkAssembler(this.cfg.maxObjectBytes),
       negotiation: newNegotiation(),
       answered: false
     };
@@ -1441,11 +1459,11 @@ var MeshPeerCore = class {
     };
     this.links.set(u.id, u);
     this.originReader = u;
-    this.log(`reading origin ${egressUrl(this.originBase, this.cfg.track, from)}`);
+    this.log(`reading origin ${egressUrl(this.cfg.originBase, this.cfg.track, from)}`);
     this.out.push({
       type: "openOrigin",
       link: u.id,
-      url: egressUrl(this.originBase, this.cfg.track, from, this.cfg.token),
+      url: egressUrl(this.cfg.originBase, this.cfg.track, from, this.cfg.token),
       protocols: bearerProtocols(this.cfg.token)
     });
   }
@@ -1487,7 +1505,7 @@ var MeshPeerCore = class {
    * with backoff, and each failure goes to onError `origin_unreachable`.
    */
   originNotOpened(why) {
-    const msg = `origin egress ${this.originBase}/ws/${this.cfg.track}: ${why}`;
+    const msg = `origin egress ${this.cfg.originBase}/ws/${this.cfg.track}: ${why}`;
     this.log(msg);
     this.onError("origin_unreachable", msg);
   }
@@ -1606,23 +1624,16 @@ var MeshPeerCore = class {
     this.out.push({ type: "send", links: children.map((c) => c.id), messages });
   }
   /**
-   * Drops a child whose DataChannel buffer has stayed above slowChildBytes
-   * for slowChildMs, or, while above it, would pass maxChildBufferedBytes
-   * with `adding` more bytes. True when it was dropped.
+   * Drops a child that `isSlow` with `adding` more bytes, refuses its
+   * Offers for a while and asks the server to move it. True when it was
+   * dropped.
    */
   dropIfSlow(c, adding) {
-    const t = this.now;
-    const buffered = c.buffered;
-    if (buffered <= this.slowChildBytes) {
-      c.overSince = null;
-      return false;
-    }
-    c.overSince ??= t;
-    if (t - c.overSince < this.slowChildMs && buffered + adding <= this.maxChildBufferedBytes) return false;
+    if (!isSlow(c, adding, this.now, this.cfg)) return false;
     this.counters.childrenDropped++;
-    this.log(`dropping slow child ${c.peerId} (bufferedAmount ${buffered})`);
-    this.cooldown.add(c.peerId, t + (this.cfg.slowChildCooldownMs ?? 3e4));
-    this.closeChild(c, `slow consumer: bufferedAmount ${buffered}`, true);
+    this.log(`dropping slow child ${c.peerId} (bufferedAmount ${c.buffered})`);
+    this.cooldown.add(c.peerId, this.now + this.cfg.slowChildCooldownMs);
+    this.closeChild(c, `slow consumer: bufferedAmount ${c.buffered}`, true);
     this.send({ type: "DropChild", peer_id: c.peerId });
     return true;
   }
@@ -1634,14 +1645,14 @@ var MeshPeerCore = class {
     const t = this.now;
     for (const c of [...this.childMap.values()]) {
       if (c.open) this.dropIfSlow(c, 0);
-      else if (t - c.startedAt >= this.childConnectTimeoutMs) {
-        this.closeChild(c, `DataChannel not open after ${this.childConnectTimeoutMs} ms`, true);
+      else if (t - c.startedAt >= this.cfg.childConnectTimeoutMs) {
+        this.closeChild(c, `DataChannel not open after ${this.cfg.childConnectTimeoutMs} ms`, true);
       }
     }
     this.cooldown.prune(t);
     const p = this.parentLink;
-    if (p && !p.open && !p.closed && t - p.startedAt >= this.parentConnectTimeoutMs) {
-      this.upstreamFailed(p, `DataChannel not open after ${this.parentConnectTimeoutMs} ms`);
+    if (p && !p.open && !p.closed && t - p.startedAt >= this.cfg.parentConnectTimeoutMs) {
+      this.upstreamFailed(p, `DataChannel not open after ${this.cfg.parentConnectTimeoutMs} ms`);
     }
   }
   /**
@@ -1657,17 +1668,17 @@ var MeshPeerCore = class {
     const plan = planUpstreams({
       role: a.role,
       parentId: a.parentId,
-      rootSource: this.cfg.rootSource ?? "origin",
+      rootSource: this.cfg.rootSource,
       pushed: this.counters.pushed,
       next: this.sequencer.next,
-      holeStalled: this.stall.observe(hole, t, this.parentGraceMs),
+      holeStalled: this.stall.observe(hole, t, this.cfg.parentGraceMs),
       parent: this.parentLink,
       oldParents: this.oldParents,
       origin: this.originReader,
       registered: this.session.registered,
       originRetryAt: this.originRetryAt,
       now: t,
-      parentGraceMs: this.parentGraceMs
+      parentGraceMs: this.cfg.parentGraceMs
     });
     if (plan.closeOldParents) this.closeOldParents();
     if (plan.openOrigin) {
@@ -1697,22 +1708,22 @@ var MeshPeerCore = class {
     };
     const p = this.parentLink;
     const connecting = p !== null && !p.open && !p.closed;
-    ahead("parentConnect", connecting ? p.startedAt + this.parentConnectTimeoutMs : null);
-    ahead("parentGrace", connecting && p.firstId === null ? p.startedAt + this.parentGraceMs : null);
+    ahead("parentConnect", connecting ? p.startedAt + this.cfg.parentConnectTimeoutMs : null);
+    ahead("parentGrace", connecting && p.firstId === null ? p.startedAt + this.cfg.parentGraceMs : null);
     const since = this.stall.since();
-    ahead("holeStall", since === null ? null : since + this.parentGraceMs);
+    ahead("holeStall", since === null ? null : since + this.cfg.parentGraceMs);
     ahead("originRetry", this.originReader === null ? this.originRetryAt : null);
     let childConnect = null;
     let slow = null;
     let anyOpen = false;
     for (const c of this.childMap.values()) {
       if (!c.open) {
-        const at = c.startedAt + this.childConnectTimeoutMs;
+        const at = c.startedAt + this.cfg.childConnectTimeoutMs;
         if (childConnect === null || at < childConnect) childConnect = at;
       } else {
         anyOpen = true;
         if (c.overSince !== null) {
-          const at = c.overSince + this.slowChildMs;
+          const at = c.overSince + this.cfg.slowChildMs;
           if (slow === null || at < slow) slow = at;
         }
       }

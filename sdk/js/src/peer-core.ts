@@ -10,7 +10,6 @@ import type { CandidateInit, CoreInput, CoreOutput, LinkId, SocketId } from "./c
 import {
   ChunkAssembler,
   DATACHANNEL_PROTOCOL,
-  DEFAULT_MAX_OBJECT_BYTES,
   MAX_WHOLE_OBJECT_MESSAGE,
   chunkedMessages,
   decodeObject,
@@ -35,7 +34,6 @@ import {
   type RTCIceServerLike,
   type ServerMessage,
   bearerProtocols,
-  deriveOriginUrl,
   egressUrl,
   epochOf,
   nextObjectIdOf,
@@ -45,6 +43,8 @@ import {
 } from "./signal.js";
 import { Cooldown } from "./cooldown.js";
 import { SignalSession } from "./signal-session.js";
+import { resolveSettings, type Settings } from "./settings.js";
+import { isSlow } from "./slow-child.js";
 import { TimerTable } from "./timers.js";
 import { type Assignment, type MeshPeerStats, type ObjectSource, zeroStats } from "./types.js";
 import { StallClock, planUpstreams } from "./upstreams.js";
@@ -113,16 +113,7 @@ const RETRY_REGISTER_ERRORS = new Set(["duplicate_peer_id", "mesh_full"]);
 export class MeshPeerCore {
   /** This peer's id. */
   readonly peerId: string;
-  private readonly cfg: CoreConfig;
-  private readonly originBase: string;
-  private readonly slowChildBytes: number;
-  private readonly slowChildMs: number;
-  private readonly maxChildBufferedBytes: number;
-  private readonly parentGraceMs: number;
-  private readonly parentConnectTimeoutMs: number;
-  private readonly childConnectTimeoutMs: number;
-  private readonly heartbeatMs: number;
-  private readonly forwardReportMs: number;
+  private readonly cfg: Settings;
   private coreState: CoreState = "idle";
   private now = 0;
   private readonly out: OutputQueue<CoreOutput, ReleaseStep>;
@@ -160,22 +151,9 @@ export class MeshPeerCore {
 
   constructor(config: CoreConfig) {
     this.peerId = config.peerId;
-    this.cfg = config;
-    this.originBase = config.originUrl ?? deriveOriginUrl(config.signalUrl);
-    this.slowChildBytes = config.slowChildBytes ?? 4 * 1024 * 1024;
-    this.slowChildMs = config.slowChildMs ?? 3_000;
-    this.maxChildBufferedBytes = config.maxChildBufferedBytes ?? 12 * 1024 * 1024;
-    this.parentGraceMs = config.parentGraceMs ?? 1_500;
-    this.parentConnectTimeoutMs = config.parentConnectTimeoutMs ?? 15_000;
-    this.childConnectTimeoutMs = config.childConnectTimeoutMs ?? this.parentConnectTimeoutMs;
-    this.heartbeatMs = config.heartbeatIntervalMs ?? Math.max(250, Math.floor((config.peerTimeoutMs ?? 10_000) / 3));
-    this.forwardReportMs = config.forwardReportIntervalMs ?? 1_000;
+    this.cfg = resolveSettings(config);
     const random = config.random;
-    this.signalBackoff = new Backoff({
-      initialMs: config.reconnectInitialMs ?? 500,
-      maxMs: config.reconnectMaxMs ?? 15_000,
-      random,
-    });
+    this.signalBackoff = new Backoff({ initialMs: this.cfg.reconnectInitialMs, maxMs: this.cfg.reconnectMaxMs, random });
     this.originBackoff = new Backoff({ initialMs: 250, maxMs: 5_000, random });
     this.parentBackoff = new Backoff({ initialMs: 500, maxMs: 8_000, random });
     this.sequencer = this.newSequencer(null);
@@ -199,11 +177,11 @@ export class MeshPeerCore {
     const t = this.timers;
     if (t.due("heartbeat", now)) {
       this.send({ type: "Heartbeat" });
-      t.set("heartbeat", now + this.heartbeatMs);
+      t.set("heartbeat", now + this.cfg.heartbeatMs);
     }
     if (t.due("forwardReport", now)) {
       this.reportForwarded();
-      t.set("forwardReport", now + this.forwardReportMs);
+      t.set("forwardReport", now + this.cfg.forwardReportMs);
     }
     if (t.due("signalReconnect", now)) {
       t.clear("signalReconnect");
@@ -351,8 +329,8 @@ export class MeshPeerCore {
     if (this.coreState !== "idle") return;
     this.coreState = "connecting";
     this.openSignal();
-    this.timers.set("heartbeat", this.now + this.heartbeatMs);
-    this.timers.set("forwardReport", this.now + this.forwardReportMs);
+    this.timers.set("heartbeat", this.now + this.cfg.heartbeatMs);
+    this.timers.set("forwardReport", this.now + this.cfg.forwardReportMs);
   }
 
   /**
@@ -448,7 +426,7 @@ export class MeshPeerCore {
    * tells a refused token (HTTP 401) from a server that is not there.
    */
   private signalNotOpened(why: string): void {
-    const limit = this.cfg.connectAttempts ?? 3;
+    const limit = this.cfg.connectAttempts;
     if (!this.session.notOpened(limit)) return;
     const msg =
       `${this.cfg.signalUrl}: ${limit} signal connections in a row failed to open (last: ${why}); ` +
@@ -476,7 +454,7 @@ export class MeshPeerCore {
   private sendRegister(): void {
     const msg: ClientMessage = { type: "Register", peer_id: this.peerId, track: this.cfg.track };
     if (this.cfg.capacity !== undefined) msg.capacity = this.cfg.capacity;
-    msg.features = (this.cfg.rootSource ?? "origin") === "origin" ? ["origin", "updates"] : ["updates"];
+    msg.features = this.cfg.rootSource === "origin" ? ["origin", "updates"] : ["updates"];
     this.send(msg);
   }
 
@@ -653,7 +631,7 @@ export class MeshPeerCore {
    */
   private iceServerLists(): RTCIceServerLike[][] {
     const fromAssign = this.current?.iceServers ?? [];
-    const lists = [fromAssign, this.cfg.iceServers ?? [], []].filter((l, i) => i === 2 || l.length > 0);
+    const lists = [fromAssign, this.cfg.iceServers, []].filter((l, i) => i === 2 || l.length > 0);
     return lists.filter((l) => !this.refusedIceServers.has(JSON.stringify(l)));
   }
 
@@ -785,7 +763,7 @@ export class MeshPeerCore {
       open: false,
       closed: false,
       received: 0,
-      assembler: new ChunkAssembler(this.cfg.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES),
+      assembler: new ChunkAssembler(this.cfg.maxObjectBytes),
       negotiation: newNegotiation(),
       answered: false,
     };
@@ -907,11 +885,11 @@ export class MeshPeerCore {
     this.links.set(u.id, u);
     this.originReader = u;
     // Without the token: logs are the integrator's, and may leave the page.
-    this.log(`reading origin ${egressUrl(this.originBase, this.cfg.track, from)}`);
+    this.log(`reading origin ${egressUrl(this.cfg.originBase, this.cfg.track, from)}`);
     this.out.push({
       type: "openOrigin",
       link: u.id,
-      url: egressUrl(this.originBase, this.cfg.track, from, this.cfg.token),
+      url: egressUrl(this.cfg.originBase, this.cfg.track, from, this.cfg.token),
       protocols: bearerProtocols(this.cfg.token),
     });
   }
@@ -958,7 +936,7 @@ export class MeshPeerCore {
    * with backoff, and each failure goes to onError `origin_unreachable`.
    */
   private originNotOpened(why: string): void {
-    const msg = `origin egress ${this.originBase}/ws/${this.cfg.track}: ${why}`;
+    const msg = `origin egress ${this.cfg.originBase}/ws/${this.cfg.track}: ${why}`;
     this.log(msg);
     this.onError("origin_unreachable", msg);
   }
@@ -1090,23 +1068,16 @@ export class MeshPeerCore {
   }
 
   /**
-   * Drops a child whose DataChannel buffer has stayed above slowChildBytes
-   * for slowChildMs, or, while above it, would pass maxChildBufferedBytes
-   * with `adding` more bytes. True when it was dropped.
+   * Drops a child that `isSlow` with `adding` more bytes, refuses its
+   * Offers for a while and asks the server to move it. True when it was
+   * dropped.
    */
   private dropIfSlow(c: ChildLink, adding: number): boolean {
-    const t = this.now;
-    const buffered = c.buffered;
-    if (buffered <= this.slowChildBytes) {
-      c.overSince = null;
-      return false;
-    }
-    c.overSince ??= t;
-    if (t - c.overSince < this.slowChildMs && buffered + adding <= this.maxChildBufferedBytes) return false;
+    if (!isSlow(c, adding, this.now, this.cfg)) return false;
     this.counters.childrenDropped++;
-    this.log(`dropping slow child ${c.peerId} (bufferedAmount ${buffered})`);
-    this.cooldown.add(c.peerId, t + (this.cfg.slowChildCooldownMs ?? 30_000));
-    this.closeChild(c, `slow consumer: bufferedAmount ${buffered}`, true);
+    this.log(`dropping slow child ${c.peerId} (bufferedAmount ${c.buffered})`);
+    this.cooldown.add(c.peerId, this.now + this.cfg.slowChildCooldownMs);
+    this.closeChild(c, `slow consumer: bufferedAmount ${c.buffered}`, true);
     // Ask for it to be fed by another parent; until then it reads the origin.
     this.send({ type: "DropChild", peer_id: c.peerId });
     return true;
@@ -1120,14 +1091,14 @@ export class MeshPeerCore {
     const t = this.now;
     for (const c of [...this.childMap.values()]) {
       if (c.open) this.dropIfSlow(c, 0);
-      else if (t - c.startedAt >= this.childConnectTimeoutMs) {
-        this.closeChild(c, `DataChannel not open after ${this.childConnectTimeoutMs} ms`, true);
+      else if (t - c.startedAt >= this.cfg.childConnectTimeoutMs) {
+        this.closeChild(c, `DataChannel not open after ${this.cfg.childConnectTimeoutMs} ms`, true);
       }
     }
     this.cooldown.prune(t);
     const p = this.parentLink;
-    if (p && !p.open && !p.closed && t - p.startedAt >= this.parentConnectTimeoutMs) {
-      this.upstreamFailed(p, `DataChannel not open after ${this.parentConnectTimeoutMs} ms`);
+    if (p && !p.open && !p.closed && t - p.startedAt >= this.cfg.parentConnectTimeoutMs) {
+      this.upstreamFailed(p, `DataChannel not open after ${this.cfg.parentConnectTimeoutMs} ms`);
     }
   }
 
@@ -1145,17 +1116,17 @@ export class MeshPeerCore {
     const plan = planUpstreams({
       role: a.role,
       parentId: a.parentId,
-      rootSource: this.cfg.rootSource ?? "origin",
+      rootSource: this.cfg.rootSource,
       pushed: this.counters.pushed,
       next: this.sequencer.next,
-      holeStalled: this.stall.observe(hole, t, this.parentGraceMs),
+      holeStalled: this.stall.observe(hole, t, this.cfg.parentGraceMs),
       parent: this.parentLink,
       oldParents: this.oldParents,
       origin: this.originReader,
       registered: this.session.registered,
       originRetryAt: this.originRetryAt,
       now: t,
-      parentGraceMs: this.parentGraceMs,
+      parentGraceMs: this.cfg.parentGraceMs,
     });
     if (plan.closeOldParents) this.closeOldParents();
     if (plan.openOrigin) {
@@ -1187,22 +1158,22 @@ export class MeshPeerCore {
     };
     const p = this.parentLink;
     const connecting = p !== null && !p.open && !p.closed;
-    ahead("parentConnect", connecting ? p.startedAt + this.parentConnectTimeoutMs : null);
-    ahead("parentGrace", connecting && p.firstId === null ? p.startedAt + this.parentGraceMs : null);
+    ahead("parentConnect", connecting ? p.startedAt + this.cfg.parentConnectTimeoutMs : null);
+    ahead("parentGrace", connecting && p.firstId === null ? p.startedAt + this.cfg.parentGraceMs : null);
     const since = this.stall.since();
-    ahead("holeStall", since === null ? null : since + this.parentGraceMs);
+    ahead("holeStall", since === null ? null : since + this.cfg.parentGraceMs);
     ahead("originRetry", this.originReader === null ? this.originRetryAt : null);
     let childConnect: number | null = null;
     let slow: number | null = null;
     let anyOpen = false;
     for (const c of this.childMap.values()) {
       if (!c.open) {
-        const at = c.startedAt + this.childConnectTimeoutMs;
+        const at = c.startedAt + this.cfg.childConnectTimeoutMs;
         if (childConnect === null || at < childConnect) childConnect = at;
       } else {
         anyOpen = true;
         if (c.overSince !== null) {
-          const at = c.overSince + this.slowChildMs;
+          const at = c.overSince + this.cfg.slowChildMs;
           if (slow === null || at < slow) slow = at;
         }
       }

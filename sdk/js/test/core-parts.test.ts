@@ -3,7 +3,9 @@
 import { describe, expect, it } from "vitest";
 import { Cooldown } from "../src/cooldown.js";
 import { OutputQueue } from "../src/output-queue.js";
+import { resolveSettings } from "../src/settings.js";
 import { SignalSession } from "../src/signal-session.js";
+import { isSlow } from "../src/slow-child.js";
 import { TimerTable } from "../src/timers.js";
 
 describe("TimerTable", () => {
@@ -113,5 +115,54 @@ describe("Cooldown", () => {
     expect([c.blocks("a", 0), c.blocks("b", 0), c.blocks("c", 0)]).toEqual([true, false, true]);
     c.prune(350);
     expect([c.blocks("a", 0), c.blocks("c", 0)]).toEqual([false, true]);
+  });
+});
+
+describe("isSlow", () => {
+  const limits = { slowChildBytes: 1000, slowChildMs: 2000, maxChildBufferedBytes: 5000 };
+  it.each([
+    // [buffered, overSince, adding, now, slow, overSince after]
+    [1000, null, 0, 10, false, null], // at the bound: not over
+    [1000, 5, 0, 10, false, null], // back under: forgotten
+    [1001, null, 0, 10, false, 10], // over: since now
+    [1001, 10, 0, 2009, false, 10],
+    [1001, 10, 0, 2010, true, 10], // over for slowChildMs
+    [4000, 10, 1000, 20, false, 10], // at most maxChildBufferedBytes
+    [4000, 10, 1001, 20, true, 10], // would pass it
+    [900, null, 10_000, 20, false, null], // under: whatever comes next
+  ] as [number, number | null, number, number, boolean, number | null][])(
+    "buffered %d over since %s, adding %d at %d: slow %s",
+    (buffered, overSince, adding, now, slow, after) => {
+      const c = { buffered, overSince };
+      expect(isSlow(c, adding, now, limits)).toBe(slow);
+      expect(c.overSince).toBe(after);
+    },
+  );
+});
+
+describe("resolveSettings", () => {
+  it("fills in the documented defaults", () => {
+    const s = resolveSettings({ signalUrl: "wss://h:1/signal", track: "t" });
+    expect(s).toMatchObject({
+      originBase: "wss://h:1",
+      rootSource: "origin",
+      heartbeatMs: 3333,
+      forwardReportMs: 1000,
+      parentGraceMs: 1500,
+      parentConnectTimeoutMs: 15_000,
+      childConnectTimeoutMs: 15_000,
+      slowChildBytes: 4 * 1024 * 1024,
+      slowChildMs: 3000,
+      slowChildCooldownMs: 30_000,
+      maxChildBufferedBytes: 12 * 1024 * 1024,
+      connectAttempts: 3,
+      reconnectInitialMs: 500,
+      reconnectMaxMs: 15_000,
+      maxObjectBytes: 4 * 1024 * 1024,
+    });
+    expect(resolveSettings({ signalUrl: "ws://h/signal", track: "t", parentConnectTimeoutMs: 7, peerTimeoutMs: 300 })).toMatchObject({
+      childConnectTimeoutMs: 7,
+      heartbeatMs: 250,
+    });
   });
 });
