@@ -218,14 +218,44 @@ var ChunkAssembler = class {
   }
 };
 
-// src/links.ts
+// src/negotiation.ts
 var MAX_PENDING_CANDIDATES = 64;
-function newNegotiation() {
-  return { remoteSet: false, pendingRemote: [], localSent: false, pendingLocal: [] };
-}
-function pushBounded(queue, item) {
-  if (queue.length < MAX_PENDING_CANDIDATES) queue.push(item);
-}
+var Negotiation = class {
+  sent = false;
+  remoteSet = false;
+  heldLocal = [];
+  heldRemote = [];
+  /** Our Offer or Answer has gone out. */
+  get localSent() {
+    return this.sent;
+  }
+  /** A local candidate: returned to send now, or held (null). */
+  local(candidate) {
+    if (this.sent) return candidate;
+    if (this.heldLocal.length < MAX_PENDING_CANDIDATES) this.heldLocal.push(candidate);
+    return null;
+  }
+  /** Our description went out: the local candidates held for it, to send after it. */
+  described() {
+    this.sent = true;
+    const held = this.heldLocal;
+    this.heldLocal = [];
+    return held;
+  }
+  /** A remote candidate: returned to add now, or held (null). */
+  remote(candidate) {
+    if (this.remoteSet) return candidate;
+    if (this.heldRemote.length < MAX_PENDING_CANDIDATES) this.heldRemote.push(candidate);
+    return null;
+  }
+  /** The remote description is set: the remote candidates held for it, to add now. */
+  remoteApplied() {
+    this.remoteSet = true;
+    const held = this.heldRemote;
+    this.heldRemote = [];
+    return held;
+  }
+};
 
 // src/output-queue.ts
 var OutputQueue = class {
@@ -1280,32 +1310,26 @@ var MeshPeerCore = class {
       sdp_mid: cand.sdpMid,
       sdp_mline_index: cand.sdpMLineIndex
     };
-    if (l.negotiation.localSent) this.send(msg);
-    else pushBounded(l.negotiation.pendingLocal, msg);
+    const now2 = l.negotiation.local(msg);
+    if (now2 !== null) this.send(now2);
   }
   /** Sends our Offer or Answer, then the local candidates that waited for it. */
   onLinkDescribed(id, sdp) {
     const l = this.links.get(id);
     if (l === void 0 || l.kind === "origin") return;
-    const n = l.negotiation;
     this.send({ type: l.kind === "parent" ? "Offer" : "Answer", from: this.peerId, to: l.peerId, sdp });
-    n.localSent = true;
-    for (const m of n.pendingLocal) this.send(m);
-    n.pendingLocal = [];
+    for (const m of l.negotiation.described()) this.send(m);
   }
   /** The remote description is set: the remote candidates that waited for it go in, and a child is answered. */
   onRemoteApplied(id) {
     const l = this.links.get(id);
     if (l === void 0 || l.kind === "origin") return;
-    const n = l.negotiation;
-    n.remoteSet = true;
-    for (const candidate of n.pendingRemote) this.out.push({ type: "addRemoteCandidate", link: id, candidate });
-    n.pendingRemote = [];
+    for (const candidate of l.negotiation.remoteApplied()) this.out.push({ type: "addRemoteCandidate", link: id, candidate });
     if (l.kind === "child") this.out.push({ type: "createAnswer", link: id });
   }
   addRemoteCandidate(l, candidate) {
-    if (l.negotiation.remoteSet) this.out.push({ type: "addRemoteCandidate", link: l.id, candidate });
-    else pushBounded(l.negotiation.pendingRemote, candidate);
+    const now2 = l.negotiation.remote(candidate);
+    if (now2 !== null) this.out.push({ type: "addRemoteCandidate", link: l.id, candidate: now2 });
   }
   onRemoteCandidate(from, c) {
     if (!this.candidateAllowed(c.candidate)) return;
@@ -1352,7 +1376,7 @@ var MeshPeerCore = class {
       closed: false,
       received: 0,
       assembler: new ChunkAssembler(this.cfg.maxObjectBytes),
-      negotiation: newNegotiation(),
+      negotiation: new Negotiation(),
       answered: false
     };
     this.links.set(u.id, u);
@@ -1774,7 +1798,7 @@ var MeshPeerCore = class {
       startedAt: this.now,
       buffered: 0,
       overSince: null,
-      negotiation: newNegotiation()
+      negotiation: new Negotiation()
     };
     this.childMap.set(from, c);
     this.links.set(c.id, c);

@@ -1,38 +1,10 @@
 /**
- * The core's records of its links, one tagged kind each, and the ICE
- * candidate holding rules of a negotiation. Pure data.
+ * The core's records of its links, one tagged kind each. Pure data.
  */
 import type { ChunkAssembler } from "./framing.js";
-import type { CandidateInit, LinkId } from "./core-io.js";
+import type { LinkId } from "./core-io.js";
+import type { Negotiation } from "./negotiation.js";
 import type { ClientMessage } from "./signal.js";
-
-/**
- * Most candidates held per connection while waiting. A description takes a
- * handful; past this the peer is misbehaving and the rest are dropped.
- */
-export const MAX_PENDING_CANDIDATES = 64;
-
-/**
- * ICE candidates of one connection that must wait: remote ones until the
- * remote description is set, local ones until our Offer or Answer has gone
- * out (the peer cannot use them before it).
- */
-export interface Negotiation {
-  remoteSet: boolean;
-  pendingRemote: CandidateInit[];
-  localSent: boolean;
-  pendingLocal: ClientMessage[];
-}
-
-/** A negotiation that has exchanged nothing yet. */
-export function newNegotiation(): Negotiation {
-  return { remoteSet: false, pendingRemote: [], localSent: false, pendingLocal: [] };
-}
-
-/** Appends to a holding queue unless it is full (`MAX_PENDING_CANDIDATES`). */
-export function pushBounded<T>(queue: T[], item: T): void {
-  if (queue.length < MAX_PENDING_CANDIDATES) queue.push(item);
-}
 
 /** What a source of objects (a parent link or the origin reader) has delivered. */
 interface SourceState {
@@ -52,7 +24,7 @@ export interface ParentLink extends SourceState {
   kind: "parent";
   peerId: string;
   assembler: ChunkAssembler;
-  negotiation: Negotiation;
+  negotiation: Negotiation<ClientMessage>;
   /** An Answer was taken for this attempt. */
   answered: boolean;
 }
@@ -83,7 +55,7 @@ export interface ChildLink {
   buffered: number;
   /** Since when its bufferedAmount has been above slowChildBytes, or null. */
   overSince: number | null;
-  negotiation: Negotiation;
+  negotiation: Negotiation<ClientMessage>;
 }
 
 /** Any link of the core. */

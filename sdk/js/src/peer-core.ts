@@ -22,10 +22,9 @@ import {
   type OriginLink,
   type ParentLink,
   type SourceLink,
-  newNegotiation,
-  pushBounded,
 } from "./links.js";
 import type { PeerOptions } from "./options.js";
+import { Negotiation } from "./negotiation.js";
 import { OutputQueue } from "./output-queue.js";
 import { Sequencer, type Delivery, type Gap, type OfferResult } from "./sequencer.js";
 import {
@@ -682,35 +681,29 @@ export class MeshPeerCore {
       sdp_mid: cand.sdpMid,
       sdp_mline_index: cand.sdpMLineIndex,
     };
-    if (l.negotiation.localSent) this.send(msg);
-    else pushBounded(l.negotiation.pendingLocal, msg);
+    const now = l.negotiation.local(msg);
+    if (now !== null) this.send(now);
   }
 
   /** Sends our Offer or Answer, then the local candidates that waited for it. */
   private onLinkDescribed(id: LinkId, sdp: string): void {
     const l = this.links.get(id);
     if (l === undefined || l.kind === "origin") return;
-    const n = l.negotiation;
     this.send({ type: l.kind === "parent" ? "Offer" : "Answer", from: this.peerId, to: l.peerId, sdp });
-    n.localSent = true;
-    for (const m of n.pendingLocal) this.send(m);
-    n.pendingLocal = [];
+    for (const m of l.negotiation.described()) this.send(m);
   }
 
   /** The remote description is set: the remote candidates that waited for it go in, and a child is answered. */
   private onRemoteApplied(id: LinkId): void {
     const l = this.links.get(id);
     if (l === undefined || l.kind === "origin") return;
-    const n = l.negotiation;
-    n.remoteSet = true;
-    for (const candidate of n.pendingRemote) this.out.push({ type: "addRemoteCandidate", link: id, candidate });
-    n.pendingRemote = [];
+    for (const candidate of l.negotiation.remoteApplied()) this.out.push({ type: "addRemoteCandidate", link: id, candidate });
     if (l.kind === "child") this.out.push({ type: "createAnswer", link: id });
   }
 
   private addRemoteCandidate(l: ParentLink | ChildLink, candidate: CandidateInit): void {
-    if (l.negotiation.remoteSet) this.out.push({ type: "addRemoteCandidate", link: l.id, candidate });
-    else pushBounded(l.negotiation.pendingRemote, candidate);
+    const now = l.negotiation.remote(candidate);
+    if (now !== null) this.out.push({ type: "addRemoteCandidate", link: l.id, candidate: now });
   }
 
   private onRemoteCandidate(from: string, c: CandidateInit): void {
@@ -764,7 +757,7 @@ export class MeshPeerCore {
       closed: false,
       received: 0,
       assembler: new ChunkAssembler(this.cfg.maxObjectBytes),
-      negotiation: newNegotiation(),
+      negotiation: new Negotiation<ClientMessage>(),
       answered: false,
     };
     this.links.set(u.id, u);
@@ -1229,7 +1222,7 @@ export class MeshPeerCore {
       startedAt: this.now,
       buffered: 0,
       overSince: null,
-      negotiation: newNegotiation(),
+      negotiation: new Negotiation<ClientMessage>(),
     };
     this.childMap.set(from, c);
     this.links.set(c.id, c);

@@ -2,11 +2,14 @@
 // session and cooldown.
 import { describe, expect, it } from "vitest";
 import { Cooldown } from "../src/cooldown.js";
+import { MAX_PENDING_CANDIDATES, Negotiation } from "../src/negotiation.js";
 import { OutputQueue } from "../src/output-queue.js";
 import { resolveSettings } from "../src/settings.js";
 import { SignalSession } from "../src/signal-session.js";
 import { isSlow } from "../src/slow-child.js";
 import { TimerTable } from "../src/timers.js";
+
+const range = (n: number) => [...Array(n).keys()];
 
 describe("TimerTable", () => {
   it("gives the earliest armed deadline and which are due", () => {
@@ -164,5 +167,31 @@ describe("resolveSettings", () => {
       childConnectTimeoutMs: 7,
       heartbeatMs: 250,
     });
+  });
+});
+
+describe("Negotiation", () => {
+  const cand = (i: number) => ({ candidate: `candidate:${i}`, sdpMid: "0", sdpMLineIndex: 0 });
+  it("holds local candidates until our description went out, remote ones until the remote description is set", () => {
+    const n = new Negotiation<string>();
+    expect([n.local("l1"), n.local("l2")]).toEqual([null, null]);
+    expect(n.remote(cand(1))).toBeNull();
+    expect(n.localSent).toBe(false);
+    expect(n.described()).toEqual(["l1", "l2"]);
+    expect(n.localSent).toBe(true);
+    expect(n.local("l3")).toBe("l3");
+    expect(n.remoteApplied()).toEqual([cand(1)]);
+    expect(n.remote(cand(2))).toEqual(cand(2));
+    expect([n.described(), n.remoteApplied()]).toEqual([[], []]);
+  });
+
+  it("holds at most MAX_PENDING_CANDIDATES of each", () => {
+    const n = new Negotiation<number>();
+    for (let i = 0; i < 1000; i++) {
+      n.local(i);
+      n.remote(cand(i));
+    }
+    expect(n.described().length).toBe(MAX_PENDING_CANDIDATES);
+    expect(n.remoteApplied().map((c) => c.candidate)).toEqual(range(MAX_PENDING_CANDIDATES).map((i) => `candidate:${i}`));
   });
 });
