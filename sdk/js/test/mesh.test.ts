@@ -78,6 +78,37 @@ describe("scenarios against the real server", { timeout: 30_000 }, () => {
     expect(serverBinary()).toMatch(/meshrelay/);
   });
 
+  it("a late joiner starts at next_object_id; a dead parent link is bridged from the origin and comes back", async () => {
+    const { server, mesh } = await serverAndMesh({ rootPeerCount: 1, maxPeers: 1 });
+    const track = "sim/late";
+    const [a] = await addInOrder(mesh, track, ["a"]);
+    await publish(server, track, 60);
+    await mesh.until(delivered([a!], 60), "60 objects at a");
+    const [b, c] = (await addInOrder(mesh, track, ["b", "c"])) as [SimPeer, SimPeer];
+    for (const p of [b, c]) expect(p.core.assignment?.nextObjectId).toBe(60n);
+    await mesh.until(parentsOpen([b, c]), "a <- b <- c");
+    const N = 300;
+    const publishing = publish(server, track, N - 60, 60);
+    await mesh.until(() => c.frames.length >= 40, "c to have 40 objects");
+    expect(mesh.cut(b, "c")).toBe(1); // b's link to c dies: no PeerLeft, no new assignment
+    await publishing;
+    const peers = [a!, b, c];
+    await mesh.until(() => a!.frames.length >= N && b.frames.length >= N - 60 && c.frames.length >= N - 60, "every object");
+    expectExact([a!], range(0, N));
+    expectExact([b, c], range(60, N));
+    expect(c.core.stats.fromOrigin).toBeGreaterThan(0);
+    expect(c.core.stats.gapsRepaired).toBeGreaterThanOrEqual(1);
+    mesh.advance(1_000); // c's retry of its parent
+    await mesh.until(parentsOpen([c]), "c's link to b back");
+    // Once its parent delivers again, c stops reading the origin.
+    const before = peers.map((p) => p.frames.length);
+    await publish(server, track, 50, N);
+    await mesh.until(() => peers.every((p, i) => p.frames.length === before[i]! + 50), "the next 50 objects");
+    await mesh.until(() => !c.core.readingOrigin, "c to let the origin go");
+    expectExact([a!], range(0, N + 50));
+    expectExact([b, c], range(60, N + 50));
+  });
+
   it("a parent leaves mid-stream: its child is re-parented, every object arrives once, in order", async () => {
     const { server, mesh } = await serverAndMesh({ rootPeerCount: 1, maxPeers: 1 });
     const track = "sim/parentleave";

@@ -159,6 +159,30 @@ export class Mesh {
     });
   }
 
+  /**
+   * Kills the link between `p` and its child `childId` without any signal
+   * message, as a crash of the connection would: both ends fail.
+   */
+  cut(p: SimPeer, childId: string): number {
+    let n = 0;
+    for (const [link, l] of p.links) {
+      if (l.kind !== "child" || l.peerId !== childId || l.closed) continue;
+      l.closed = true;
+      l.open = false;
+      this.later(p, { type: "linkFailed", link, reason: "DataChannel closed" });
+      const r = l.remote;
+      const far = r?.peer.links.get(r.link);
+      if (r && far && !far.closed) {
+        far.closed = true;
+        far.open = false;
+        this.later(r.peer, { type: "linkFailed", link: r.link, reason: "DataChannel closed" });
+      }
+      n++;
+    }
+    this.pump();
+    return n;
+  }
+
   /** Closes every socket the peers still hold. */
   shutdown(): void {
     for (const p of this.peers) {
