@@ -218,55 +218,87 @@ var ChunkAssembler = class {
   }
 };
 
-// src/upstreams.ts
-function covers(u, next) {
-  if (u === null || !u.open || u.closed || u.firstId === null) return false;
-  return next === null || u.firstId <= next;
-}
-function planUpstreams(s) {
-  const rootLike = s.role === "Root" || s.parentId === null;
-  const parent = s.parent;
-  let open;
-  let keep;
-  let closeOldParents = false;
-  if (!rootLike && s.holeStalled) {
-    open = keep = true;
-  } else if (rootLike) {
-    open = keep = s.role !== "Root" || s.rootSource === "origin";
-    closeOldParents = open ? covers(s.origin, s.next) : s.pushed > 0;
-  } else if (covers(parent, s.next)) {
-    open = keep = false;
-    closeOldParents = true;
-  } else if (s.oldParents.some((u) => covers(u, s.next))) {
-    open = false;
-    keep = true;
-  } else if (parent !== null && !parent.closed && parent.firstId === null) {
-    open = !parent.open && s.now - parent.startedAt >= s.parentGraceMs;
-    keep = true;
-  } else {
-    open = keep = true;
+// src/negotiation.ts
+var MAX_PENDING_CANDIDATES = 64;
+var Negotiation = class {
+  sent = false;
+  remoteSet = false;
+  heldLocal = [];
+  heldRemote = [];
+  /** Our Offer or Answer has gone out. */
+  get localSent() {
+    return this.sent;
   }
-  const openOrigin = open && s.origin === null && s.registered && s.now >= s.originRetryAt;
-  const closeOrigin = !openOrigin && !keep && s.origin !== null;
-  return { openOrigin, closeOrigin, closeOldParents };
-}
-var StallClock = class {
-  hole = null;
-  /**
-   * Records the current hole (its first missing id, or null when nothing
-   * is buffered) at `now`; true when that hole has waited `graceMs`.
-   */
-  observe(holeFrom, now2, graceMs) {
-    if (holeFrom === null) {
-      this.hole = null;
-      return false;
+  /** A local candidate: returned to send now, or held (null). */
+  local(candidate) {
+    if (this.sent) return candidate;
+    if (this.heldLocal.length < MAX_PENDING_CANDIDATES) this.heldLocal.push(candidate);
+    return null;
+  }
+  /** Our description went out: the local candidates held for it, to send after it. */
+  described() {
+    this.sent = true;
+    const held = this.heldLocal;
+    this.heldLocal = [];
+    return held;
+  }
+  /** A remote candidate: returned to add now, or held (null). */
+  remote(candidate) {
+    if (this.remoteSet) return candidate;
+    if (this.heldRemote.length < MAX_PENDING_CANDIDATES) this.heldRemote.push(candidate);
+    return null;
+  }
+  /** The remote description is set: the remote candidates held for it, to add now. */
+  remoteApplied() {
+    this.remoteSet = true;
+    const held = this.heldRemote;
+    this.heldRemote = [];
+    return held;
+  }
+};
+
+// src/output-queue.ts
+var OutputQueue = class {
+  constructor(run) {
+    this.run = run;
+  }
+  run;
+  items = [];
+  head = 0;
+  burst = [];
+  burstHead = 0;
+  inStep = false;
+  /** Queues an output: after everything queued, or right after the output of the step running now. */
+  push(out) {
+    if (this.inStep) this.burst.push(out);
+    else this.items.push({ out });
+  }
+  /** Queues a step to run when the drain reaches it. */
+  defer(step) {
+    this.items.push({ step });
+  }
+  /** The next output, running deferred steps on the way; null when nothing is left. */
+  next() {
+    for (; ; ) {
+      if (this.burstHead < this.burst.length) return this.burst[this.burstHead++];
+      if (this.burst.length > 0) {
+        this.burst = [];
+        this.burstHead = 0;
+      }
+      if (this.head >= this.items.length) {
+        this.items = [];
+        this.head = 0;
+        return null;
+      }
+      const item = this.items[this.head++];
+      if ("out" in item) return item.out;
+      this.inStep = true;
+      try {
+        this.run(item.step);
+      } finally {
+        this.inStep = false;
+      }
     }
-    if (this.hole === null || this.hole.from !== holeFrom) this.hole = { from: holeFrom, since: now2 };
-    return now2 - this.hole.since >= graceMs;
-  }
-  /** Forgets the hole (the sequence started again). */
-  reset() {
-    this.hole = null;
   }
 };
 
@@ -522,82 +554,180 @@ function parseResumeGap(text) {
   return digits ? BigInt(digits[1]) : null;
 }
 
-// src/peer.ts
-var MAX_PENDING_CANDIDATES = 64;
-var MAX_COOLDOWN_ENTRIES = 256;
-var FATAL_REGISTER_ERRORS = /* @__PURE__ */ new Set(["invalid_peer_id", "invalid_track", "unauthorized"]);
-var RETRY_REGISTER_ERRORS = /* @__PURE__ */ new Set(["duplicate_peer_id", "mesh_full"]);
-function now() {
-  return typeof performance !== "undefined" ? performance.now() : Date.now();
-}
-function newNegotiation() {
-  return { remoteSet: false, pendingRemote: [], localSent: false, pendingLocal: [] };
-}
-function pushBounded(queue, item) {
-  if (queue.length < MAX_PENDING_CANDIDATES) queue.push(item);
-}
-function closeQuietly(target) {
-  try {
-    target?.close();
-  } catch {
+// src/cooldown.ts
+var Cooldown = class {
+  /** `max`: most peers remembered; past it the one whose cooldown ends first is forgotten. */
+  constructor(max) {
+    this.max = max;
   }
-}
-function childOpen(c) {
-  return c.open && c.dc !== null && c.dc.readyState === "open";
-}
-function generatePeerId() {
-  const bytes = new Uint8Array(8);
-  if (typeof crypto !== "undefined" && typeof crypto.getRandomValues === "function") {
-    crypto.getRandomValues(bytes);
-  } else {
-    for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+  max;
+  until = /* @__PURE__ */ new Map();
+  /** Refuses `id` until `until` (replacing an earlier cooldown of it). */
+  add(id, until) {
+    this.until.delete(id);
+    this.until.set(id, until);
+    if (this.until.size > this.max) this.until.delete(this.until.keys().next().value);
   }
-  return "p-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  /** Whether `id` is still refused at `now` (an expired entry is forgotten). */
+  blocks(id, now2) {
+    const until = this.until.get(id);
+    if (until === void 0) return false;
+    if (now2 < until) return true;
+    this.until.delete(id);
+    return false;
+  }
+  /** Forgets every cooldown over at `now`. */
+  prune(now2) {
+    for (const [id, until] of this.until) {
+      if (until > now2) break;
+      this.until.delete(id);
+    }
+  }
+};
+
+// src/signal-session.ts
+var SignalSession = class {
+  current = null;
+  nextId = 1;
+  failuresInRow = 0;
+  wasRegistered = false;
+  /** A new socket, replacing the current one (whose later events no longer count); its id. */
+  begin() {
+    const id = this.nextId++;
+    this.current = { id, phase: "opening" };
+    return id;
+  }
+  /** The current socket, or null while there is none. */
+  get socket() {
+    return this.current?.id ?? null;
+  }
+  /** Whether `id` names the current socket. */
+  isCurrent(id) {
+    return this.current?.id === id;
+  }
+  /** The current socket has opened. */
+  get open() {
+    return this.current !== null && this.current.phase !== "opening";
+  }
+  /** An AssignParent came on the current socket. */
+  get registered() {
+    return this.current?.phase === "registered";
+  }
+  /** An AssignParent came on some socket, ever. */
+  get everRegistered() {
+    return this.wasRegistered;
+  }
+  /** The current socket `id` opened: the run of failures ends. False when `id` is not current. */
+  opened(id) {
+    if (!this.isCurrent(id)) return false;
+    this.current.phase = "open";
+    this.failuresInRow = 0;
+    return true;
+  }
+  /** An AssignParent on the current socket; true when it is the first on it (a new server session). */
+  assigned() {
+    if (this.current === null) return false;
+    const first = this.current.phase !== "registered";
+    this.current.phase = "registered";
+    this.wasRegistered = true;
+    return first;
+  }
+  /**
+   * Forgets the current socket (or `id`, when it is the current one):
+   * whether it had opened, or null when there was nothing to forget.
+   */
+  end(id) {
+    const c = this.current;
+    if (c === null || id !== void 0 && c.id !== id) return null;
+    this.current = null;
+    return { id: c.id, hadOpened: c.phase !== "opening" };
+  }
+  /** Counts a socket that never opened; true when it makes exactly `limit` in a row. */
+  notOpened(limit) {
+    this.failuresInRow++;
+    return this.failuresInRow === limit;
+  }
+  /** Whether a message of `type` may go out now: only Register before registration, and only on an open socket. */
+  mayCarry(type) {
+    return this.open && (this.registered || type === "Register");
+  }
+};
+
+// src/settings.ts
+function resolveSettings(o) {
+  const parentConnectTimeoutMs = o.parentConnectTimeoutMs ?? 15e3;
+  return {
+    signalUrl: o.signalUrl,
+    originBase: o.originUrl ?? deriveOriginUrl(o.signalUrl),
+    track: o.track,
+    token: o.token,
+    capacity: o.capacity,
+    iceServers: o.iceServers ?? [],
+    iceCandidateFilter: o.iceCandidateFilter,
+    rootSource: o.rootSource ?? "origin",
+    heartbeatMs: o.heartbeatIntervalMs ?? Math.max(250, Math.floor((o.peerTimeoutMs ?? 1e4) / 3)),
+    forwardReportMs: o.forwardReportIntervalMs ?? 1e3,
+    parentGraceMs: o.parentGraceMs ?? 1500,
+    parentConnectTimeoutMs,
+    childConnectTimeoutMs: o.childConnectTimeoutMs ?? parentConnectTimeoutMs,
+    slowChildBytes: o.slowChildBytes ?? 4 * 1024 * 1024,
+    slowChildMs: o.slowChildMs ?? 3e3,
+    slowChildCooldownMs: o.slowChildCooldownMs ?? 3e4,
+    maxChildBufferedBytes: o.maxChildBufferedBytes ?? 12 * 1024 * 1024,
+    connectAttempts: o.connectAttempts ?? 3,
+    reconnectInitialMs: o.reconnectInitialMs ?? 500,
+    reconnectMaxMs: o.reconnectMaxMs ?? 15e3,
+    maxBufferedObjects: o.maxBufferedObjects,
+    maxBufferedBytes: o.maxBufferedBytes,
+    maxObjectBytes: o.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES
+  };
 }
-var MeshPeer = class {
-  /** This peer's id (from the config or generated). */
-  peerId;
-  cfg;
-  originBase;
-  slowChildBytes;
-  slowChildMs;
-  maxChildBufferedBytes;
-  parentGraceMs;
-  parentConnectTimeoutMs;
-  childConnectTimeoutMs;
-  state = "idle";
-  signal = null;
-  signalBackoff;
-  signalReconnectTimer = null;
-  heartbeatTimer = null;
-  reportTimer = null;
-  maintenanceTimer = null;
-  lastReported = 0;
-  registered = false;
-  /** Registered at least once (then signal failures are retried for ever). */
-  everRegistered = false;
-  /** Signal sockets in a row that closed without opening. */
-  signalFailures = 0;
-  assignment = null;
-  /** The epoch of the id sequence being delivered, once a server named one. */
-  epoch = null;
-  sequencer;
-  parentLink = null;
-  /** Previous parents kept delivering until the new path covers the stream. */
-  oldParents = [];
-  originReader = null;
-  /** How long the reorder buffer has waited at its current hole (one no source is filling). */
-  stall = new StallClock();
-  originRetryAt = 0;
-  originBackoff = new Backoff({ initialMs: 250, maxMs: 5e3 });
-  parentBackoff = new Backoff({ initialMs: 500, maxMs: 8e3 });
-  parentRetryTimer = null;
-  childMap = /* @__PURE__ */ new Map();
-  /** Children dropped as slow: peer id -> until when (now()) their Offers are refused. */
-  cooldown = /* @__PURE__ */ new Map();
-  /** ICE server lists (JSON) whose RTCPeerConnection constructor threw. */
-  refusedIceServers = /* @__PURE__ */ new Set();
-  counters = {
+
+// src/slow-child.ts
+function isSlow(c, adding, now2, limits) {
+  if (c.buffered <= limits.slowChildBytes) {
+    c.overSince = null;
+    return false;
+  }
+  c.overSince ??= now2;
+  return now2 - c.overSince >= limits.slowChildMs || c.buffered + adding > limits.maxChildBufferedBytes;
+}
+
+// src/timers.ts
+var TimerTable = class {
+  at = /* @__PURE__ */ new Map();
+  /** Arms `name` to be due at `time`, replacing its previous deadline. */
+  set(name, time) {
+    this.at.set(name, time);
+  }
+  /** Disarms `name`. */
+  clear(name) {
+    this.at.delete(name);
+  }
+  /** Disarms every timer. */
+  clearAll() {
+    this.at.clear();
+  }
+  /** When `name` is due, or null when it is not armed. */
+  get(name) {
+    return this.at.get(name) ?? null;
+  }
+  /** The earliest deadline of all, or null when none is armed. */
+  next() {
+    let best = null;
+    for (const t of this.at.values()) if (best === null || t < best) best = t;
+    return best;
+  }
+  /** Whether `name` is armed and due at `now`. */
+  due(name, now2) {
+    const t = this.at.get(name);
+    return t !== void 0 && t <= now2;
+  }
+};
+
+// src/types.ts
+function zeroStats() {
+  return {
     fromParent: 0,
     fromOrigin: 0,
     pushed: 0,
@@ -617,56 +747,247 @@ var MeshPeer = class {
     restarts: 0,
     lastObjectId: null
   };
-  connectResolvers = [];
+}
+
+// src/upstreams.ts
+function covers(u, next) {
+  if (u === null || !u.open || u.closed || u.firstId === null) return false;
+  return next === null || u.firstId <= next;
+}
+function planUpstreams(s) {
+  const rootLike = s.role === "Root" || s.parentId === null;
+  const parent = s.parent;
+  let open;
+  let keep;
+  let closeOldParents = false;
+  if (!rootLike && s.holeStalled) {
+    open = keep = true;
+  } else if (rootLike) {
+    open = keep = s.role !== "Root" || s.rootSource === "origin";
+    closeOldParents = open ? covers(s.origin, s.next) : s.pushed > 0;
+  } else if (covers(parent, s.next)) {
+    open = keep = false;
+    closeOldParents = true;
+  } else if (s.oldParents.some((u) => covers(u, s.next))) {
+    open = false;
+    keep = true;
+  } else if (parent !== null && !parent.closed && parent.firstId === null) {
+    open = !parent.open && s.now - parent.startedAt >= s.parentGraceMs;
+    keep = true;
+  } else {
+    open = keep = true;
+  }
+  const openOrigin = open && s.origin === null && s.registered && s.now >= s.originRetryAt;
+  const closeOrigin = !openOrigin && !keep && s.origin !== null;
+  return { openOrigin, closeOrigin, closeOldParents };
+}
+var StallClock = class {
+  hole = null;
+  /**
+   * Records the current hole (its first missing id, or null when nothing
+   * is buffered) at `now`; true when that hole has waited `graceMs`.
+   */
+  observe(holeFrom, now2, graceMs) {
+    if (holeFrom === null) {
+      this.hole = null;
+      return false;
+    }
+    if (this.hole === null || this.hole.from !== holeFrom) this.hole = { from: holeFrom, since: now2 };
+    return now2 - this.hole.since >= graceMs;
+  }
+  /** Since when the current hole has waited, or null when there is none. */
+  since() {
+    return this.hole?.since ?? null;
+  }
+  /** Forgets the hole (the sequence started again). */
+  reset() {
+    this.hole = null;
+  }
+};
+
+// src/peer-core.ts
+var CHILD_POLL_MS = 250;
+var MAX_COOLDOWN_ENTRIES = 256;
+var FATAL_REGISTER_ERRORS = /* @__PURE__ */ new Set(["invalid_peer_id", "invalid_track", "unauthorized"]);
+var RETRY_REGISTER_ERRORS = /* @__PURE__ */ new Set(["duplicate_peer_id", "mesh_full"]);
+var MeshPeerCore = class {
+  /** This peer's id. */
+  peerId;
+  cfg;
+  coreState = "idle";
+  now = 0;
+  out;
+  timers = new TimerTable();
+  session = new SignalSession();
+  signalBackoff;
+  /** The forwarded count last reported in this server session. */
+  lastReported = 0;
+  current = null;
+  /** The epoch of the id sequence being delivered, once a server named one. */
+  epoch = null;
+  sequencer;
+  nextLinkId = 1;
+  /** Every link not closed, by id. */
+  links = /* @__PURE__ */ new Map();
+  parentLink = null;
+  /** Previous parents kept delivering until the new path covers the stream. */
+  oldParents = [];
+  originReader = null;
+  /** How long the reorder buffer has waited at its current hole (one no source is filling). */
+  stall = new StallClock();
+  originRetryAt = 0;
+  originBackoff;
+  parentBackoff;
+  /** The parent the armed `parentRetry` timer offers to again. */
+  parentRetryPeer = null;
+  childMap = /* @__PURE__ */ new Map();
+  /** Children dropped as slow: peer id -> until when their Offers are refused. */
+  cooldown = new Cooldown(MAX_COOLDOWN_ENTRIES);
+  /** ICE server lists (JSON) that the browser refused. */
+  refusedIceServers = /* @__PURE__ */ new Set();
+  counters = zeroStats();
   constructor(config) {
-    if (!isValidTrack(config.track)) throw new Error(`invalid track: ${config.track}`);
-    const id = config.peerId ?? generatePeerId();
-    if (!isValidPeerId(id)) throw new Error(`invalid peer id: ${id}`);
-    this.peerId = id;
-    this.cfg = config;
-    this.originBase = config.originUrl ?? deriveOriginUrl(config.signalUrl);
-    this.slowChildBytes = config.slowChildBytes ?? 4 * 1024 * 1024;
-    this.slowChildMs = config.slowChildMs ?? 3e3;
-    this.maxChildBufferedBytes = config.maxChildBufferedBytes ?? 12 * 1024 * 1024;
-    this.parentGraceMs = config.parentGraceMs ?? 1500;
-    this.parentConnectTimeoutMs = config.parentConnectTimeoutMs ?? 15e3;
-    this.childConnectTimeoutMs = config.childConnectTimeoutMs ?? this.parentConnectTimeoutMs;
-    this.signalBackoff = new Backoff({
-      initialMs: config.reconnectInitialMs ?? 500,
-      maxMs: config.reconnectMaxMs ?? 15e3
-    });
+    this.peerId = config.peerId;
+    this.cfg = resolveSettings(config);
+    const random = config.random;
+    this.signalBackoff = new Backoff({ initialMs: this.cfg.reconnectInitialMs, maxMs: this.cfg.reconnectMaxMs, random });
+    this.originBackoff = new Backoff({ initialMs: 250, maxMs: 5e3, random });
+    this.parentBackoff = new Backoff({ initialMs: 500, maxMs: 8e3, random });
     this.sequencer = this.newSequencer(null);
+    this.out = new OutputQueue((step) => this.runStep(step));
   }
-  newSequencer(start) {
-    return new Sequencer(start, {
-      maxBufferedObjects: this.cfg.maxBufferedObjects,
-      maxBufferedBytes: this.cfg.maxBufferedBytes
-    });
+  // ---------------------------------------------------------------- driving
+  /** Takes one input that happened at `now`. */
+  handle(input, now2) {
+    this.advance(now2);
+    if (this.coreState === "closed") return;
+    this.dispatch(input);
+    this.settle();
   }
-  // ---------------------------------------------------------------- getters
-  /** Role from the last AssignParent, or null before the first. */
-  get role() {
-    return this.assignment?.role ?? null;
+  /** Runs every timer due at `now` (call when `pollTimeout()`'s deadline has come). */
+  handleTimeout(now2) {
+    this.advance(now2);
+    if (this.coreState === "closed") return;
+    const t = this.timers;
+    if (t.due("heartbeat", now2)) {
+      this.send({ type: "Heartbeat" });
+      t.set("heartbeat", now2 + this.cfg.heartbeatMs);
+    }
+    if (t.due("forwardReport", now2)) {
+      this.reportForwarded();
+      t.set("forwardReport", now2 + this.cfg.forwardReportMs);
+    }
+    if (t.due("signalReconnect", now2)) {
+      t.clear("signalReconnect");
+      this.openSignal();
+    }
+    if (t.due("parentRetry", now2)) {
+      t.clear("parentRetry");
+      const parentId = this.parentRetryPeer;
+      this.parentRetryPeer = null;
+      if (this.session.registered && parentId !== null && this.current?.parentId === parentId && !this.parentLink) {
+        this.connectParent(parentId);
+      }
+    }
+    this.maintain();
+    this.settle();
   }
-  /** Assigned parent id (null for a root or an unplaced peer). */
-  get parent() {
-    return this.assignment?.parentId ?? null;
+  /** The next deadline (same clock as `now`), or null when nothing is timed. */
+  pollTimeout() {
+    return this.coreState === "closed" ? null : this.timers.next();
   }
-  /** Depth in the tree from the last AssignParent (0 for a root), or null before the first. */
-  get depth() {
-    return this.assignment?.depth ?? null;
+  /** The next output, or null when everything so far has been handed out. */
+  poll() {
+    return this.out.next();
   }
-  /** Ids of children whose DataChannel is open. */
-  get children() {
+  advance(now2) {
+    if (now2 > this.now) this.now = now2;
+  }
+  /** After every input: the sources the state now needs, and the deadlines it now has. */
+  settle() {
+    if (this.coreState === "closed") return;
+    this.reconcile();
+    this.armDeadlines();
+  }
+  dispatch(i) {
+    switch (i.type) {
+      case "connect":
+        return this.connect();
+      case "close":
+        return this.close();
+      case "push":
+        return this.pushFrame(i.objectId, i.payload);
+      case "signalOpened":
+        return this.onSignalOpened(i.socket);
+      case "signalClosed":
+        return this.onSignalClosed(i.socket, i.code, i.error);
+      case "signalMessage":
+        return this.onSignalText(i.socket, i.text);
+      case "originOpened":
+        return this.onOriginOpened(i.link);
+      case "originMessage":
+        return this.onOriginMessage(i.link, i.data);
+      case "originClosed":
+        return this.onOriginClosed(i.link, i.code, i.error);
+      case "iceServersRefused":
+        return this.onIceServersRefused(i.iceServers, i.error);
+      case "noPeerConnection":
+        return this.onNoPeerConnection(i.link);
+      case "linkDescribed":
+        return this.onLinkDescribed(i.link, i.sdp);
+      case "remoteApplied":
+        return this.onRemoteApplied(i.link);
+      case "linkFailed":
+        return this.onLinkFailed(i.link, i.reason);
+      case "channelOpen":
+        return this.onChannelOpen(i.link, i.protocol ?? "", i.maxMessageSize ?? null);
+      case "channelData":
+        return this.onChannelData(i.link, i.data);
+      case "localCandidate":
+        return this.onLocalCandidate(i.link, i.candidate);
+      case "bufferedAmount": {
+        const c = this.links.get(i.link);
+        if (c?.kind === "child") c.buffered = i.amount;
+        return;
+      }
+    }
+  }
+  // ---------------------------------------------------------------- views
+  /** Where the peer is in its life. */
+  get state() {
+    return this.coreState;
+  }
+  /** The last AssignParent, or null before the first. */
+  get assignment() {
+    return this.current;
+  }
+  /** Whether the signal socket is open and registered. */
+  get connected() {
+    return this.coreState === "open" && this.session.registered;
+  }
+  /** Registered on the current signal socket (an AssignParent came on it). */
+  get isRegistered() {
+    return this.session.registered;
+  }
+  /** The current signal socket, or null while there is none. */
+  get signalSocket() {
+    return this.session.socket;
+  }
+  /** The link to the assigned parent, or null while there is none. */
+  get parentLinkId() {
+    return this.parentLink?.id ?? null;
+  }
+  /** Open child links: their peer ids and link ids, in the order they offered. */
+  openChildren() {
     const out = [];
-    for (const c of this.childMap.values()) if (childOpen(c)) out.push(c.peerId);
+    for (const c of this.childMap.values()) if (c.open) out.push({ peerId: c.peerId, link: c.id });
     return out;
   }
   /** Whether the DataChannel to the assigned parent is open now. */
   get parentConnected() {
     return this.parentLink !== null && this.parentLink.open;
   }
-  /** Whether the origin egress is being read now. */
+  /** Whether the origin egress is being read (or its socket is opening). */
   get readingOrigin() {
     return this.originReader !== null && !this.originReader.closed;
   }
@@ -678,43 +999,28 @@ var MeshPeer = class {
   get stats() {
     return { ...this.counters };
   }
-  /** Whether the signal socket is open and registered. */
-  get connected() {
-    return this.state === "open" && this.registered;
-  }
   // ---------------------------------------------------------------- lifecycle
-  /** Opens the signal socket and resolves on the first AssignParent. */
   connect() {
-    if (this.state === "closed") return Promise.reject(new Error("MeshPeer is closed"));
-    const p = new Promise((resolve, reject) => {
-      if (this.assignment && this.registered) resolve(this.assignment);
-      else this.connectResolvers.push({ resolve, reject });
-    });
-    if (this.state === "idle") {
-      this.state = "connecting";
-      this.openSignal();
-      const hb = this.cfg.heartbeatIntervalMs ?? Math.max(250, Math.floor((this.cfg.peerTimeoutMs ?? 1e4) / 3));
-      this.heartbeatTimer = setInterval(() => this.send({ type: "Heartbeat" }), hb);
-      this.reportTimer = setInterval(() => this.reportForwarded(), this.cfg.forwardReportIntervalMs ?? 1e3);
-      this.maintenanceTimer = setInterval(() => this.maintain(), 250);
-    }
-    return p;
+    if (this.coreState !== "idle") return;
+    this.coreState = "connecting";
+    this.openSignal();
+    this.timers.set("heartbeat", this.now + this.cfg.heartbeatMs);
+    this.timers.set("forwardReport", this.now + this.cfg.forwardReportMs);
   }
-  /** Leaves the tree and closes every connection and timer. */
+  /**
+   * Leaves: a last ForwardReport and Leave, then every socket and link
+   * closed. Objects of a batch not yet delivered are not delivered.
+   */
   close() {
-    if (this.state === "closed") return;
+    if (this.coreState === "closed") return;
     this.reportForwarded();
     this.send({ type: "Leave" });
-    this.state = "closed";
-    for (const t of [this.heartbeatTimer, this.reportTimer, this.maintenanceTimer]) if (t) clearInterval(t);
-    for (const t of [this.signalReconnectTimer, this.parentRetryTimer]) if (t) clearTimeout(t);
-    this.heartbeatTimer = this.reportTimer = this.maintenanceTimer = null;
-    this.signalReconnectTimer = this.parentRetryTimer = null;
+    this.coreState = "closed";
+    this.timers.clearAll();
     this.dropSignal(1e3, "leave");
     this.closeLinks("closed");
-    this.rejectConnect(new Error("closed"));
+    this.out.push({ type: "connectRejected", error: "closed" });
   }
-  /** Closes every parent, origin and child link. */
   closeLinks(reason) {
     if (this.parentLink) this.closeUpstream(this.parentLink, reason);
     this.parentLink = null;
@@ -724,94 +1030,52 @@ var MeshPeer = class {
     this.originReader = null;
     for (const c of [...this.childMap.values()]) this.closeChild(c, reason, false);
   }
-  /**
-   * Feeds one object into the peer (a root fed by the integrator, with
-   * `rootSource: "external"`). It is delivered in order and forwarded.
-   */
-  pushFrame(objectId, bytes) {
-    if (this.state === "closed") return;
-    const id = typeof objectId === "bigint" ? objectId : BigInt(objectId);
-    this.accept(this.sequencer.offer(id, bytes, { kind: "pushed", message: null }, true));
-    this.reconcile();
+  pushFrame(id, bytes) {
+    this.accept(this.sequencer.offer(id, bytes, { kind: "pushed", message: null, origin: null }, true));
+  }
+  newSequencer(start) {
+    return new Sequencer(start, {
+      maxBufferedObjects: this.cfg.maxBufferedObjects,
+      maxBufferedBytes: this.cfg.maxBufferedBytes
+    });
+  }
+  log(message) {
+    this.out.push({ type: "log", message });
+  }
+  onError(code, reason) {
+    this.out.push({ type: "onError", code, reason });
   }
   // ---------------------------------------------------------------- signal
-  log(msg) {
-    try {
-      this.cfg.log?.(`[${this.peerId}] ${msg}`);
-    } catch {
-    }
-  }
-  /**
-   * Calls an integrator callback. Whatever it throws is logged and
-   * swallowed: callbacks run in the middle of delivery, forwarding and
-   * negotiation, and an exception escaping there would leave the peer
-   * half-updated (e.g. objects taken out of the reorder buffer but never
-   * delivered).
-   */
-  emit(name, ...args) {
-    const f = this.cfg[name];
-    if (f === void 0) return;
-    try {
-      f(...args);
-    } catch (e) {
-      this.log(`${name} threw: ${String(e)}`);
-    }
-  }
-  send(msg) {
-    const s = this.signal;
-    if (s && s.readyState === WebSocket.OPEN && (this.registered || msg.type === "Register")) {
-      s.send(JSON.stringify(msg));
-    }
-  }
-  rejectConnect(err) {
-    for (const r of this.connectResolvers) r.reject(err);
-    this.connectResolvers = [];
+  send(message) {
+    const socket = this.session.socket;
+    if (socket !== null && this.session.mayCarry(message.type)) this.out.push({ type: "sendSignal", socket, message });
   }
   openSignal() {
-    if (this.state === "closed") return;
+    if (this.coreState === "closed") return;
+    const socket = this.session.begin();
     const token = this.cfg.token;
-    let ws;
-    try {
-      ws = new WebSocket(signalUrlWithToken(this.cfg.signalUrl, token), bearerProtocols(token));
-    } catch (e) {
-      this.log(`signal open failed: ${String(e)}`);
-      this.signalNotOpened(`new WebSocket failed: ${String(e)}`);
-      this.scheduleSignalReconnect();
-      return;
+    this.out.push({ type: "openSignal", socket, url: signalUrlWithToken(this.cfg.signalUrl, token), protocols: bearerProtocols(token) });
+  }
+  onSignalOpened(socket) {
+    if (!this.session.opened(socket)) return;
+    this.counters.signalConnects++;
+    this.coreState = "open";
+    this.sendRegister();
+  }
+  onSignalClosed(socket, code, error) {
+    const ended = this.session.end(socket);
+    if (ended === null) return;
+    if (error !== void 0) {
+      this.log(`signal open failed: ${error}`);
+      this.signalNotOpened(error);
+    } else {
+      this.log(`signal closed (${code})`);
+      if (!ended.hadOpened) this.signalNotOpened(`the signal socket closed before opening (code ${code})`);
     }
-    this.signal = ws;
-    this.registered = false;
-    let opened = false;
-    ws.onopen = () => {
-      if (this.signal !== ws) return;
-      opened = true;
-      this.signalFailures = 0;
-      this.counters.signalConnects++;
-      this.state = "open";
-      this.sendRegister();
-    };
-    ws.onmessage = (ev) => {
-      if (this.signal !== ws || typeof ev.data !== "string") return;
-      const m = parseServerMessage(ev.data);
-      if (m === null) {
-        this.log(`ignored signal frame: ${ev.data.slice(0, 200)}`);
-        return;
-      }
-      this.onSignal(m);
-    };
-    ws.onclose = (ev) => {
-      if (this.signal !== ws) return;
-      this.signal = null;
-      this.registered = false;
-      this.log(`signal closed (${ev.code})`);
-      if (!opened) this.signalNotOpened(`the signal socket closed before opening (code ${ev.code})`);
-      if (this.state !== "closed") {
-        this.state = "connecting";
-        this.scheduleSignalReconnect();
-      }
-    };
-    ws.onerror = () => {
-    };
+    if (this.coreState !== "closed") {
+      this.coreState = "connecting";
+      this.scheduleSignalReconnect();
+    }
   }
   /**
    * Counts a signal socket that never opened. At `connectAttempts` in a row
@@ -820,26 +1084,20 @@ var MeshPeer = class {
    * tells a refused token (HTTP 401) from a server that is not there.
    */
   signalNotOpened(why) {
-    this.signalFailures++;
-    const limit = this.cfg.connectAttempts ?? 3;
-    if (this.signalFailures !== limit) return;
+    const limit = this.cfg.connectAttempts;
+    if (!this.session.notOpened(limit)) return;
     const msg = `${this.cfg.signalUrl}: ${limit} signal connections in a row failed to open (last: ${why}); the server refused the WebSocket upgrade (HTTP 401: missing or wrong token) or is unreachable`;
     this.log(msg);
-    this.emit("onError", "signal_unreachable", msg);
-    if (!this.everRegistered) {
-      this.rejectConnect(new Error(`signal_unreachable: ${msg}`));
+    this.onError("signal_unreachable", msg);
+    if (!this.session.everRegistered) {
+      this.out.push({ type: "connectRejected", error: `signal_unreachable: ${msg}` });
       this.close();
     }
   }
-  /** Forgets the signal socket (its onclose is then ignored) and closes it. */
+  /** Forgets the signal socket (its later events are ignored) and closes it. */
   dropSignal(code, reason) {
-    const s = this.signal;
-    this.signal = null;
-    this.registered = false;
-    try {
-      s?.close(code, reason);
-    } catch {
-    }
+    const ended = this.session.end();
+    if (ended !== null) this.out.push({ type: "closeSignal", socket: ended.id, code, reason });
   }
   /**
    * Registers, stating (extension `features`) that this peer applies an
@@ -850,68 +1108,66 @@ var MeshPeer = class {
   sendRegister() {
     const msg = { type: "Register", peer_id: this.peerId, track: this.cfg.track };
     if (this.cfg.capacity !== void 0) msg.capacity = this.cfg.capacity;
-    msg.features = (this.cfg.rootSource ?? "origin") === "origin" ? ["origin", "updates"] : ["updates"];
+    msg.features = this.cfg.rootSource === "origin" ? ["origin", "updates"] : ["updates"];
     this.send(msg);
   }
   scheduleSignalReconnect() {
-    if (this.state === "closed" || this.signalReconnectTimer) return;
+    if (this.coreState === "closed" || this.timers.get("signalReconnect") !== null) return;
     const delay = this.signalBackoff.next();
     this.log(`signal reconnect in ${delay} ms`);
-    this.signalReconnectTimer = setTimeout(() => {
-      this.signalReconnectTimer = null;
-      this.openSignal();
-    }, delay);
+    this.timers.set("signalReconnect", this.now + delay);
+  }
+  onSignalText(socket, text) {
+    if (!this.session.isCurrent(socket)) return;
+    const m = parseServerMessage(text);
+    if (m === null) {
+      this.log(`ignored signal frame: ${text.slice(0, 200)}`);
+      return;
+    }
+    this.onSignal(m);
   }
   onSignal(m) {
     switch (m.type) {
       case "AssignParent":
-        this.onAssign(m);
-        break;
+        return this.onAssign(m);
       case "PeerLeft":
-        this.onPeerLeft(m.peer_id);
-        break;
+        return this.onPeerLeft(m.peer_id);
       case "Offer":
-        void this.onChildOffer(m.from, m.sdp);
-        break;
+        return this.onChildOffer(m.from, m.sdp);
       case "Answer":
-        void this.onParentAnswer(m.from, m.sdp);
-        break;
+        return this.onParentAnswer(m.from, m.sdp);
       case "IceCandidate":
-        this.onRemoteCandidate(m.from, {
+        return this.onRemoteCandidate(m.from, {
           candidate: m.candidate,
           sdpMid: m.sdp_mid ?? "0",
           sdpMLineIndex: m.sdp_mline_index ?? 0
         });
-        break;
       case "Error":
-        this.onSignalError(m.code, m.reason);
-        break;
+        return this.onSignalError(m.code, m.reason);
     }
   }
   onSignalError(code, reason) {
     this.log(`signal error ${code}: ${reason}`);
-    this.emit("onError", code, reason);
-    if (this.registered) return;
+    this.onError(code, reason);
+    if (this.session.registered) return;
     if (FATAL_REGISTER_ERRORS.has(code)) {
-      this.rejectConnect(new Error(`${code}: ${reason}`));
+      this.out.push({ type: "connectRejected", error: `${code}: ${reason}` });
       this.close();
     } else if (RETRY_REGISTER_ERRORS.has(code)) {
       this.dropSignal(1e3, "retry");
-      this.state = "connecting";
+      this.coreState = "connecting";
       this.scheduleSignalReconnect();
     }
   }
   reportForwarded() {
-    if (this.counters.forwarded !== this.lastReported && this.registered) {
+    if (this.counters.forwarded !== this.lastReported && this.session.registered) {
       this.send({ type: "ForwardReport", forwarded_frames: this.counters.forwarded });
       this.lastReported = this.counters.forwarded;
     }
   }
   // ---------------------------------------------------------------- assignment
   onAssign(m) {
-    const first = !this.registered;
-    this.registered = true;
-    this.everRegistered = true;
+    const first = this.session.assigned();
     this.signalBackoff.reset();
     if (first) this.lastReported = 0;
     const a = {
@@ -927,7 +1183,7 @@ var MeshPeer = class {
       if (this.epoch !== null && a.epoch !== this.epoch) this.restartSequence(a.nextObjectId, a.epoch);
       this.epoch = a.epoch;
     }
-    this.assignment = a;
+    this.current = a;
     if (a.nextObjectId !== null) this.sequencer.start(a.nextObjectId);
     this.log(`assigned role=${a.role} parent=${a.parentId} depth=${a.depth} next=${a.nextObjectId}`);
     if (a.parentId !== null) {
@@ -948,11 +1204,8 @@ var MeshPeer = class {
         this.connectParent(a.parentId);
       }
     }
-    if (first) {
-      for (const r of this.connectResolvers) r.resolve(a);
-      this.connectResolvers = [];
-    }
-    this.emit("onAssign", a);
+    if (first) this.out.push({ type: "connectResolved", assignment: a });
+    this.out.push({ type: "onAssign", assignment: a });
     this.reconcile();
     if (first) this.reportForwarded();
   }
@@ -971,8 +1224,13 @@ var MeshPeer = class {
     this.counters.lastObjectId = null;
     this.originRetryAt = 0;
     this.originBackoff.reset();
-    this.emit("onRestart", next, epoch);
+    this.out.push({ type: "onRestart", nextObjectId: next, epoch });
   }
+  /**
+   * A neighbour left, or (after a re-plan) is no longer our neighbour: the
+   * link to it goes, whichever side it is on. Without a parent link the
+   * origin is read until a new parent delivers.
+   */
   onPeerLeft(peerId) {
     this.log(`PeerLeft ${peerId}`);
     const child = this.childMap.get(peerId);
@@ -983,7 +1241,6 @@ var MeshPeer = class {
     }
     for (const u of this.oldParents) if (u.peerId === peerId) this.closeUpstream(u, "peer left");
     this.oldParents = this.oldParents.filter((u) => !u.closed);
-    this.reconcile();
   }
   /** Keeps the current parent path as an "old" source until the new path delivers. */
   retireParent(u) {
@@ -998,33 +1255,36 @@ var MeshPeer = class {
     while (this.oldParents.length > 2) this.closeUpstream(this.oldParents.shift(), "too many old parents");
   }
   cancelParentRetry() {
-    if (this.parentRetryTimer) clearTimeout(this.parentRetryTimer);
-    this.parentRetryTimer = null;
+    this.timers.clear("parentRetry");
+    this.parentRetryPeer = null;
   }
   // ---------------------------------------------------------------- negotiation (parent and children)
   /**
-   * A new RTCPeerConnection with the ICE servers of the last AssignParent,
-   * else the config's, else none. A list the browser refuses (its
-   * constructor throws, e.g. a malformed URL) is reported through onError
-   * (`rtc_config`), remembered, and the next list is tried. Null when even
-   * an empty list is refused.
+   * The ICE server lists to try, in order: the last AssignParent's, the
+   * config's, none; lists the browser refused before are left out.
    */
-  newPeerConnection() {
-    const fromAssign = this.assignment?.iceServers ?? [];
-    const lists = [fromAssign, this.cfg.iceServers ?? [], []].filter((l, i) => i === 2 || l.length > 0);
-    for (const iceServers of lists) {
-      const key = JSON.stringify(iceServers);
-      if (this.refusedIceServers.has(key)) continue;
-      try {
-        return new RTCPeerConnection({ iceServers });
-      } catch (e) {
-        if (this.refusedIceServers.size < 16) this.refusedIceServers.add(key);
-        const msg = `RTCPeerConnection refused iceServers ${JSON.stringify(iceServers.map((x) => x.urls))}: ${String(e)}`;
-        this.log(msg);
-        this.emit("onError", "rtc_config", msg);
-      }
+  iceServerLists() {
+    const fromAssign = this.current?.iceServers ?? [];
+    const lists = [fromAssign, this.cfg.iceServers, []].filter((l, i) => i === 2 || l.length > 0);
+    return lists.filter((l) => !this.refusedIceServers.has(JSON.stringify(l)));
+  }
+  onIceServersRefused(iceServers, error) {
+    if (this.refusedIceServers.size < 16) this.refusedIceServers.add(JSON.stringify(iceServers));
+    const msg = `RTCPeerConnection refused iceServers ${JSON.stringify(iceServers.map((x) => x.urls))}: ${error}`;
+    this.log(msg);
+    this.onError("rtc_config", msg);
+  }
+  onNoPeerConnection(id) {
+    const l = this.links.get(id);
+    if (l === void 0) return;
+    if (l.kind === "child") {
+      this.log(`refused Offer from ${l.peerId}: no RTCPeerConnection`);
+      this.childMap.delete(l.peerId);
+      this.links.delete(id);
+      this.out.push({ type: "closeLink", link: id, kind: "child" });
+    } else if (l.kind === "parent") {
+      this.upstreamFailed(l, "no RTCPeerConnection");
     }
-    return null;
   }
   candidateAllowed(candidate) {
     if (candidate === "") return true;
@@ -1038,119 +1298,99 @@ var MeshPeer = class {
     }
   }
   /** Sends (or holds until our description has gone out) one filtered local candidate. */
-  onLocalCandidate(n, to, cand) {
+  onLocalCandidate(id, cand) {
+    const l = this.links.get(id);
+    if (l === void 0 || l.kind === "origin") return;
     if (!cand || !cand.candidate || !this.candidateAllowed(cand.candidate)) return;
     const msg = {
       type: "IceCandidate",
       from: this.peerId,
-      to,
+      to: l.peerId,
       candidate: cand.candidate,
       sdp_mid: cand.sdpMid,
       sdp_mline_index: cand.sdpMLineIndex
     };
-    if (n.localSent) this.send(msg);
-    else pushBounded(n.pendingLocal, msg);
+    const now2 = l.negotiation.local(msg);
+    if (now2 !== null) this.send(now2);
   }
   /** Sends our Offer or Answer, then the local candidates that waited for it. */
-  sendDescription(n, msg) {
-    this.send(msg);
-    n.localSent = true;
-    for (const m of n.pendingLocal) this.send(m);
-    n.pendingLocal = [];
+  onLinkDescribed(id, sdp) {
+    const l = this.links.get(id);
+    if (l === void 0 || l.kind === "origin") return;
+    this.send({ type: l.kind === "parent" ? "Offer" : "Answer", from: this.peerId, to: l.peerId, sdp });
+    for (const m of l.negotiation.described()) this.send(m);
   }
-  /** Sets the remote description, then adds the remote candidates that waited for it. */
-  async setRemote(pc, n, desc) {
-    await pc.setRemoteDescription(desc);
-    n.remoteSet = true;
-    for (const c of n.pendingRemote) await pc.addIceCandidate(c).catch(() => void 0);
-    n.pendingRemote = [];
+  /** The remote description is set: the remote candidates that waited for it go in, and a child is answered. */
+  onRemoteApplied(id) {
+    const l = this.links.get(id);
+    if (l === void 0 || l.kind === "origin") return;
+    for (const candidate of l.negotiation.remoteApplied()) this.out.push({ type: "addRemoteCandidate", link: id, candidate });
+    if (l.kind === "child") this.out.push({ type: "createAnswer", link: id });
   }
-  addRemoteCandidate(pc, n, c) {
-    if (n.remoteSet) void pc.addIceCandidate(c).catch(() => void 0);
-    else pushBounded(n.pendingRemote, c);
+  addRemoteCandidate(l, candidate) {
+    const now2 = l.negotiation.remote(candidate);
+    if (now2 !== null) this.out.push({ type: "addRemoteCandidate", link: l.id, candidate: now2 });
   }
   onRemoteCandidate(from, c) {
-    if (!this.candidateAllowed(c.candidate ?? "")) return;
+    if (!this.candidateAllowed(c.candidate)) return;
     const u = this.parentLink;
-    if (u && u.peerId === from && u.pc && u.negotiation && !u.closed) {
-      if (u.negotiation.localSent) this.addRemoteCandidate(u.pc, u.negotiation, c);
+    if (u && u.peerId === from && !u.closed) {
+      if (u.negotiation.localSent) this.addRemoteCandidate(u, c);
       return;
     }
     const child = this.childMap.get(from);
-    if (child) this.addRemoteCandidate(child.pc, child.negotiation, c);
+    if (child) this.addRemoteCandidate(child, c);
+  }
+  onLinkFailed(id, reason) {
+    const l = this.links.get(id);
+    if (l === void 0) return;
+    if (l.kind === "child") this.closeChild(l, reason, true);
+    else this.upstreamFailed(l, reason);
+  }
+  onChannelOpen(id, protocol, maxMessageSize) {
+    const l = this.links.get(id);
+    if (l === void 0 || l.open) return;
+    if (l.kind === "child") {
+      l.open = true;
+      l.chunks = protocol === DATACHANNEL_PROTOCOL;
+      l.maxMessageSize = maxMessageSize;
+      this.log(`child ${l.peerId} DataChannel open`);
+      this.out.push({ type: "onChildOpen", childId: l.peerId });
+    } else if (l.kind === "parent") {
+      l.open = true;
+      this.log(`parent ${l.peerId} DataChannel open`);
+      this.out.push({ type: "onParentOpen", parentId: l.peerId });
+    }
   }
   // ---------------------------------------------------------------- upstream: parent
-  newUpstream(kind, peerId) {
-    return { kind, peerId, startedAt: now(), firstId: null, lastId: null, open: false, closed: false, received: 0 };
-  }
   connectParent(parentId) {
     this.cancelParentRetry();
-    const u = this.newUpstream("parent", parentId);
-    const negotiation = newNegotiation();
-    const assembler = new ChunkAssembler(this.cfg.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES);
-    u.negotiation = negotiation;
-    u.assembler = assembler;
+    const u = {
+      kind: "parent",
+      id: this.nextLinkId++,
+      peerId: parentId,
+      startedAt: this.now,
+      firstId: null,
+      lastId: null,
+      open: false,
+      closed: false,
+      received: 0,
+      assembler: new ChunkAssembler(this.cfg.maxObjectBytes),
+      negotiation: new Negotiation(),
+      answered: false
+    };
+    this.links.set(u.id, u);
     this.parentLink = u;
-    const pc = this.newPeerConnection();
-    if (pc === null) {
-      this.upstreamFailed(u, "no RTCPeerConnection");
-      return;
-    }
-    u.pc = pc;
-    const dc = pc.createDataChannel("meshrelay", { ordered: true, protocol: DATACHANNEL_PROTOCOL });
-    dc.binaryType = "arraybuffer";
-    u.dc = dc;
-    pc.onicecandidate = (ev) => {
-      if (!u.closed) this.onLocalCandidate(negotiation, parentId, ev.candidate);
-    };
-    pc.onconnectionstatechange = () => {
-      if (u.closed) return;
-      if (pc.connectionState === "failed" || pc.connectionState === "closed") this.upstreamFailed(u, `pc ${pc.connectionState}`);
-    };
-    dc.onopen = () => {
-      if (u.closed) return;
-      u.open = true;
-      this.log(`parent ${parentId} DataChannel open`);
-      this.emit("onParentOpen", parentId);
-      this.reconcile();
-    };
-    dc.onclose = () => {
-      if (!u.closed) this.upstreamFailed(u, "DataChannel closed");
-    };
-    dc.onmessage = (ev) => {
-      if (u.closed || !(ev.data instanceof ArrayBuffer)) return;
-      const message = new Uint8Array(ev.data);
-      let events;
-      try {
-        events = assembler.push(message);
-      } catch (e) {
-        this.log(`bad message from parent ${parentId}: ${String(e)}`);
-        return;
-      }
-      for (const e of events) {
-        if (e.type === "object") {
-          const whole = e.payload.buffer === message.buffer ? message : null;
-          this.onUpstreamObject(u, e.objectId, e.payload, whole);
-        } else {
-          this.counters.chunksDiscarded++;
-          this.log(`discarded partial object ${e.objectId} (${e.reason})`);
-          u.lastId = e.objectId;
-          u.firstId = e.objectId + 1n;
-        }
-      }
-      this.reconcile();
-    };
-    void (async () => {
-      try {
-        const offer = await pc.createOffer();
-        await pc.setLocalDescription(offer);
-        if (u.closed) return;
-        this.sendDescription(negotiation, { type: "Offer", from: this.peerId, to: parentId, sdp: offer.sdp ?? "" });
-      } catch (e) {
-        this.upstreamFailed(u, `offer failed: ${String(e)}`);
-      }
-    })();
     this.log(`connecting to parent ${parentId}`);
+    this.out.push({
+      type: "openPeerConnection",
+      link: u.id,
+      kind: "parent",
+      peerId: parentId,
+      iceServerLists: this.iceServerLists(),
+      protocol: DATACHANNEL_PROTOCOL
+    });
+    this.out.push({ type: "createOffer", link: u.id });
   }
   /**
    * Applies the parent's Answer to the current attempt. Messages carry no
@@ -1160,9 +1400,9 @@ var MeshPeer = class {
    * attempt, the first was stale (each Offer is answered at most once), so
    * an attempt whose DataChannel is not open is started over.
    */
-  async onParentAnswer(from, sdp) {
+  onParentAnswer(from, sdp) {
     const u = this.parentLink;
-    if (!u || u.closed || u.peerId !== from || !u.pc || !u.negotiation) {
+    if (!u || u.closed || u.peerId !== from) {
       this.log(`unexpected Answer from ${from}`);
       return;
     }
@@ -1176,94 +1416,112 @@ var MeshPeer = class {
       return;
     }
     u.answered = true;
+    this.out.push({ type: "applyRemoteDescription", link: u.id, description: { type: "answer", sdp } });
+  }
+  onChannelData(id, message) {
+    const u = this.links.get(id);
+    if (u === void 0 || u.kind !== "parent") return;
+    let events;
     try {
-      await this.setRemote(u.pc, u.negotiation, { type: "answer", sdp });
+      events = u.assembler.push(message);
     } catch (e) {
-      this.upstreamFailed(u, `answer failed: ${String(e)}`);
+      this.log(`bad message from parent ${u.peerId}: ${String(e)}`);
+      return;
+    }
+    for (const e of events) {
+      if (e.type === "object") {
+        const whole = e.payload.buffer === message.buffer ? message : null;
+        this.onUpstreamObject(u, e.objectId, e.payload, whole);
+      } else {
+        this.counters.chunksDiscarded++;
+        this.log(`discarded partial object ${e.objectId} (${e.reason})`);
+        u.lastId = e.objectId;
+        u.firstId = e.objectId + 1n;
+      }
     }
   }
   upstreamFailed(u, reason) {
     if (u.closed) return;
-    this.log(`${u.kind} ${u.peerId ?? ""} failed: ${reason}`);
+    this.log(`${u.kind} ${u.kind === "parent" ? u.peerId : ""} failed: ${reason}`);
     this.closeUpstream(u, reason);
     if (u === this.parentLink) {
       this.parentLink = null;
-      const parentId = u.peerId;
       this.cancelParentRetry();
-      this.parentRetryTimer = setTimeout(() => {
-        this.parentRetryTimer = null;
-        if (this.state === "closed") return;
-        if (this.registered && this.assignment?.parentId === parentId && !this.parentLink) this.connectParent(parentId);
-      }, this.parentBackoff.next());
+      this.parentRetryPeer = u.peerId;
+      this.timers.set("parentRetry", this.now + this.parentBackoff.next());
     }
     if (u === this.originReader) {
       this.originReader = null;
-      this.originRetryAt = now() + (u.received > 0 ? 0 : this.originBackoff.next());
+      this.originRetryAt = this.now + (u.received > 0 ? 0 : this.originBackoff.next());
     }
     this.oldParents = this.oldParents.filter((x) => !x.closed);
-    this.reconcile();
   }
   closeUpstream(u, reason) {
     if (u.closed) return;
     u.closed = true;
     u.open = false;
-    this.log(`closing ${u.kind} ${u.peerId ?? ""} (${reason})`);
-    closeQuietly(u.dc);
-    closeQuietly(u.pc);
-    if (u.ws) {
-      u.ws.onmessage = null;
-      u.ws.onclose = null;
-      closeQuietly(u.ws);
-    }
-    if (u.assembler) {
+    this.links.delete(u.id);
+    this.log(`closing ${u.kind} ${u.kind === "parent" ? u.peerId : ""} (${reason})`);
+    this.out.push({ type: "closeLink", link: u.id, kind: u.kind });
+    if (u.kind === "parent") {
       for (const e of u.assembler.reset()) if (e.type === "discarded") this.counters.chunksDiscarded++;
     }
   }
   // ---------------------------------------------------------------- upstream: origin
   openOrigin() {
     const from = this.sequencer.next;
-    const url = egressUrl(this.originBase, this.cfg.track, from, this.cfg.token);
-    const u = this.newUpstream("origin", null);
+    const u = {
+      kind: "origin",
+      id: this.nextLinkId++,
+      startedAt: this.now,
+      firstId: null,
+      lastId: null,
+      open: false,
+      closed: false,
+      received: 0,
+      repairCounted: false
+    };
+    this.links.set(u.id, u);
     this.originReader = u;
-    let ws;
-    try {
-      ws = new WebSocket(url, bearerProtocols(this.cfg.token));
-    } catch (e) {
-      this.originNotOpened(`new WebSocket failed: ${String(e)}`);
-      this.upstreamFailed(u, String(e));
+    this.log(`reading origin ${egressUrl(this.cfg.originBase, this.cfg.track, from)}`);
+    this.out.push({
+      type: "openOrigin",
+      link: u.id,
+      url: egressUrl(this.cfg.originBase, this.cfg.track, from, this.cfg.token),
+      protocols: bearerProtocols(this.cfg.token)
+    });
+  }
+  onOriginOpened(id) {
+    const u = this.links.get(id);
+    if (u?.kind === "origin") u.open = true;
+  }
+  onOriginMessage(id, data) {
+    const u = this.links.get(id);
+    if (u?.kind !== "origin") return;
+    if (typeof data === "string") {
+      this.onOriginText(data);
       return;
     }
-    u.ws = ws;
-    ws.binaryType = "arraybuffer";
-    this.log(`reading origin ${egressUrl(this.originBase, this.cfg.track, from)}`);
-    ws.onopen = () => {
-      if (!u.closed) u.open = true;
-    };
-    ws.onmessage = (ev) => {
-      if (u.closed) return;
-      if (typeof ev.data === "string") {
-        this.onOriginText(ev.data);
-        return;
-      }
-      const message = new Uint8Array(ev.data);
-      let obj;
-      try {
-        obj = decodeObject(message);
-      } catch (e) {
-        this.log(`bad origin message: ${String(e)}`);
-        return;
-      }
-      this.originBackoff.reset();
-      this.onUpstreamObject(u, obj.objectId, obj.payload, message);
-      this.reconcile();
-    };
-    ws.onclose = (ev) => {
-      if (u.closed) return;
-      if (!u.open) this.originNotOpened(`closed before opening (code ${ev.code})`);
-      this.upstreamFailed(u, `origin socket closed (${ev.code})`);
-    };
-    ws.onerror = () => {
-    };
+    let obj;
+    try {
+      obj = decodeObject(data);
+    } catch (e) {
+      this.log(`bad origin message: ${String(e)}`);
+      return;
+    }
+    this.originBackoff.reset();
+    this.onUpstreamObject(u, obj.objectId, obj.payload, data);
+  }
+  onOriginClosed(id, code, error) {
+    const u = this.links.get(id);
+    if (u?.kind !== "origin") return;
+    if (error !== void 0) {
+      this.originNotOpened(error);
+      this.upstreamFailed(u, error);
+      return;
+    }
+    if (!u.open) this.originNotOpened(`closed before opening (code ${code})`);
+    this.upstreamFailed(u, `origin socket closed (${code})`);
   }
   /**
    * Reports an origin egress socket that never opened (HTTP 401 for a
@@ -1271,9 +1529,9 @@ var MeshPeer = class {
    * with backoff, and each failure goes to onError `origin_unreachable`.
    */
   originNotOpened(why) {
-    const msg = `origin egress ${this.originBase}/ws/${this.cfg.track}: ${why}`;
+    const msg = `origin egress ${this.cfg.originBase}/ws/${this.cfg.track}: ${why}`;
     this.log(msg);
-    this.emit("onError", "origin_unreachable", msg);
+    this.onError("origin_unreachable", msg);
   }
   /**
    * The origin no longer keeps the ids below `first`: no source will
@@ -1288,33 +1546,41 @@ var MeshPeer = class {
     }
     this.log(`origin ResumeGap first=${first}`);
     this.accept(this.sequencer.skipTo(first));
-    this.reconcile();
   }
   // ---------------------------------------------------------------- data path
   onUpstreamObject(u, id, payload, message) {
     u.received++;
     if (u.lastId === null || id !== u.lastId + 1n) u.firstId = id;
     u.lastId = id;
-    const kind = u.kind === "parent" ? "parent" : "origin";
-    this.accept(this.sequencer.offer(id, payload, { kind, message }, kind === "origin"));
+    const fromOrigin = u.kind === "origin";
+    const source = { kind: fromOrigin ? "origin" : "parent", message, origin: fromOrigin ? u : null };
+    this.accept(this.sequencer.offer(id, payload, source, fromOrigin));
   }
-  /** Counts and delivers what one offer or skip to the reorder buffer released. */
+  /**
+   * Counts what one offer or skip released and queues its delivery, in id
+   * order: each lost range just before the first object after it, so onLost
+   * and onFrame see the sequence as it is.
+   */
   accept(r) {
     if (r.duplicate) this.counters.duplicates++;
     if (r.tooFarAhead) this.counters.tooFarAhead++;
     let g = 0;
     for (const d of r.delivered) {
-      while (g < r.lost.length && r.lost[g].from < d.objectId) this.reportLost(r.lost[g++]);
-      if (this.state === "closed") return;
-      this.deliver(d);
+      while (g < r.lost.length && r.lost[g].from < d.objectId) this.out.defer({ lose: r.lost[g++] });
+      this.out.defer({ deliver: d });
     }
-    while (g < r.lost.length) this.reportLost(r.lost[g++]);
+    while (g < r.lost.length) this.out.defer({ lose: r.lost[g++] });
+  }
+  runStep(step) {
+    if (this.coreState === "closed") return;
+    if ("deliver" in step) this.deliver(step.deliver);
+    else this.reportLost(step.lose);
   }
   reportLost(gap) {
     const count = Number(gap.to - gap.from);
     this.counters.lost += count;
     this.log(`lost objects [${gap.from}, ${gap.to})`);
-    this.emit("onLost", gap.from, count);
+    this.out.push({ type: "onLost", firstLost: gap.from, count });
   }
   deliver(d) {
     const st = this.counters;
@@ -1328,7 +1594,7 @@ var MeshPeer = class {
       st.fromOrigin++;
       if (!this.isRootLike()) {
         st.repairedFromOrigin++;
-        const o = this.originReader;
+        const o = d.source.origin;
         if (o && !o.repairCounted) {
           o.repairCounted = true;
           st.gapsRepaired++;
@@ -1336,10 +1602,10 @@ var MeshPeer = class {
       }
     }
     this.forward(d.objectId, d.payload, d.source.message);
-    this.emit("onFrame", d.objectId, d.payload);
+    this.out.push({ type: "onFrame", objectId: d.objectId, payload: d.payload });
   }
   isRootLike() {
-    return this.assignment === null || this.assignment.role === "Root";
+    return this.current === null || this.current.role === "Root";
   }
   /**
    * Sends one object to every open child. The DataChannel messages are built
@@ -1351,105 +1617,92 @@ var MeshPeer = class {
     if (this.childMap.size === 0) return;
     let chunked = null;
     let whole = null;
-    const t = now();
-    for (const c of this.childMap.values()) {
-      if (!childOpen(c)) continue;
-      if (this.dropIfSlow(c, t, payload.byteLength)) continue;
-      let messages;
+    const toChunked = [];
+    const toWhole = [];
+    for (const c of [...this.childMap.values()]) {
+      if (!c.open) continue;
+      if (this.dropIfSlow(c, payload.byteLength)) continue;
       if (c.chunks) {
-        messages = chunked ??= chunkedMessages(id, payload, received);
+        chunked ??= chunkedMessages(id, payload, received);
+        toChunked.push(c);
       } else {
-        const limit = Math.min(c.pc.sctp?.maxMessageSize ?? MAX_WHOLE_OBJECT_MESSAGE, MAX_WHOLE_OBJECT_MESSAGE);
+        const limit = Math.min(c.maxMessageSize ?? MAX_WHOLE_OBJECT_MESSAGE, MAX_WHOLE_OBJECT_MESSAGE);
         if (!fitsWhole(payload, limit)) {
           this.counters.tooLargeForChild++;
           this.log(`object ${id} (${payload.byteLength} bytes) is too large for child ${c.peerId}, which reads no chunks`);
           continue;
         }
-        messages = whole ??= [received ?? encodeObject(id, payload)];
+        whole ??= [received ?? encodeObject(id, payload)];
+        toWhole.push(c);
       }
-      try {
-        for (const m of messages) c.dc.send(m);
-      } catch (e) {
-        this.log(`send to child ${c.peerId} failed: ${String(e)}`);
-        this.closeChild(c, "send failed", true);
-        continue;
-      }
-      this.counters.forwarded++;
-      this.counters.bytesForwarded += payload.byteLength;
     }
+    if (chunked !== null && toChunked.length > 0) this.sendTo(toChunked, chunked, payload.byteLength);
+    if (whole !== null && toWhole.length > 0) this.sendTo(toWhole, whole, payload.byteLength);
+  }
+  sendTo(children, messages, payloadBytes) {
+    let bytes = 0;
+    for (const m of messages) bytes += m.byteLength;
+    for (const c of children) c.buffered += bytes;
+    this.counters.forwarded += children.length;
+    this.counters.bytesForwarded += payloadBytes * children.length;
+    this.out.push({ type: "send", links: children.map((c) => c.id), messages });
   }
   /**
-   * Drops a child whose DataChannel buffer has stayed above slowChildBytes
-   * for slowChildMs, or, while above it, would pass maxChildBufferedBytes
-   * with `adding` more bytes. True when it was dropped.
+   * Drops a child that `isSlow` with `adding` more bytes, refuses its
+   * Offers for a while and asks the server to move it. True when it was
+   * dropped.
    */
-  dropIfSlow(c, t, adding) {
-    const buffered = c.dc.bufferedAmount;
-    if (buffered <= this.slowChildBytes) {
-      c.overSince = null;
-      return false;
-    }
-    c.overSince ??= t;
-    if (t - c.overSince < this.slowChildMs && buffered + adding <= this.maxChildBufferedBytes) return false;
+  dropIfSlow(c, adding) {
+    if (!isSlow(c, adding, this.now, this.cfg)) return false;
     this.counters.childrenDropped++;
-    this.log(`dropping slow child ${c.peerId} (bufferedAmount ${buffered})`);
-    this.cooldown.delete(c.peerId);
-    this.cooldown.set(c.peerId, t + (this.cfg.slowChildCooldownMs ?? 3e4));
-    if (this.cooldown.size > MAX_COOLDOWN_ENTRIES) this.cooldown.delete(this.cooldown.keys().next().value);
-    this.closeChild(c, `slow consumer: bufferedAmount ${buffered}`, true);
+    this.log(`dropping slow child ${c.peerId} (bufferedAmount ${c.buffered})`);
+    this.cooldown.add(c.peerId, this.now + this.cfg.slowChildCooldownMs);
+    this.closeChild(c, `slow consumer: bufferedAmount ${c.buffered}`, true);
     this.send({ type: "DropChild", peer_id: c.peerId });
     return true;
   }
   /**
-   * Periodic: children whose DataChannel closed without an event or never
-   * opened, slow children while no objects flow, parent connect timeout,
-   * grace-period expiry.
+   * On every timeout: children slow while no objects flow, children whose
+   * DataChannel never opened, the parent connect timeout, the cooldown.
    */
   maintain() {
-    if (this.state === "closed") return;
-    const t = now();
-    for (const c of this.childMap.values()) {
-      if (c.open) {
-        if (childOpen(c)) this.dropIfSlow(c, t, 0);
-        else this.closeChild(c, `DataChannel ${c.dc?.readyState ?? "gone"}`, true);
-      } else if (t - c.startedAt >= this.childConnectTimeoutMs) {
-        this.closeChild(c, `DataChannel not open after ${this.childConnectTimeoutMs} ms`, true);
+    const t = this.now;
+    for (const c of [...this.childMap.values()]) {
+      if (c.open) this.dropIfSlow(c, 0);
+      else if (t - c.startedAt >= this.cfg.childConnectTimeoutMs) {
+        this.closeChild(c, `DataChannel not open after ${this.cfg.childConnectTimeoutMs} ms`, true);
       }
     }
-    for (const [id, until] of this.cooldown) {
-      if (until > t) break;
-      this.cooldown.delete(id);
-    }
+    this.cooldown.prune(t);
     const p = this.parentLink;
-    if (p && !p.open && !p.closed && t - p.startedAt >= this.parentConnectTimeoutMs) {
-      this.upstreamFailed(p, `DataChannel not open after ${this.parentConnectTimeoutMs} ms`);
+    if (p && !p.open && !p.closed && t - p.startedAt >= this.cfg.parentConnectTimeoutMs) {
+      this.upstreamFailed(p, `DataChannel not open after ${this.cfg.parentConnectTimeoutMs} ms`);
     }
-    this.reconcile();
   }
   /**
    * Opens or closes the origin reader and old parent links as
    * `planUpstreams` decides from the state of the sources.
    */
   reconcile() {
-    if (this.state === "closed" || this.assignment === null) return;
-    const a = this.assignment;
+    if (this.coreState === "closed" || this.current === null) return;
+    const a = this.current;
     const rootLike = a.role === "Root" || a.parentId === null;
     const hole = rootLike ? null : this.sequencer.gap()?.from ?? null;
-    const t = now();
+    const t = this.now;
     const plan = planUpstreams({
       role: a.role,
       parentId: a.parentId,
-      rootSource: this.cfg.rootSource ?? "origin",
+      rootSource: this.cfg.rootSource,
       pushed: this.counters.pushed,
       next: this.sequencer.next,
-      holeStalled: this.stall.observe(hole, t, this.parentGraceMs),
+      holeStalled: this.stall.observe(hole, t, this.cfg.parentGraceMs),
       parent: this.parentLink,
       oldParents: this.oldParents,
       origin: this.originReader,
-      registered: this.registered,
+      registered: this.session.registered,
       originRetryAt: this.originRetryAt,
       now: t,
-      parentGraceMs: this.parentGraceMs
+      parentGraceMs: this.cfg.parentGraceMs
     });
     if (plan.closeOldParents) this.closeOldParents();
     if (plan.openOrigin) {
@@ -1465,6 +1718,45 @@ var MeshPeer = class {
     for (const u of this.oldParents) this.closeUpstream(u, "new path delivers");
     this.oldParents = [];
   }
+  /**
+   * Arms the deadlines the state implies: when a connecting parent or child
+   * times out, when a grace period or a stalled hole ends, when the origin
+   * may be read again, when a slow child is due to be dropped, and the poll
+   * of open children. Only deadlines still ahead are armed.
+   */
+  armDeadlines() {
+    const t = this.timers;
+    const ahead = (name, at) => {
+      if (at !== null && at > this.now) t.set(name, at);
+      else t.clear(name);
+    };
+    const p = this.parentLink;
+    const connecting = p !== null && !p.open && !p.closed;
+    ahead("parentConnect", connecting ? p.startedAt + this.cfg.parentConnectTimeoutMs : null);
+    ahead("parentGrace", connecting && p.firstId === null ? p.startedAt + this.cfg.parentGraceMs : null);
+    const since = this.stall.since();
+    ahead("holeStall", since === null ? null : since + this.cfg.parentGraceMs);
+    ahead("originRetry", this.originReader === null ? this.originRetryAt : null);
+    let childConnect = null;
+    let slow = null;
+    let anyOpen = false;
+    for (const c of this.childMap.values()) {
+      if (!c.open) {
+        const at = c.startedAt + this.cfg.childConnectTimeoutMs;
+        if (childConnect === null || at < childConnect) childConnect = at;
+      } else {
+        anyOpen = true;
+        if (c.overSince !== null) {
+          const at = c.overSince + this.cfg.slowChildMs;
+          if (slow === null || at < slow) slow = at;
+        }
+      }
+    }
+    ahead("childConnect", childConnect);
+    ahead("slowChild", slow);
+    if (!anyOpen) t.clear("childPoll");
+    else if ((t.get("childPoll") ?? 0) <= this.now) t.set("childPoll", this.now + CHILD_POLL_MS);
+  }
   // ---------------------------------------------------------------- children
   /**
    * Why an Offer from `from` is not from a child of ours, or null when it may
@@ -1474,19 +1766,15 @@ var MeshPeer = class {
    * dropped as slow is refused for `slowChildCooldownMs`.
    */
   offerRefusal(from) {
-    const a = this.assignment;
-    if (!this.registered || a === null) return "not registered";
+    const a = this.current;
+    if (!this.session.registered || a === null) return "not registered";
     if (from === this.peerId) return "from ourselves";
     if (from === a.parentId) return "from our parent";
     if (a.role === "Leaf") return "we are a leaf";
-    const until = this.cooldown.get(from);
-    if (until !== void 0) {
-      if (now() < until) return "dropped as slow a short while ago";
-      this.cooldown.delete(from);
-    }
+    if (this.cooldown.blocks(from, this.now)) return "dropped as slow a short while ago";
     return null;
   }
-  async onChildOffer(from, sdp) {
+  onChildOffer(from, sdp) {
     const refusal = this.offerRefusal(from);
     if (refusal !== null) {
       this.log(`refused Offer from ${from}: ${refusal}`);
@@ -1500,63 +1788,448 @@ var MeshPeer = class {
       this.oldParents = this.oldParents.filter((u) => u !== formerParent);
       this.reconcile();
     }
-    const pc = this.newPeerConnection();
-    if (pc === null) {
-      this.log(`refused Offer from ${from}: no RTCPeerConnection`);
-      return;
-    }
     const c = {
+      kind: "child",
+      id: this.nextLinkId++,
       peerId: from,
-      pc,
-      dc: null,
       open: false,
       chunks: false,
-      startedAt: now(),
+      maxMessageSize: null,
+      startedAt: this.now,
+      buffered: 0,
       overSince: null,
-      negotiation: newNegotiation()
+      negotiation: new Negotiation()
     };
     this.childMap.set(from, c);
-    const current = () => this.childMap.get(from) === c;
-    pc.onicecandidate = (ev) => {
-      if (current()) this.onLocalCandidate(c.negotiation, from, ev.candidate);
-    };
-    pc.onconnectionstatechange = () => {
-      if (pc.connectionState === "failed" || pc.connectionState === "closed") this.closeChild(c, `pc ${pc.connectionState}`, true);
-    };
-    pc.ondatachannel = (ev) => {
-      const dc = ev.channel;
-      dc.binaryType = "arraybuffer";
-      c.dc = dc;
-      c.chunks = dc.protocol === DATACHANNEL_PROTOCOL;
-      const opened = () => {
-        if (!current() || c.open) return;
-        c.open = true;
-        this.log(`child ${from} DataChannel open`);
-        this.emit("onChildOpen", from);
-      };
-      dc.onopen = opened;
-      dc.onclose = () => this.closeChild(c, "DataChannel closed", true);
-      if (dc.readyState === "open") opened();
-    };
-    try {
-      await this.setRemote(pc, c.negotiation, { type: "offer", sdp });
-      const answer = await pc.createAnswer();
-      await pc.setLocalDescription(answer);
-      if (!current()) return;
-      this.sendDescription(c.negotiation, { type: "Answer", from: this.peerId, to: from, sdp: answer.sdp ?? "" });
-    } catch (e) {
-      this.closeChild(c, `answer failed: ${String(e)}`, true);
-    }
+    this.links.set(c.id, c);
+    this.out.push({
+      type: "openPeerConnection",
+      link: c.id,
+      kind: "child",
+      peerId: from,
+      iceServerLists: this.iceServerLists(),
+      protocol: DATACHANNEL_PROTOCOL
+    });
+    this.out.push({ type: "applyRemoteDescription", link: c.id, description: { type: "offer", sdp } });
   }
   closeChild(c, reason, notify) {
     if (this.childMap.get(c.peerId) !== c) return;
     this.childMap.delete(c.peerId);
+    this.links.delete(c.id);
     const wasOpen = c.open;
     c.open = false;
-    closeQuietly(c.dc);
-    closeQuietly(c.pc);
+    this.out.push({ type: "closeLink", link: c.id, kind: "child" });
     this.log(`child ${c.peerId} closed (${reason})`);
-    if (wasOpen || notify) this.emit("onChildClose", c.peerId, reason);
+    if (wasOpen || notify) this.out.push({ type: "onChildClose", childId: c.peerId, reason });
+  }
+};
+
+// src/peer.ts
+function now() {
+  return typeof performance !== "undefined" ? performance.now() : Date.now();
+}
+function closeQuietly(target) {
+  try {
+    target?.close();
+  } catch {
+  }
+}
+function generatePeerId() {
+  const bytes = new Uint8Array(8);
+  if (typeof crypto !== "undefined" && typeof crypto.getRandomValues === "function") {
+    crypto.getRandomValues(bytes);
+  } else {
+    for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+  }
+  return "p-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+var MeshPeer = class {
+  /** This peer's id (from the config or generated). */
+  peerId;
+  cfg;
+  core;
+  sockets = /* @__PURE__ */ new Map();
+  origins = /* @__PURE__ */ new Map();
+  rtc = /* @__PURE__ */ new Map();
+  timer = null;
+  timerAt = null;
+  draining = false;
+  connectResolvers = [];
+  constructor(config) {
+    if (!isValidTrack(config.track)) throw new Error(`invalid track: ${config.track}`);
+    const id = config.peerId ?? generatePeerId();
+    if (!isValidPeerId(id)) throw new Error(`invalid peer id: ${id}`);
+    this.peerId = id;
+    this.cfg = config;
+    const options = config;
+    this.core = new MeshPeerCore({ ...options, peerId: id });
+  }
+  // ---------------------------------------------------------------- getters
+  /** Role from the last AssignParent, or null before the first. */
+  get role() {
+    return this.core.assignment?.role ?? null;
+  }
+  /** Assigned parent id (null for a root or an unplaced peer). */
+  get parent() {
+    return this.core.assignment?.parentId ?? null;
+  }
+  /** Depth in the tree from the last AssignParent (0 for a root), or null before the first. */
+  get depth() {
+    return this.core.assignment?.depth ?? null;
+  }
+  /**
+   * Ids of children whose DataChannel is open. The channel's state is read
+   * too: a connection closed locally fires no close event in Chromium.
+   */
+  get children() {
+    return this.core.openChildren().filter((c) => this.rtc.get(c.link)?.dc?.readyState === "open").map((c) => c.peerId);
+  }
+  /** Whether the DataChannel to the assigned parent is open now. */
+  get parentConnected() {
+    return this.core.parentConnected;
+  }
+  /** Whether the origin egress is being read now. */
+  get readingOrigin() {
+    return this.core.readingOrigin;
+  }
+  /** The next object id expected (null before it is known). */
+  get nextObjectId() {
+    return this.core.nextObjectId;
+  }
+  /** A copy of the counters. */
+  get stats() {
+    return this.core.stats;
+  }
+  /** Whether the signal socket is open and registered. */
+  get connected() {
+    return this.core.connected;
+  }
+  // ---------------------------------------------------------------- e2e test hooks
+  // e2e/page.mjs reaches into these to cut links and sockets the way a
+  // crash or a misbehaving peer would; nothing else uses them.
+  /** Child links' browser objects by child id. */
+  get childMap() {
+    const m = /* @__PURE__ */ new Map();
+    for (const l of this.rtc.values()) if (l.kind === "child") m.set(l.peerId, l);
+    return m;
+  }
+  /** The assigned parent's link, or null. */
+  get parentLink() {
+    const id = this.core.parentLinkId;
+    return id === null ? null : this.rtc.get(id) ?? null;
+  }
+  /** The current signal socket, or null. */
+  get signal() {
+    const id = this.core.signalSocket;
+    return id === null ? null : this.sockets.get(id) ?? null;
+  }
+  // ---------------------------------------------------------------- lifecycle
+  /** Opens the signal socket and resolves on the first AssignParent. */
+  connect() {
+    if (this.core.state === "closed") return Promise.reject(new Error("MeshPeer is closed"));
+    const p = new Promise((resolve, reject) => {
+      const a = this.core.assignment;
+      if (a && this.core.isRegistered) resolve(a);
+      else this.connectResolvers.push({ resolve, reject });
+    });
+    if (this.core.state === "idle") this.feed({ type: "connect" });
+    return p;
+  }
+  /** Leaves the tree and closes every connection and timer. */
+  close() {
+    this.feed({ type: "close" });
+  }
+  /**
+   * Feeds one object into the peer (a root fed by the integrator, with
+   * `rootSource: "external"`). It is delivered in order and forwarded.
+   */
+  pushFrame(objectId, bytes) {
+    const id = typeof objectId === "bigint" ? objectId : BigInt(objectId);
+    this.feedData({ type: "push", objectId: id, payload: bytes });
+  }
+  // ---------------------------------------------------------------- driving the core
+  /** Hands one input to the core and applies what it asks for. */
+  feed(input) {
+    this.core.handle(input, now());
+    this.drain();
+  }
+  /**
+   * An input that may forward objects: the core first learns how full each
+   * child's channel is now, and which channels closed without an event.
+   */
+  feedData(input) {
+    this.reportChannels();
+    this.feed(input);
+  }
+  reportChannels() {
+    for (const { link } of this.core.openChildren()) {
+      const l = this.rtc.get(link);
+      const dc = l?.dc;
+      if (!l || !dc) continue;
+      if (dc.readyState !== "open") {
+        this.feed({ type: "linkFailed", link, reason: `DataChannel ${dc.readyState}` });
+      } else {
+        this.feed({ type: "bufferedAmount", link, amount: dc.bufferedAmount });
+      }
+    }
+  }
+  onTimer() {
+    this.timer = null;
+    this.timerAt = null;
+    this.reportChannels();
+    this.core.handleTimeout(now());
+    this.drain();
+  }
+  /** Applies every output; inputs that applying them causes are handled on the way. */
+  drain() {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      for (let o = this.core.poll(); o !== null; o = this.core.poll()) this.apply(o);
+    } finally {
+      this.draining = false;
+    }
+    this.armTimer();
+  }
+  armTimer() {
+    const at = this.core.pollTimeout();
+    if (at === this.timerAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = at;
+    if (at !== null) this.timer = setTimeout(() => this.onTimer(), Math.max(0, at - now()));
+  }
+  apply(o) {
+    switch (o.type) {
+      case "openSignal":
+        return this.openSignal(o.socket, o.url, o.protocols);
+      case "sendSignal": {
+        const ws = this.sockets.get(o.socket);
+        if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(o.message));
+        return;
+      }
+      case "closeSignal": {
+        const ws = this.sockets.get(o.socket);
+        this.sockets.delete(o.socket);
+        try {
+          ws?.close(o.code, o.reason);
+        } catch {
+        }
+        return;
+      }
+      case "openOrigin":
+        return this.openOrigin(o.link, o.url, o.protocols);
+      case "openPeerConnection":
+        return this.openPeerConnection(o.link, o.kind, o.peerId, o.iceServerLists, o.protocol);
+      case "createOffer":
+        return this.describe(o.link, "offer");
+      case "createAnswer":
+        return this.describe(o.link, "answer");
+      case "applyRemoteDescription": {
+        const l = this.rtc.get(o.link);
+        if (!l) return;
+        l.pc.setRemoteDescription(o.description).then(
+          () => this.feed({ type: "remoteApplied", link: o.link }),
+          (e) => this.feed({ type: "linkFailed", link: o.link, reason: `answer failed: ${String(e)}` })
+        );
+        return;
+      }
+      case "addRemoteCandidate":
+        void this.rtc.get(o.link)?.pc.addIceCandidate(o.candidate).catch(() => void 0);
+        return;
+      case "send":
+        return this.send(o.links, o.messages);
+      case "closeLink":
+        return this.closeLink(o.link);
+      case "connectResolved":
+        for (const r of this.connectResolvers) r.resolve(o.assignment);
+        this.connectResolvers = [];
+        return;
+      case "connectRejected":
+        for (const r of this.connectResolvers) r.reject(new Error(o.error));
+        this.connectResolvers = [];
+        return;
+      case "log":
+        return this.log(o.message);
+      case "onFrame":
+        return this.emit("onFrame", o.objectId, o.payload);
+      case "onChildOpen":
+        return this.emit("onChildOpen", o.childId);
+      case "onChildClose":
+        return this.emit("onChildClose", o.childId, o.reason);
+      case "onAssign":
+        return this.emit("onAssign", o.assignment);
+      case "onParentOpen":
+        return this.emit("onParentOpen", o.parentId);
+      case "onError":
+        return this.emit("onError", o.code, o.reason);
+      case "onLost":
+        return this.emit("onLost", o.firstLost, o.count);
+      case "onRestart":
+        return this.emit("onRestart", o.nextObjectId, o.epoch);
+    }
+  }
+  log(msg) {
+    try {
+      this.cfg.log?.(`[${this.peerId}] ${msg}`);
+    } catch {
+    }
+  }
+  /**
+   * Calls an integrator callback. Whatever it throws is logged and
+   * swallowed: callbacks run in the middle of delivery, forwarding and
+   * negotiation, and an exception escaping there would leave the outputs
+   * after it unapplied.
+   */
+  emit(name, ...args) {
+    const f = this.cfg[name];
+    if (f === void 0) return;
+    try {
+      f(...args);
+    } catch (e) {
+      this.log(`${name} threw: ${String(e)}`);
+    }
+  }
+  // ---------------------------------------------------------------- sockets
+  openSignal(socket, url, protocols) {
+    let ws;
+    try {
+      ws = new WebSocket(url, protocols);
+    } catch (e) {
+      this.feed({ type: "signalClosed", socket, code: 0, error: `new WebSocket failed: ${String(e)}` });
+      return;
+    }
+    this.sockets.set(socket, ws);
+    ws.onopen = () => this.feed({ type: "signalOpened", socket });
+    ws.onmessage = (ev) => {
+      if (typeof ev.data === "string") this.feed({ type: "signalMessage", socket, text: ev.data });
+    };
+    ws.onclose = (ev) => {
+      this.sockets.delete(socket);
+      this.feed({ type: "signalClosed", socket, code: ev.code });
+    };
+    ws.onerror = () => {
+    };
+  }
+  openOrigin(link, url, protocols) {
+    let ws;
+    try {
+      ws = new WebSocket(url, protocols);
+    } catch (e) {
+      this.feed({ type: "originClosed", link, code: 0, error: `new WebSocket failed: ${String(e)}` });
+      return;
+    }
+    this.origins.set(link, ws);
+    ws.binaryType = "arraybuffer";
+    ws.onopen = () => this.feed({ type: "originOpened", link });
+    ws.onmessage = (ev) => {
+      const data = typeof ev.data === "string" ? ev.data : new Uint8Array(ev.data);
+      this.feedData({ type: "originMessage", link, data });
+    };
+    ws.onclose = (ev) => {
+      this.origins.delete(link);
+      this.feed({ type: "originClosed", link, code: ev.code });
+    };
+    ws.onerror = () => {
+    };
+  }
+  // ---------------------------------------------------------------- WebRTC
+  /**
+   * Creates the link's RTCPeerConnection with the first ICE server list the
+   * browser takes; each refusal (the constructor throws, e.g. a malformed
+   * URL) is reported, and so is refusing them all.
+   */
+  openPeerConnection(link, kind, peerId, lists, protocol) {
+    let pc = null;
+    for (const iceServers of lists) {
+      try {
+        pc = new RTCPeerConnection({ iceServers });
+        break;
+      } catch (e) {
+        this.feed({ type: "iceServersRefused", link, iceServers, error: String(e) });
+      }
+    }
+    if (pc === null) {
+      this.feed({ type: "noPeerConnection", link });
+      return;
+    }
+    const l = { kind, peerId, pc, dc: null };
+    this.rtc.set(link, l);
+    pc.onicecandidate = (ev) => {
+      const c = ev.candidate;
+      this.feed({
+        type: "localCandidate",
+        link,
+        candidate: c ? { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex } : null
+      });
+    };
+    const conn = pc;
+    pc.onconnectionstatechange = () => {
+      const s = conn.connectionState;
+      if (s === "failed" || s === "closed") this.feed({ type: "linkFailed", link, reason: `pc ${s}` });
+    };
+    if (kind === "parent") {
+      const dc = pc.createDataChannel("meshrelay", { ordered: true, protocol });
+      this.watchChannel(link, l, dc);
+    } else {
+      pc.ondatachannel = (ev) => this.watchChannel(link, l, ev.channel);
+    }
+  }
+  watchChannel(link, l, dc) {
+    dc.binaryType = "arraybuffer";
+    l.dc = dc;
+    const opened = () => this.feed({ type: "channelOpen", link, protocol: dc.protocol, maxMessageSize: l.pc.sctp?.maxMessageSize ?? null });
+    dc.onopen = opened;
+    dc.onclose = () => this.feed({ type: "linkFailed", link, reason: "DataChannel closed" });
+    if (l.kind === "parent") {
+      dc.onmessage = (ev) => {
+        if (ev.data instanceof ArrayBuffer) this.feedData({ type: "channelData", link, data: new Uint8Array(ev.data) });
+      };
+    }
+    if (dc.readyState === "open") opened();
+  }
+  /** Creates our Offer or Answer and sets it as the local description. */
+  describe(link, what) {
+    const l = this.rtc.get(link);
+    if (!l) return;
+    const pc = l.pc;
+    void (async () => {
+      try {
+        const desc = what === "offer" ? await pc.createOffer() : await pc.createAnswer();
+        await pc.setLocalDescription(desc);
+        this.feed({ type: "linkDescribed", link, sdp: desc.sdp ?? "" });
+      } catch (e) {
+        this.feed({ type: "linkFailed", link, reason: `${what} failed: ${String(e)}` });
+      }
+    })();
+  }
+  send(links, messages) {
+    for (const link of links) {
+      const l = this.rtc.get(link);
+      const dc = l?.dc;
+      if (!l || !dc) continue;
+      try {
+        for (const m of messages) dc.send(m);
+      } catch (e) {
+        this.log(`send to child ${l.peerId} failed: ${String(e)}`);
+        this.feed({ type: "linkFailed", link, reason: "send failed" });
+      }
+    }
+  }
+  closeLink(link) {
+    const ws = this.origins.get(link);
+    if (ws) {
+      this.origins.delete(link);
+      ws.onmessage = null;
+      ws.onclose = null;
+      closeQuietly(ws);
+    }
+    const l = this.rtc.get(link);
+    if (l) {
+      this.rtc.delete(link);
+      closeQuietly(l.dc);
+      closeQuietly(l.pc);
+    }
   }
 };
 export {

@@ -130,6 +130,11 @@ export class StallClock {
     return now - this.hole.since >= graceMs;
   }
 
+  /** Since when the current hole has waited, or null when there is none. */
+  since(): number | null {
+    return this.hole?.since ?? null;
+  }
+
   /** Forgets the hole (the sequence started again). */
   reset(): void {
     this.hole = null;
