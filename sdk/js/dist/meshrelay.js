@@ -2233,26 +2233,11 @@ var MeshPeer = class {
   }
 };
 export {
-  Backoff,
-  CHUNK_FLAG,
-  CHUNK_HEADER_BYTES,
-  ChunkAssembler,
-  DEFAULT_MAX_OBJECT_BYTES,
-  FramingError,
-  MAX_CHUNK_BYTES,
-  MAX_DATACHANNEL_MESSAGE,
-  MAX_UNCHUNKED_PAYLOAD,
+  DATACHANNEL_PROTOCOL,
   MeshPeer,
-  OBJECT_HEADER_BYTES,
-  Sequencer,
   decodeObject,
-  deriveOriginUrl,
-  egressUrl,
   encodeObject,
-  frameForDataChannel,
   isValidPeerId,
   isValidTrack,
-  loopbackOnly,
-  parseDataChannelMessage,
-  parseServerMessage
+  loopbackOnly
 };

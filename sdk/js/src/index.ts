@@ -1,31 +1,10 @@
+// The SDK's public API: a viewer in the mesh, what configures and reports
+// it, and the few helpers an integrator needs around it. Everything else
+// (the core, framing, reorder buffer, backoff) is internal and may change.
 export { MeshPeer } from "./peer.js";
 export type { Assignment, MeshPeerConfig, MeshPeerStats, ObjectSource } from "./peer.js";
-export {
-  CHUNK_FLAG,
-  CHUNK_HEADER_BYTES,
-  ChunkAssembler,
-  DEFAULT_MAX_OBJECT_BYTES,
-  FramingError,
-  MAX_CHUNK_BYTES,
-  MAX_DATACHANNEL_MESSAGE,
-  MAX_UNCHUNKED_PAYLOAD,
-  OBJECT_HEADER_BYTES,
-  decodeObject,
-  encodeObject,
-  frameForDataChannel,
-  parseDataChannelMessage,
-} from "./framing.js";
-export type { AssemblyEvent, DataChannelMessage, DecodedObject } from "./framing.js";
-export { Sequencer } from "./sequencer.js";
-export type { Delivery, Gap, OfferResult, SequencerOptions } from "./sequencer.js";
-export { Backoff } from "./backoff.js";
-export type { BackoffOptions } from "./backoff.js";
-export {
-  deriveOriginUrl,
-  egressUrl,
-  isValidPeerId,
-  isValidTrack,
-  loopbackOnly,
-  parseServerMessage,
-} from "./signal.js";
-export type { AssignParentMessage, ClientMessage, Role, ServerMessage } from "./signal.js";
+export type { Role } from "./signal.js";
+export { isValidPeerId, isValidTrack, loopbackOnly } from "./signal.js";
+/** The origin egress framing `[u64 BE object_id][payload]`, for an integrator feeding a root with `pushFrame`. */
+export { decodeObject, encodeObject, DATACHANNEL_PROTOCOL } from "./framing.js";
+export type { DecodedObject } from "./framing.js";
