@@ -221,6 +221,11 @@ impl Summary {
                 "time without parent p99 ms",
                 self.time_without_parent_ms.p99,
             ),
+            (
+                "time without parent max ms",
+                self.time_without_parent_ms.max,
+            ),
+            ("waiting peer-s (fed by the origin)", self.waiting_peer_s),
             ("refused joins", self.refused_joins as f64),
         ]
     }

@@ -14,19 +14,32 @@ fn panel(
     points: &[SamplePoint],
     lines: &[Series],
     x_max: f64,
+    zoom: bool,
 ) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<_>| e.to_string();
-    let y_max = points
-        .iter()
-        .flat_map(|p| lines.iter().map(move |(_, f, _)| f(p)))
-        .fold(0.0, f64::max);
-    let y_max = if y_max > 0.0 { y_max * 1.08 } else { 1.0 };
+    let values = || {
+        points
+            .iter()
+            .flat_map(|p| lines.iter().map(move |(_, f, _)| f(p)))
+    };
+    let high = values().fold(0.0, f64::max);
+    let low = values().fold(f64::INFINITY, f64::min);
+    // A figure that stays near its top (offload) would be a flat line
+    // against an axis from 0: frame its own range instead.
+    let (y_min, y_max) = if zoom && low.is_finite() {
+        let pad = ((high - low) * 0.2).max(0.05);
+        ((low - pad).max(0.0), high + pad)
+    } else if high > 0.0 {
+        (0.0, high * 1.08)
+    } else {
+        (0.0, 1.0)
+    };
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 18))
         .margin(10)
         .x_label_area_size(32)
         .y_label_area_size(64)
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+        .build_cartesian_2d(0.0..x_max, y_min..y_max)
         .map_err(e)?;
     chart
         .configure_mesh()
@@ -88,6 +101,7 @@ pub fn write_svg(result: &RunResult, path: &Path) -> Result<(), String> {
             ("waiting", |p| p.waiting as f64, red),
         ],
         x_max,
+        false,
     )?;
     panel(
         &panels[1],
@@ -98,6 +112,7 @@ pub fn write_svg(result: &RunResult, path: &Path) -> Result<(), String> {
             ("of which repair", |p| p.repair_bps / 1e6, red),
         ],
         x_max,
+        false,
     )?;
     panel(
         &panels[2],
@@ -105,6 +120,7 @@ pub fn write_svg(result: &RunResult, path: &Path) -> Result<(), String> {
         points,
         &[("offload", |p| p.byte_offload * 100.0, green)],
         x_max,
+        true,
     )?;
     panel(
         &panels[3],
@@ -112,6 +128,7 @@ pub fn write_svg(result: &RunResult, path: &Path) -> Result<(), String> {
         points,
         &[("max depth", |p| p.max_depth as f64, orange)],
         x_max,
+        false,
     )?;
     root.present().map_err(|e| e.to_string())
 }
