@@ -8,6 +8,8 @@
 //! time then scheduling order, and no hash-map order or wall clock reaches
 //! them. Only [`RunResult::timing`] (planner wall-clock time) differs.
 
+#![warn(missing_docs)]
+
 pub mod arrivals;
 pub mod metrics;
 pub mod mirror;

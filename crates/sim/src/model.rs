@@ -409,11 +409,10 @@ impl<'a> Simulation<'a> {
         self.totals.assign_parent_other += moved.len() as u64;
         self.apply(&moved);
         let refused: Vec<Slot> = self.refused.iter().copied().collect();
+        // Each is retried: a relay may find a slot a leaf cannot (a leaf
+        // holding a root slot makes room only for a relay).
         for s in refused {
-            if !self.join(s) {
-                // Still no room: the rest would be refused too.
-                break;
-            }
+            self.join(s);
         }
     }
 

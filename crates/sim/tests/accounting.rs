@@ -148,3 +148,32 @@ fn a_newcomer_placed_under_a_silently_gone_parent_starves_too() {
     gaps.sort_by(f64::total_cmp);
     assert_eq!(gaps, [3_000.0, 4_200.0]);
 }
+
+#[test]
+fn a_refused_viewer_retries_each_second_and_gets_nothing_meanwhile() {
+    for policy in [PolicyKind::Meshrelay, PolicyKind::Seed] {
+        let mut sc = scenario(policy, true);
+        sc.set("planner.max_children", "1").unwrap();
+        sc.set("planner.max_depth", "1").unwrap();
+        // A is the root and B fills its one slot; C finds no place until B
+        // leaves at 5 s and is let in by the tick at 5 s.
+        let r = run(
+            &sc,
+            &[
+                viewer(0.0, 100.0, 1, false),
+                viewer(1.0, 5.0, 1, false),
+                viewer(2.5, 100.0, 1, false),
+            ],
+        );
+        let s = &r.summary;
+        assert_eq!(s.refused_viewers, 1, "{policy:?}");
+        // At 2.5 s, then at the ticks of 3 s and 4 s.
+        assert_eq!(s.refused_joins, 3, "{policy:?}");
+        assert_eq!(s.refused_viewer_s, 2.5, "{policy:?}");
+        assert_eq!(s.joins, 3, "{policy:?}");
+        // A 20 s, B 4 s, C 15 s.
+        assert_eq!(s.delivered_bytes, 390_000.0, "{policy:?}");
+        // B had no child: nobody lost anything.
+        assert_eq!(s.lost_objects_without_repair, 0, "{policy:?}");
+    }
+}
