@@ -4,6 +4,7 @@
 mod duration;
 mod publish;
 mod serve;
+mod sim;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -27,10 +28,18 @@ enum Command {
     Publish(publish::PublishArgs),
     /// Load-test a server's /signal endpoint (run it in its own process).
     BenchSignal(meshrelay_loadgen::Args),
+    /// Simulate an event against the real planner: churn, origin egress,
+    /// offload, depth, feed gaps (deterministic for a seed).
+    Sim(sim::SimArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The simulator needs neither logging nor a runtime.
+    let cli = match cli.command {
+        Command::Sim(args) => return sim::run(args),
+        _ => cli,
+    };
     tracing_subscriber::fmt()
         .with_max_level(cli.log_level)
         .with_writer(std::io::stderr)
@@ -61,6 +70,7 @@ fn main() -> ExitCode {
             Command::Serve(_) => serve::serve(config.expect("built above")).await,
             Command::Publish(args) => publish::publish(args).await,
             Command::BenchSignal(args) => meshrelay_loadgen::run(args).await,
+            Command::Sim(_) => unreachable!("run before the runtime"),
         }
     });
     match result {
