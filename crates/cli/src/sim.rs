@@ -10,7 +10,7 @@ use std::process::ExitCode;
 /// Flags of `meshrelay sim`. Each scenario flag sets the scenario field
 /// named in its help, over `--scenario FILE`.
 #[derive(Debug, Args)]
-pub struct SimArgs {
+pub(crate) struct SimArgs {
     /// Scenario file (TOML); the flags below override its fields.
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
@@ -119,7 +119,7 @@ impl SimArgs {
     }
 
     /// The scenario: the file's fields (or the defaults), then the flags.
-    pub fn scenario(&self) -> Result<Scenario, ScenarioError> {
+    pub(crate) fn scenario(&self) -> Result<Scenario, ScenarioError> {
         let mut sc = Scenario::default();
         if let Some(path) = &self.scenario {
             let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
@@ -139,7 +139,7 @@ impl SimArgs {
 
 /// Runs `meshrelay sim`: exit code 2 for a bad scenario, 1 when the chart
 /// cannot be written.
-pub fn run(args: SimArgs) -> ExitCode {
+pub(crate) fn run(args: SimArgs) -> ExitCode {
     let sc = match args.scenario() {
         Ok(sc) => sc,
         Err(e) => {
