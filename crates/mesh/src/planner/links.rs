@@ -3,9 +3,8 @@
 //! to a new depth and state. Every change to a link or a depth goes through
 //! the index upkeep in `indexes`, so the indexes never go stale.
 
-use super::{Node, Planner, State, Touched, LIVENESS_SLACK, NONE};
+use super::{Node, Planner, State, Touched, NONE};
 use crate::error::MeshError;
-use std::cmp::Reverse;
 use std::hash::BuildHasher;
 use std::time::Instant;
 
@@ -65,7 +64,6 @@ impl Planner {
             }
             None => {
                 self.nodes.push(Some(node));
-                self.generations.push(0);
                 (self.nodes.len() - 1) as u32
             }
         };
@@ -76,8 +74,6 @@ impl Planner {
             hasher.hash_one(&*nodes[j as usize].as_ref().expect("live slot").id)
         });
         self.len += 1;
-        self.liveness
-            .push(Reverse((now, i, self.generations[i as usize])));
         i
     }
 
@@ -94,15 +90,8 @@ impl Planner {
             entry.remove();
         }
         self.nodes[i as usize] = None;
-        self.generations[i as usize] = self.generations[i as usize].wrapping_add(1);
         self.free.push(i);
         self.len -= 1;
-        // Stale stamps of removed peers leave the heap only when they come
-        // due in a sweep; a caller that never sweeps (the server tracks
-        // liveness per connection) would let them pile up under churn.
-        if self.liveness.len() > 2 * self.len + LIVENESS_SLACK {
-            self.rebuild_liveness();
-        }
     }
 
     /// The children of `i`, in the order they were attached.

@@ -1,9 +1,10 @@
 //! Liveness stamps: when each peer was last heard from, and removing the
-//! silent ones.
+//! silent ones. The server tracks liveness per connection and calls none of
+//! this; the stamps cost one field per peer and the queries scan, so no
+//! caller pays for bookkeeping it does not use.
 
 use super::{LeaveOutcome, Planner};
 use crate::tree::PeerId;
-use std::cmp::Reverse;
 use std::time::Instant;
 
 impl Planner {
@@ -31,33 +32,21 @@ impl Planner {
     }
 
     /// Removes every peer not heard from for longer than the heartbeat
-    /// timeout, each as one [`Planner::leave`]. Costs O(log n) per peer whose
-    /// stamp came due, not a scan.
+    /// timeout, longest silent first, each as one [`Planner::leave`].
+    /// O(n) to find them, plus their leaves.
     pub fn sweep(&mut self, now: Instant) -> Vec<LeaveOutcome> {
-        let mut dead = Vec::new();
-        while let Some(&Reverse((stamp, i, generation))) = self.liveness.peek() {
-            if now.saturating_duration_since(stamp) <= self.timeout {
-                break;
-            }
-            self.liveness.pop();
-            if self.generations[i as usize] != generation {
-                continue;
-            }
-            let last = self.node(i).last_heartbeat;
-            if now.saturating_duration_since(last) <= self.timeout {
-                self.liveness.push(Reverse((last, i, generation)));
-            } else {
-                dead.push(self.node(i).id.to_string());
-            }
-        }
-        dead.iter().filter_map(|id| self.leave(id).ok()).collect()
-    }
-
-    pub(super) fn rebuild_liveness(&mut self) {
-        let live = self.nodes.iter().enumerate().filter_map(|(i, n)| {
-            let n = n.as_ref()?;
-            Some(Reverse((n.last_heartbeat, i as u32, self.generations[i])))
-        });
-        self.liveness = live.collect();
+        let mut dead: Vec<(Instant, u32)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((n.as_ref()?.last_heartbeat, i as u32)))
+            .filter(|&(stamp, _)| now.saturating_duration_since(stamp) > self.timeout)
+            .collect();
+        dead.sort_unstable();
+        let ids: Vec<PeerId> = dead
+            .into_iter()
+            .map(|(_, i)| self.node(i).id.to_string())
+            .collect();
+        ids.iter().filter_map(|id| self.leave(id).ok()).collect()
     }
 }

@@ -38,16 +38,11 @@ use crate::index::FifoIndex;
 use hashbrown::HashTable;
 use indexes::LeafKey;
 use report::Touched;
-use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// The slot links' "no peer" value.
 const NONE: u32 = u32::MAX;
-
-/// Stale liveness entries tolerated beyond twice the peer count before the
-/// heap is rebuilt (amortised O(1) per removal).
-const LIVENESS_SLACK: usize = 1024;
 
 /// Where a peer stands relative to the origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,9 +86,6 @@ pub struct Planner {
     max_children: u32,
     timeout: Duration,
     nodes: Vec<Option<Node>>,
-    /// Generation of each slot, bumped when it is freed, so stale liveness
-    /// entries are recognised.
-    generations: Vec<u32>,
     free: Vec<u32>,
     ids: HashTable<u32>,
     hasher: hashbrown::DefaultHashBuilder,
@@ -104,9 +96,6 @@ pub struct Planner {
     /// slots a relay-capable newcomer takes over in
     /// [`Planner::join_relaying`].
     leaf_roots: BTreeSet<u32>,
-    /// Min-heap of (last heard, slot, generation); one live entry per peer,
-    /// refreshed lazily when it reaches the top.
-    liveness: BinaryHeap<Reverse<(Instant, u32, u32)>>,
     roots: usize,
     /// Placed peers with a free child slot at the depth limit: when they are
     /// the only free slots, a join fails with `TreeDepthExceeded`.
@@ -122,7 +111,6 @@ impl Planner {
             timeout: Duration::from_secs(config.heartbeat_timeout_secs),
             config,
             nodes: Vec::new(),
-            generations: Vec::new(),
             free: Vec::new(),
             ids: HashTable::new(),
             hasher: hashbrown::DefaultHashBuilder::default(),
@@ -130,7 +118,6 @@ impl Planner {
             leaves: FifoIndex::new(),
             detached: BTreeSet::new(),
             leaf_roots: BTreeSet::new(),
-            liveness: BinaryHeap::new(),
             roots: 0,
             deep_free: 0,
             len: 0,
