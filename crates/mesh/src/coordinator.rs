@@ -20,8 +20,50 @@ pub struct MeshCoordinator {
 #[derive(Debug)]
 struct State {
     planner: Planner,
-    /// The track each peer named at join; the planner itself is per track.
-    tracks: hashbrown::HashMap<PeerId, String>,
+    tracks: Tracks,
+}
+
+/// The track each peer named at join (the planner itself is per track).
+/// Callers name one track for almost every peer, so that name is held once
+/// and only the peers naming another one cost an entry: adding or removing
+/// a peer of the common track hashes and allocates nothing here.
+#[derive(Debug, Default)]
+struct Tracks {
+    /// The track the first peer named.
+    common: Option<String>,
+    /// The peers that named a track other than `common`, with it.
+    others: hashbrown::HashMap<PeerId, String>,
+}
+
+impl Tracks {
+    /// Records `track` for a peer just added.
+    fn add(&mut self, id: PeerId, track: String) {
+        match &self.common {
+            None => self.common = Some(track),
+            Some(common) if *common == track => {}
+            Some(_) => {
+                self.others.insert(id, track);
+            }
+        }
+    }
+
+    /// Forgets a removed peer's track.
+    fn remove(&mut self, id: &str) {
+        // A removal hashes even in an empty map; a lookup does not.
+        if !self.others.is_empty() {
+            self.others.remove(id);
+        }
+    }
+
+    /// The track named by the peers absent from `others`.
+    fn common(&self) -> &str {
+        self.common.as_deref().unwrap_or_default()
+    }
+
+    /// The track a present peer named.
+    fn of(&self, id: &str) -> &str {
+        self.others.get(id).map_or(self.common(), String::as_str)
+    }
 }
 
 impl MeshCoordinator {
@@ -30,7 +72,7 @@ impl MeshCoordinator {
         Self {
             state: Mutex::new(State {
                 planner: Planner::new(config.clone()),
-                tracks: hashbrown::HashMap::new(),
+                tracks: Tracks::default(),
             }),
             config,
         }
@@ -57,7 +99,7 @@ impl MeshCoordinator {
     ) -> Result<PeerAssignment, MeshError> {
         let mut state = self.lock();
         let assignment = state.planner.join(&id, capacity, Instant::now())?;
-        state.tracks.insert(id, track);
+        state.tracks.add(id, track);
         Ok(assignment)
     }
 
@@ -119,8 +161,7 @@ impl MeshCoordinator {
     /// A copy of one peer.
     pub fn get_peer(&self, id: &str) -> Option<PeerInfo> {
         let state = self.lock();
-        let track = state.tracks.get(id)?;
-        state.planner.peer(id, track)
+        state.planner.peer(id, state.tracks.of(id))
     }
 
     /// Number of peers.
@@ -145,9 +186,9 @@ impl MeshCoordinator {
     /// A copy of every peer.
     pub fn tree_snapshot(&self) -> Vec<PeerInfo> {
         let state = self.lock();
-        let mut peers = state.planner.snapshot("");
+        let mut peers = state.planner.snapshot(state.tracks.common());
         for peer in &mut peers {
-            if let Some(track) = state.tracks.get(&peer.id) {
+            if let Some(track) = state.tracks.others.get(&peer.id) {
                 peer.track.clone_from(track);
             }
         }
