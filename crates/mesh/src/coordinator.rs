@@ -36,14 +36,20 @@ struct Tracks {
 }
 
 impl Tracks {
-    /// Records `track` for a peer just added.
-    fn add(&mut self, id: PeerId, track: String) {
-        match &self.common {
-            None => self.common = Some(track),
-            Some(common) if *common == track => {}
-            Some(_) => {
+    /// Whether a peer naming `track` needs an entry in `others`.
+    fn is_other(&self, track: &str) -> bool {
+        self.common.as_deref().is_some_and(|common| common != track)
+    }
+
+    /// Records `track` for a peer just added, whose id is given when
+    /// [`Tracks::is_other`] said the track needs it.
+    fn add(&mut self, id: Option<PeerId>, track: String) {
+        match id {
+            Some(id) => {
                 self.others.insert(id, track);
             }
+            None if self.common.is_none() => self.common = Some(track),
+            None => {}
         }
     }
 
@@ -98,8 +104,10 @@ impl MeshCoordinator {
         capacity: Option<u32>,
     ) -> Result<PeerAssignment, MeshError> {
         let mut state = self.lock();
-        let assignment = state.planner.join(&id, capacity, Instant::now())?;
-        state.tracks.add(id, track);
+        // The id is needed again only for a peer of another track.
+        let other = state.tracks.is_other(&track).then(|| id.clone());
+        let assignment = state.planner.join_owned(id, capacity, Instant::now())?;
+        state.tracks.add(other, track);
         Ok(assignment)
     }
 

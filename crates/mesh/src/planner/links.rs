@@ -3,16 +3,21 @@
 //! to a new depth and state. Every change to a link or a depth goes through
 //! the index upkeep in `indexes`, so the indexes never go stale.
 
+use super::ids::IdHash;
 use super::{Node, Planner, State, Touched, NONE};
 use crate::error::MeshError;
-use std::hash::BuildHasher;
+use std::borrow::Cow;
 use std::time::Instant;
 
 impl Planner {
     /// The slot holding the peer with this id.
     pub(super) fn slot_of(&self, id: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(id);
-        self.ids.find(hash, |&i| &*self.node(i).id == id).copied()
+        self.find_slot(id, self.ids.hash(id))
+    }
+
+    /// [`Planner::slot_of`], with the id's hash already known.
+    pub(super) fn find_slot(&self, id: &str, hash: IdHash) -> Option<u32> {
+        self.ids.find(hash, |i| &*self.node(i).id == id)
     }
 
     /// The slot holding the peer with this id, or `PeerNotFound`.
@@ -32,16 +37,18 @@ impl Planner {
     }
 
     /// Adds a new, unlinked peer (detached, depth 0, not yet tracked as
-    /// waiting) and returns its slot; the caller places it.
+    /// waiting) and returns its slot; the caller places it. An owned id is
+    /// kept, not copied.
     pub(super) fn insert(
         &mut self,
-        id: &str,
+        id: Cow<'_, str>,
+        hash: IdHash,
         capacity: Option<u32>,
         reads_origin: bool,
         now: Instant,
     ) -> u32 {
         let node = Node {
-            id: id.into(),
+            id: id.into_owned().into_boxed_str(),
             parent: NONE,
             first_child: NONE,
             last_child: NONE,
@@ -67,12 +74,7 @@ impl Planner {
                 (self.nodes.len() - 1) as u32
             }
         };
-        let hash = self.hasher.hash_one(id);
-        let nodes = &self.nodes;
-        let hasher = &self.hasher;
-        self.ids.insert_unique(hash, i, |&j| {
-            hasher.hash_one(&*nodes[j as usize].as_ref().expect("live slot").id)
-        });
+        self.ids.insert(hash, i);
         self.len += 1;
         i
     }
@@ -85,10 +87,8 @@ impl Planner {
         }
         self.leaf_roots.remove(&i);
         self.detached.remove(&i);
-        let hash = self.hasher.hash_one(&*self.node(i).id);
-        if let Ok(entry) = self.ids.find_entry(hash, |&j| j == i) {
-            entry.remove();
-        }
+        let hash = self.ids.hash(&self.node(i).id);
+        self.ids.remove(hash, i);
         self.nodes[i as usize] = None;
         self.free.push(i);
         self.len -= 1;

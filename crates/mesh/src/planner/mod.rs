@@ -21,6 +21,7 @@
 //! too tall for any free slot, or left waiting ("detached", fed by the
 //! origin) when no slot exists at all.
 
+mod ids;
 mod indexes;
 mod invariants;
 mod links;
@@ -35,7 +36,7 @@ pub use report::{LeaveOutcome, Replan};
 
 use crate::config::MeshConfig;
 use crate::index::FifoIndex;
-use hashbrown::HashTable;
+use ids::IdTable;
 use indexes::LeafKey;
 use report::Touched;
 use std::collections::BTreeSet;
@@ -87,8 +88,7 @@ pub struct Planner {
     timeout: Duration,
     nodes: Vec<Option<Node>>,
     free: Vec<u32>,
-    ids: HashTable<u32>,
-    hasher: hashbrown::DefaultHashBuilder,
+    ids: IdTable,
     open: FifoIndex<(u32, u32)>,
     leaves: FifoIndex<LeafKey>,
     detached: BTreeSet<u32>,
@@ -112,8 +112,7 @@ impl Planner {
             config,
             nodes: Vec::new(),
             free: Vec::new(),
-            ids: HashTable::new(),
-            hasher: hashbrown::DefaultHashBuilder::default(),
+            ids: IdTable::default(),
             open: FifoIndex::new(),
             leaves: FifoIndex::new(),
             detached: BTreeSet::new(),

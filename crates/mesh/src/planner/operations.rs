@@ -1,10 +1,12 @@
 //! The operations that change the tree: join, leave, reassign, placing the
 //! waiting peers, lowering a capacity, and recording forward reports.
 
+use super::ids::IdHash;
 use super::placement::Prefer;
 use super::{LeaveOutcome, Planner, Replan, State, Touched, NONE};
 use crate::error::MeshError;
-use crate::tree::{PeerAssignment, PeerRole};
+use crate::tree::{PeerAssignment, PeerId, PeerRole};
+use std::borrow::Cow;
 use std::time::Instant;
 
 impl Planner {
@@ -19,19 +21,32 @@ impl Planner {
         capacity: Option<u32>,
         now: Instant,
     ) -> Result<PeerAssignment, MeshError> {
-        self.join_with(id, capacity, true, now)
+        self.join_with(Cow::Borrowed(id), self.ids.hash(id), capacity, true, now)
     }
 
-    /// [`Planner::join`], saying whether the peer reads the origin on its own.
+    /// [`Planner::join`] keeping the caller's id rather than a copy of it.
+    pub(crate) fn join_owned(
+        &mut self,
+        id: PeerId,
+        capacity: Option<u32>,
+        now: Instant,
+    ) -> Result<PeerAssignment, MeshError> {
+        let hash = self.ids.hash(&id);
+        self.join_with(Cow::Owned(id), hash, capacity, true, now)
+    }
+
+    /// [`Planner::join`] of an id with this hash, saying whether the peer
+    /// reads the origin on its own.
     fn join_with(
         &mut self,
-        id: &str,
+        id: Cow<'_, str>,
+        hash: IdHash,
         capacity: Option<u32>,
         reads_origin: bool,
         now: Instant,
     ) -> Result<PeerAssignment, MeshError> {
-        if self.slot_of(id).is_some() {
-            return Err(MeshError::DuplicatePeer(id.to_string()));
+        if self.find_slot(&id, hash).is_some() {
+            return Err(MeshError::DuplicatePeer(id.into_owned()));
         }
         let parent = if self.roots < self.config.root_peer_count {
             NONE
@@ -46,7 +61,7 @@ impl Planner {
                 None => return Err(MeshError::NoAvailableParent),
             }
         };
-        let i = self.insert(id, capacity, reads_origin, now);
+        let i = self.insert(id, hash, capacity, reads_origin, now);
         if parent == NONE {
             self.set_state(i, State::Root);
         } else {
@@ -80,16 +95,17 @@ impl Planner {
         let relays = self.config.effective_capacity(capacity) > 0;
         // With a depth limit of 0 the leaf would have nowhere to go.
         let full = self.roots >= self.config.root_peer_count && self.config.max_depth >= 1;
+        let hash = self.ids.hash(id);
         let leaf = match self.leaf_roots.first() {
-            Some(&l) if relays && full && self.slot_of(id).is_none() => l,
+            Some(&l) if relays && full && self.find_slot(id, hash).is_none() => l,
             _ => {
                 return self
-                    .join_with(id, capacity, reads_origin, now)
+                    .join_with(Cow::Borrowed(id), hash, capacity, reads_origin, now)
                     .map(|a| (a, None))
             }
         };
         // The newcomer takes the leaf's root slot; the leaf goes under it.
-        let me = self.insert(id, capacity, reads_origin, now);
+        let me = self.insert(Cow::Borrowed(id), hash, capacity, reads_origin, now);
         self.set_state(leaf, State::Attached);
         self.set_state(me, State::Root);
         self.update(leaf, |n| n.depth = 1);
