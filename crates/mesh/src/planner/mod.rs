@@ -4,9 +4,9 @@
 //! tree is intrusive (parent, first child, sibling links), so a peer costs no
 //! heap allocation beyond its id. Two ordered indexes replace every scan:
 //!
-//! * `open`: peers with a free child slot, keyed `(depth, children, slot)`;
-//!   its first entry is the parent the seed's rule picks (shallowest, ties to
-//!   the fewest children).
+//! * `open`: peers with a free child slot, keyed `(depth, children)`, first
+//!   come first within a key; its first entry is the parent the seed's rule
+//!   picks (shallowest, ties to the fewest children).
 //! * `leaves`: childless relays, keyed by most capacity then deepest; its
 //!   first entry is the peer that can best stand in for one that leaves.
 //!   Peers that cannot read the origin on their own come first among
@@ -20,6 +20,13 @@
 //! whole elsewhere (their subtree depths updated), split if their subtree is
 //! too tall for any free slot, or left waiting ("detached", fed by the
 //! origin) when no slot exists at all.
+//!
+//! One job per module: `links` (the slab, intrusive links, subtree walks and
+//! rebases), `ids` (id to slot), `indexes` (keeping the indexes exact),
+//! `placement` (where a subtree goes, who stands in, who is promoted),
+//! `operations` (join, leave, reassign, lower capacity), `seed` (what the
+//! seed-compatible facade needs besides), `liveness`, `queries`, `report`
+//! (what an operation changed) and `invariants`.
 
 mod ids;
 mod indexes;
