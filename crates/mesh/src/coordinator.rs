@@ -137,7 +137,7 @@ impl MeshCoordinator {
     /// with nowhere better to go stays where it is.
     pub fn reassign_peer(&self, id: &str) -> Result<PeerAssignment, MeshError> {
         let mut state = self.lock();
-        state.planner.reassign_whole(id)?;
+        state.planner.reassign_whole_unreported(id)?;
         let assignment = state
             .planner
             .assignment(id)

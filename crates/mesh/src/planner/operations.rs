@@ -235,12 +235,23 @@ impl Planner {
 
     /// [`Planner::reassign`]; `split` allows placing a waiting subtree in parts.
     pub(super) fn reassign_with(&mut self, id: &str, split: bool) -> Result<Replan, MeshError> {
-        let i = self.require(id)?;
         let mut touched = Touched::default();
+        self.reassign_noting(id, split, &mut touched)?;
+        Ok(touched.replan(self))
+    }
+
+    /// [`Planner::reassign_with`], noting the peers it touches in `touched`.
+    pub(super) fn reassign_noting(
+        &mut self,
+        id: &str,
+        split: bool,
+        touched: &mut Touched,
+    ) -> Result<(), MeshError> {
+        let i = self.require(id)?;
         match self.node(i).state {
             State::Root => {}
             State::Detached if self.detached.contains(&i) => {
-                self.place(i, NONE, Prefer::Parent, split, &mut touched)
+                self.place(i, NONE, Prefer::Parent, split, touched)
             }
             // Inside a waiting subtree: it moves when its top is placed.
             State::Detached => {}
@@ -257,15 +268,15 @@ impl Planner {
                     })
                 };
                 if elsewhere {
-                    self.detach(i, &mut touched);
-                    self.place(i, old_parent, Prefer::Parent, split, &mut touched);
+                    self.detach(i, touched);
+                    self.place(i, old_parent, Prefer::Parent, split, touched);
                     if self.detached.contains(&i) {
-                        self.attach_detached(i, old_parent, &mut touched);
+                        self.attach_detached(i, old_parent, touched);
                     }
                 }
             }
         }
-        Ok(touched.replan(self))
+        Ok(())
     }
 
     /// Tries to place the peers waiting without a parent; returns what changed.

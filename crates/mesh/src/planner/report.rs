@@ -38,14 +38,38 @@ pub struct LeaveOutcome {
 
 /// Records the old position of peers an operation touches, so the operation
 /// can report exactly those whose position changed.
-#[derive(Default)]
-pub(super) struct Touched(Vec<(u32, u32, u32, PeerRole)>);
+pub(super) struct Touched {
+    /// Slot, parent, depth and role before the operation, per note.
+    old: Vec<(u32, u32, u32, PeerRole)>,
+    /// Whether notes are kept; an operation whose caller wants no report
+    /// keeps none.
+    keep: bool,
+}
+
+impl Default for Touched {
+    fn default() -> Self {
+        Self {
+            old: Vec::new(),
+            keep: true,
+        }
+    }
+}
 
 impl Touched {
+    /// A record that keeps nothing, for an operation that reports nothing.
+    pub(super) fn discarding() -> Self {
+        Self {
+            old: Vec::new(),
+            keep: false,
+        }
+    }
+
     /// Remembers `i`'s position before the operation first touches it.
     pub(super) fn note(&mut self, planner: &Planner, i: u32) {
-        let n = planner.node(i);
-        self.0.push((i, n.parent, n.depth, planner.role(i)));
+        if self.keep {
+            let n = planner.node(i);
+            self.old.push((i, n.parent, n.depth, planner.role(i)));
+        }
     }
 
     /// The final position of every touched peer that still exists and
@@ -53,11 +77,11 @@ impl Touched {
     /// insert no peer, so a slot live now held the same peer before.
     pub(super) fn replan(mut self, planner: &Planner) -> Replan {
         // Keep each peer's first (oldest) record.
-        self.0.sort_by_key(|&(i, ..)| i);
-        self.0.dedup_by_key(|&mut (i, ..)| i);
+        self.old.sort_by_key(|&(i, ..)| i);
+        self.old.dedup_by_key(|&mut (i, ..)| i);
         let live = |i: u32| i != NONE && planner.nodes[i as usize].is_some();
         let mut out = Replan::default();
-        for (i, parent, depth, role) in self.0 {
+        for (i, parent, depth, role) in self.old {
             if !live(i) {
                 continue;
             }

@@ -12,7 +12,7 @@ impl Planner {
     /// [`Planner::reassign`] or [`Planner::place_detached`]). Returns them.
     pub fn remove_detaching(&mut self, id: &str) -> Result<Vec<PeerId>, MeshError> {
         let gone = self.require(id)?;
-        let mut touched = Touched::default();
+        let mut touched = Touched::discarding();
         let children = self.children_of(gone);
         for &c in &children {
             self.detach(c, &mut touched);
@@ -31,6 +31,13 @@ impl Planner {
     /// the peer and its descendants, whose parents stay the same.
     pub fn reassign_whole(&mut self, id: &str) -> Result<Replan, MeshError> {
         self.reassign_with(id, false)
+    }
+
+    /// [`Planner::reassign_whole`] for a caller that reads the new position
+    /// itself: no report is built, so moving a subtree of k peers costs no
+    /// 2k strings nobody reads.
+    pub(crate) fn reassign_whole_unreported(&mut self, id: &str) -> Result<(), MeshError> {
+        self.reassign_noting(id, false, &mut Touched::discarding())
     }
 
     /// A copy of one peer, labelled with `track`.
