@@ -5,7 +5,7 @@ use super::ids::IdHash;
 use super::placement::Prefer;
 use super::{LeaveOutcome, Planner, Replan, State, Touched, NONE};
 use crate::error::MeshError;
-use crate::tree::{PeerAssignment, PeerId, PeerRole};
+use crate::tree::{PeerAssignment, PeerRole};
 use std::borrow::Cow;
 use std::time::Instant;
 
@@ -24,20 +24,9 @@ impl Planner {
         self.join_with(Cow::Borrowed(id), self.ids.hash(id), capacity, true, now)
     }
 
-    /// [`Planner::join`] keeping the caller's id rather than a copy of it.
-    pub(crate) fn join_owned(
-        &mut self,
-        id: PeerId,
-        capacity: Option<u32>,
-        now: Instant,
-    ) -> Result<PeerAssignment, MeshError> {
-        let hash = self.ids.hash(&id);
-        self.join_with(Cow::Owned(id), hash, capacity, true, now)
-    }
-
     /// [`Planner::join`] of an id with this hash, saying whether the peer
     /// reads the origin on its own.
-    fn join_with(
+    pub(super) fn join_with(
         &mut self,
         id: Cow<'_, str>,
         hash: IdHash,

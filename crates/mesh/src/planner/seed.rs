@@ -1,12 +1,26 @@
 //! What the seed-compatible facade needs beyond the planner's own
-//! operations: a removal that leaves the orphans waiting, a reassign that
-//! never splits a subtree, and full copies of peers (`PeerInfo`).
+//! operations: a join that keeps the caller's id, a removal that leaves the
+//! orphans waiting, a reassign that never splits a subtree, and full copies
+//! of peers (`PeerInfo`).
 
 use super::{Planner, Replan, Touched};
 use crate::error::MeshError;
-use crate::tree::{PeerId, PeerInfo};
+use crate::tree::{PeerAssignment, PeerId, PeerInfo};
+use std::borrow::Cow;
+use std::time::Instant;
 
 impl Planner {
+    /// [`Planner::join`] keeping the caller's id rather than a copy of it.
+    pub(crate) fn join_owned(
+        &mut self,
+        id: PeerId,
+        capacity: Option<u32>,
+        now: Instant,
+    ) -> Result<PeerAssignment, MeshError> {
+        let hash = self.ids.hash(&id);
+        self.join_with(Cow::Owned(id), hash, capacity, true, now)
+    }
+
     /// Removes a peer and detaches its children without re-planning them
     /// (each keeps its subtree and waits, parentless, for
     /// [`Planner::reassign`] or [`Planner::place_detached`]). Returns them.
@@ -34,8 +48,8 @@ impl Planner {
     }
 
     /// [`Planner::reassign_whole`] for a caller that reads the new position
-    /// itself: no report is built, so moving a subtree of k peers costs no
-    /// 2k strings nobody reads.
+    /// itself: no report is built, so moving a subtree of k peers allocates
+    /// none of the 2k strings a report would hold.
     pub(crate) fn reassign_whole_unreported(&mut self, id: &str) -> Result<(), MeshError> {
         self.reassign_noting(id, false, &mut Touched::discarding())
     }
