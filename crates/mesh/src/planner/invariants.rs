@@ -108,12 +108,8 @@ impl Planner {
                 }
             }
         }
-        if count != self.len || self.ids.len() != self.len {
-            return Err(format!(
-                "{count} peers, len {}, ids {}",
-                self.len,
-                self.ids.len()
-            ));
+        if count != self.ids.len() {
+            return Err(format!("{count} peers, ids {}", self.ids.len()));
         }
         if roots != self.roots || roots > self.config.root_peer_count {
             return Err(format!(

@@ -75,7 +75,6 @@ impl Planner {
             }
         };
         self.ids.insert(hash, i);
-        self.len += 1;
         i
     }
 
@@ -91,7 +90,6 @@ impl Planner {
         self.ids.remove(hash, i);
         self.nodes[i as usize] = None;
         self.free.push(i);
-        self.len -= 1;
     }
 
     /// The children of `i`, in the order they were attached.

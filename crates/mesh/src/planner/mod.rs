@@ -93,21 +93,29 @@ pub struct Planner {
     config: MeshConfig,
     max_children: u32,
     timeout: Duration,
+    /// The slab of peers; `None` is a free slot.
     nodes: Vec<Option<Node>>,
+    /// Free slots, the last freed reused first.
     free: Vec<u32>,
+    /// Id to slot, for every peer.
     ids: IdTable,
+    /// Placed peers with a free child slot above the depth limit, by
+    /// (depth, child count): the first is where a join goes.
     open: FifoIndex<(u32, u32)>,
+    /// Attached childless peers, by [`LeafKey`]: the first is the best
+    /// stand-in from outside a leaving peer's children.
     leaves: FifoIndex<LeafKey>,
+    /// Tops of the waiting subtrees, lowest slot first.
     detached: BTreeSet<u32>,
     /// Roots that can feed nobody (capacity 0), lowest slot first: the root
     /// slots a relay-capable newcomer takes over in
     /// [`Planner::join_relaying`].
     leaf_roots: BTreeSet<u32>,
+    /// Peers in state `Root`.
     roots: usize,
     /// Placed peers with a free child slot at the depth limit: when they are
     /// the only free slots, a join fails with `TreeDepthExceeded`.
     deep_free: usize,
-    len: usize,
 }
 
 impl Planner {
@@ -126,7 +134,6 @@ impl Planner {
             leaf_roots: BTreeSet::new(),
             roots: 0,
             deep_free: 0,
-            len: 0,
         }
     }
 

@@ -40,7 +40,7 @@ impl Planner {
 
     /// Number of peers.
     pub fn peer_count(&self) -> usize {
-        self.len
+        self.ids.len()
     }
 
     /// Number of roots.
@@ -56,17 +56,18 @@ impl Planner {
     /// Percentage of peers fed by another peer rather than by the origin
     /// (roots and waiting peers are fed by the origin). O(1).
     pub fn offload_percentage(&self) -> f64 {
-        if self.len == 0 {
+        let peers = self.peer_count();
+        if peers == 0 {
             return 0.0;
         }
         let from_origin = self.roots + self.detached.len();
-        (self.len - from_origin) as f64 / self.len as f64 * 100.0
+        (peers - from_origin) as f64 / peers as f64 * 100.0
     }
 
     /// Every peer's place, in slot order: [`Planner::snapshot`] without the
     /// children's ids, for listing a large tree cheaply.
     pub fn summaries(&self) -> Vec<PeerSummary> {
-        let mut out = Vec::with_capacity(self.len);
+        let mut out = Vec::with_capacity(self.ids.len());
         for (i, slot) in self.nodes.iter().enumerate() {
             let Some(n) = slot else { continue };
             out.push(PeerSummary {
