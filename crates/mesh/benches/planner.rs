@@ -1,9 +1,12 @@
 //! Planner benchmarks at 10k, 100k and 1M peers (max_children 3, 30 roots):
 //! time to build the tree by joins, the cost of one leave with re-planning in
 //! a full tree, and heap bytes per peer (measured by a counting allocator).
+//! The same for the seed-compatible facade, driven as a seed caller drives
+//! it: `add_peer` with owned `String`s, and a leave as `remove_peer` followed
+//! by `reassign_peer` for each orphan.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use meshrelay_mesh::{MeshConfig, Planner};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
+use meshrelay_mesh::{MeshConfig, MeshCoordinator, Planner};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -145,12 +148,15 @@ fn leaves(c: &mut Criterion) {
 /// distribution of single leaves measured one by one too.
 fn leave_distribution(_: &mut Criterion) {
     for n in SIZES {
+        if !wanted("leave_distribution") {
+            break;
+        }
         let mut churn = Churn::new(n, 0x9E37_79B9_7F4A_7C15);
         let mut times: Vec<Duration> = (0..20_000).map(|_| churn.step()).collect();
         times.sort();
         let at = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
         println!(
-            "leave/{n}: median {:?}, p99 {:?}, max {:?} over {} leaves",
+            "leave_distribution/{n}: median {:?}, p99 {:?}, max {:?} over {} leaves",
             at(0.5),
             at(0.99),
             times[times.len() - 1],
@@ -159,8 +165,20 @@ fn leave_distribution(_: &mut Criterion) {
     }
 }
 
+/// Whether a printed (not criterion-run) figure matches the filter given on
+/// the command line, so a filtered run does not build every million-peer
+/// tree first. Criterion reads the filter as a regex; alternatives (`a|b`)
+/// of plain words are all these names need.
+fn wanted(name: &str) -> bool {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    filter.is_none_or(|f| f.split('|').any(|part| name.contains(part)))
+}
+
 fn memory(_: &mut Criterion) {
     for n in SIZES {
+        if !wanted("memory") {
+            break;
+        }
         let now = Instant::now();
         let before = LIVE.load(Ordering::Relaxed);
         let planner = build(n, now);
@@ -169,6 +187,19 @@ fn memory(_: &mut Criterion) {
             "memory/{n}: {:.0} bytes per peer ({} peers, {:.1} MiB)",
             (after - before) as f64 / n as f64,
             planner.peer_count(),
+            (after - before) as f64 / (1024.0 * 1024.0)
+        );
+        drop(planner);
+        let before = LIVE.load(Ordering::Relaxed);
+        let coord = MeshCoordinator::new(config());
+        for i in 0..n {
+            coord.add_peer(id(i), "live/t".into(), None).expect("room");
+        }
+        let after = LIVE.load(Ordering::Relaxed);
+        println!(
+            "memory/facade/{n}: {:.0} bytes per peer ({} peers, {:.1} MiB)",
+            (after - before) as f64 / n as f64,
+            coord.peer_count(),
             (after - before) as f64 / (1024.0 * 1024.0)
         );
     }
@@ -192,5 +223,123 @@ fn listing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, memory, leave_distribution, joins, leaves, listing);
+/// The facade built by `add_peer`, the caller's `String`s made beforehand
+/// (a seed caller has them from the message that announced the peer).
+fn facade_joins(c: &mut Criterion) {
+    let mut group = c.benchmark_group("facade_build_by_add_peer");
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    for n in SIZES {
+        group.measurement_time(Duration::from_secs(if n >= 1_000_000 { 20 } else { 5 }));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let args: Vec<(String, String)> =
+                        (0..n).map(|i| (id(i), "live/t".to_string())).collect();
+                    let coord = MeshCoordinator::new(config());
+                    let start = Instant::now();
+                    for (peer, track) in args {
+                        coord
+                            .add_peer(peer, track, None)
+                            .expect("room for every peer");
+                    }
+                    total += start.elapsed();
+                    drop(black_box(coord));
+                }
+                total
+            });
+        });
+    }
+    group.finish();
+}
+
+/// A full facade kept full: each step removes a random peer and reassigns
+/// its orphans (timed together, as a seed caller's leave), then adds a
+/// newcomer (untimed).
+struct FacadeChurn {
+    coord: MeshCoordinator,
+    live: Vec<String>,
+    next: usize,
+    rng: u64,
+}
+
+impl FacadeChurn {
+    fn new(n: usize, seed: u64) -> Self {
+        let coord = MeshCoordinator::new(config());
+        for i in 0..n {
+            coord.add_peer(id(i), "live/t".into(), None).expect("room");
+        }
+        Self {
+            coord,
+            live: (0..n).map(id).collect(),
+            next: n,
+            rng: seed,
+        }
+    }
+
+    fn step(&mut self) -> Duration {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let at = (self.rng % self.live.len() as u64) as usize;
+        let victim = self.live.swap_remove(at);
+        let start = Instant::now();
+        for orphan in self.coord.remove_peer(&victim) {
+            // An orphan whose subtree fits nowhere waits, as with the seed.
+            let _ = black_box(self.coord.reassign_peer(&orphan));
+        }
+        let took = start.elapsed();
+        let newcomer = id(self.next);
+        self.next += 1;
+        self.coord
+            .add_peer(newcomer.clone(), "live/t".into(), None)
+            .expect("room");
+        self.live.push(newcomer);
+        took
+    }
+}
+
+fn facade_leaves(c: &mut Criterion) {
+    let mut group = c.benchmark_group("facade_remove_and_reassign");
+    for n in SIZES {
+        let mut churn = FacadeChurn::new(n, 0x2545_F491_4F6C_DD1D);
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter_custom(|iters| (0..iters).map(|_| churn.step()).sum());
+        });
+    }
+    group.finish();
+}
+
+/// The median and p99 of single facade leaves, as for the planner's.
+fn facade_leave_distribution(_: &mut Criterion) {
+    for n in SIZES {
+        if !wanted("facade_leave_distribution") {
+            break;
+        }
+        let mut churn = FacadeChurn::new(n, 0x9E37_79B9_7F4A_7C15);
+        let mut times: Vec<Duration> = (0..20_000).map(|_| churn.step()).collect();
+        times.sort();
+        let at = |q: f64| times[((times.len() as f64 - 1.0) * q) as usize];
+        println!(
+            "facade_leave_distribution/{n}: median {:?}, p99 {:?}, max {:?} over {} leaves",
+            at(0.5),
+            at(0.99),
+            times[times.len() - 1],
+            times.len()
+        );
+    }
+}
+
+criterion_group!(
+    benches,
+    memory,
+    leave_distribution,
+    facade_leave_distribution,
+    joins,
+    facade_joins,
+    leaves,
+    facade_leaves,
+    listing
+);
 criterion_main!(benches);

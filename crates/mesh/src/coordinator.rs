@@ -20,8 +20,56 @@ pub struct MeshCoordinator {
 #[derive(Debug)]
 struct State {
     planner: Planner,
-    /// The track each peer named at join; the planner itself is per track.
-    tracks: hashbrown::HashMap<PeerId, String>,
+    tracks: Tracks,
+}
+
+/// The track each peer named at join (the planner itself is per track).
+/// Callers name one track for almost every peer, so that name is held once
+/// and only the peers naming another one cost an entry: adding or removing
+/// a peer of the common track hashes and allocates nothing here.
+#[derive(Debug, Default)]
+struct Tracks {
+    /// The track the first peer named.
+    common: Option<String>,
+    /// The peers that named a track other than `common`, with it.
+    others: hashbrown::HashMap<PeerId, String>,
+}
+
+impl Tracks {
+    /// Whether a peer naming `track` needs an entry in `others`.
+    fn is_other(&self, track: &str) -> bool {
+        self.common.as_deref().is_some_and(|common| common != track)
+    }
+
+    /// Records `track` for a peer just added, whose id is given when
+    /// [`Tracks::is_other`] said the track needs it.
+    fn add(&mut self, id: Option<PeerId>, track: String) {
+        match id {
+            Some(id) => {
+                self.others.insert(id, track);
+            }
+            None if self.common.is_none() => self.common = Some(track),
+            None => {}
+        }
+    }
+
+    /// Forgets a removed peer's track.
+    fn remove(&mut self, id: &str) {
+        // A removal hashes even in an empty map; a lookup does not.
+        if !self.others.is_empty() {
+            self.others.remove(id);
+        }
+    }
+
+    /// The track named by the peers absent from `others`.
+    fn common(&self) -> &str {
+        self.common.as_deref().unwrap_or_default()
+    }
+
+    /// The track a present peer named.
+    fn of(&self, id: &str) -> &str {
+        self.others.get(id).map_or(self.common(), String::as_str)
+    }
 }
 
 impl MeshCoordinator {
@@ -30,7 +78,7 @@ impl MeshCoordinator {
         Self {
             state: Mutex::new(State {
                 planner: Planner::new(config.clone()),
-                tracks: hashbrown::HashMap::new(),
+                tracks: Tracks::default(),
             }),
             config,
         }
@@ -56,8 +104,10 @@ impl MeshCoordinator {
         capacity: Option<u32>,
     ) -> Result<PeerAssignment, MeshError> {
         let mut state = self.lock();
-        let assignment = state.planner.join(&id, capacity, Instant::now())?;
-        state.tracks.insert(id, track);
+        // The id is needed again only for a peer of another track.
+        let other = state.tracks.is_other(&track).then(|| id.clone());
+        let assignment = state.planner.join_owned(id, capacity, Instant::now())?;
+        state.tracks.add(other, track);
         Ok(assignment)
     }
 
@@ -87,7 +137,7 @@ impl MeshCoordinator {
     /// with nowhere better to go stays where it is.
     pub fn reassign_peer(&self, id: &str) -> Result<PeerAssignment, MeshError> {
         let mut state = self.lock();
-        state.planner.reassign_whole(id)?;
+        state.planner.reassign_whole_unreported(id)?;
         let assignment = state
             .planner
             .assignment(id)
@@ -119,8 +169,7 @@ impl MeshCoordinator {
     /// A copy of one peer.
     pub fn get_peer(&self, id: &str) -> Option<PeerInfo> {
         let state = self.lock();
-        let track = state.tracks.get(id)?;
-        state.planner.peer(id, track)
+        state.planner.peer(id, state.tracks.of(id))
     }
 
     /// Number of peers.
@@ -145,9 +194,9 @@ impl MeshCoordinator {
     /// A copy of every peer.
     pub fn tree_snapshot(&self) -> Vec<PeerInfo> {
         let state = self.lock();
-        let mut peers = state.planner.snapshot("");
+        let mut peers = state.planner.snapshot(state.tracks.common());
         for peer in &mut peers {
-            if let Some(track) = state.tracks.get(&peer.id) {
+            if let Some(track) = state.tracks.others.get(&peer.id) {
                 peer.track.clone_from(track);
             }
         }

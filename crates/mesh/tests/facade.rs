@@ -102,3 +102,31 @@ fn peer_info_serialises_like_the_seed_without_its_instants() {
     let all = serde_json::to_value(c.tree_snapshot()).unwrap();
     assert_eq!(all.as_array().map(Vec::len), Some(2));
 }
+
+#[test]
+fn each_peer_keeps_the_track_it_named() {
+    let c = coordinator(3, 2, 4);
+    for (id, track) in [("a", "live/a"), ("b", "live/b"), ("c", "live/a")] {
+        c.add_peer(id.into(), track.into(), None).unwrap();
+    }
+    let track = |id: &str| c.get_peer(id).expect("known peer").track;
+    assert_eq!(
+        (track("a"), track("b"), track("c")),
+        ("live/a".into(), "live/b".into(), "live/a".into())
+    );
+    let listed: Vec<(String, String)> = c
+        .tree_snapshot()
+        .into_iter()
+        .map(|p| (p.id, p.track))
+        .collect();
+    assert_eq!(listed.len(), 3);
+    assert!(listed.contains(&("b".into(), "live/b".into())));
+    assert!(listed.contains(&("c".into(), "live/a".into())));
+    // An id that comes back names its track afresh.
+    c.remove_peer("b");
+    c.add_peer("b".into(), "live/a".into(), None).unwrap();
+    assert_eq!(track("b"), "live/a");
+    c.remove_peer("a");
+    c.add_peer("a".into(), "live/c".into(), None).unwrap();
+    assert_eq!((track("a"), track("c")), ("live/c".into(), "live/a".into()));
+}

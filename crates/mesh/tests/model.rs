@@ -286,6 +286,9 @@ fn check_reported(before: &Positions, after: &Positions, reported: &[PeerAssignm
 fn run(config: MeshConfig, ops: Vec<Op>) {
     let mut planner = Planner::new(config.clone());
     let mut members: BTreeSet<String> = BTreeSet::new();
+    // When each member was last heard from (its join or its last heartbeat),
+    // kept here so the dead are known without asking the planner.
+    let mut heard: BTreeMap<String, Instant> = BTreeMap::new();
     // Capacities lowered by lower_capacity, for the peers still present.
     let mut lowered: BTreeMap<String, usize> = BTreeMap::new();
     // Peers that do not read the origin on their own, and those of them that
@@ -324,6 +327,7 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
                 match result {
                     Ok((a, moved)) => {
                         assert!(members.insert(id.clone()), "join of a present id succeeded");
+                        heard.insert(id.clone(), now);
                         if !reads_origin {
                             no_origin.insert(id.clone());
                             if a.role == PeerRole::Root {
@@ -430,15 +434,29 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
             Op::Heartbeat(i) => {
                 let id = format!("p{i}");
                 assert_eq!(planner.heartbeat(&id, now), members.contains(&id));
+                if members.contains(&id) {
+                    heard.insert(id, now);
+                }
             }
             Op::HeartbeatAll => {
                 for id in &members {
                     assert!(planner.heartbeat(id, now));
+                    heard.insert(id.clone(), now);
                 }
             }
             Op::Advance(s) => {
                 now += Duration::from_secs(u64::from(s));
-                let expected_dead: BTreeSet<String> = planner.dead_peers(now).into_iter().collect();
+                let timeout = Duration::from_secs(config.heartbeat_timeout_secs);
+                let expected_dead: BTreeSet<String> = members
+                    .iter()
+                    .filter(|id| now.duration_since(heard[*id]) > timeout)
+                    .cloned()
+                    .collect();
+                let reported_dead: BTreeSet<String> = planner.dead_peers(now).into_iter().collect();
+                assert_eq!(
+                    reported_dead, expected_dead,
+                    "dead_peers names exactly the dead"
+                );
                 let outs = planner.sweep(now);
                 let swept: BTreeSet<String> = outs.iter().map(|o| o.peer_id.clone()).collect();
                 assert_eq!(swept, expected_dead, "sweep removes exactly the dead");

@@ -1,0 +1,144 @@
+//! The pure planner core: one track's relay tree.
+//!
+//! Peers live in a slab (`Vec<Option<Node>>`) addressed by `u32` slots; the
+//! tree is intrusive (parent, first child, sibling links), so a peer costs no
+//! heap allocation beyond its id. Two ordered indexes replace every scan:
+//!
+//! * `open`: peers with a free child slot, keyed `(depth, children)`, first
+//!   come first within a key; its first entry is the parent the seed's rule
+//!   picks (shallowest, ties to the fewest children).
+//! * `leaves`: childless relays, keyed by most capacity then deepest; its
+//!   first entry is the peer that can best stand in for one that leaves.
+//!   Peers that cannot read the origin on their own come first among
+//!   equals, so the ones that can are kept for root slots.
+//!
+//! A leaving peer's place is taken by a childless peer (one of its own
+//! children when one can host the others, else the best leaf elsewhere), and
+//! its children reattach under that stand-in at their old depth. So a leave
+//! re-tells O(children) peers, touches O(children · log n) index entries, and
+//! never deepens the tree. Children the stand-in cannot host are re-placed
+//! whole elsewhere (their subtree depths updated), split if their subtree is
+//! too tall for any free slot, or left waiting ("detached", fed by the
+//! origin) when no slot exists at all.
+//!
+//! One job per module: `links` (the slab, intrusive links, subtree walks and
+//! rebases), `ids` (id to slot), `indexes` (keeping the indexes exact),
+//! `placement` (where a subtree goes, who stands in, who is promoted),
+//! `operations` (join, leave, reassign, lower capacity), `seed` (what the
+//! seed-compatible facade needs besides), `liveness`, `queries`, `report`
+//! (what an operation changed) and `invariants`.
+
+mod ids;
+mod indexes;
+mod invariants;
+mod links;
+mod liveness;
+mod operations;
+mod placement;
+mod queries;
+mod report;
+mod seed;
+
+pub use report::{LeaveOutcome, Replan};
+
+use crate::config::MeshConfig;
+use crate::index::FifoIndex;
+use ids::IdTable;
+use indexes::LeafKey;
+use report::Touched;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// The slot links' "no peer" value.
+const NONE: u32 = u32::MAX;
+
+/// Where a peer stands relative to the origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Fed by the origin, counted against `root_peer_count`.
+    Root,
+    /// Below a root, through attached parents.
+    Attached,
+    /// In a subtree cut off from the roots, waiting for a place. The top of
+    /// such a subtree has no parent and is fed by the origin meanwhile.
+    Detached,
+}
+
+/// One peer: its links into the tree and what the planner knows of it.
+#[derive(Debug)]
+struct Node {
+    id: Box<str>,
+    parent: u32,
+    first_child: u32,
+    last_child: u32,
+    prev_sibling: u32,
+    next_sibling: u32,
+    child_count: u32,
+    /// Claimed capacity clamped to `max_children`.
+    capacity: u32,
+    claimed: Option<u32>,
+    /// Reads the origin on its own when it is a root or waiting; a peer
+    /// that does not is made a root only at its own join.
+    reads_origin: bool,
+    depth: u32,
+    state: State,
+    forwarded_frames: u64,
+    joined_at: Instant,
+    last_heartbeat: Instant,
+}
+
+/// One track's relay tree.
+#[derive(Debug)]
+pub struct Planner {
+    config: MeshConfig,
+    max_children: u32,
+    timeout: Duration,
+    /// The slab of peers; `None` is a free slot.
+    nodes: Vec<Option<Node>>,
+    /// Free slots, the last freed reused first.
+    free: Vec<u32>,
+    /// Id to slot, for every peer.
+    ids: IdTable,
+    /// Placed peers with a free child slot above the depth limit, by
+    /// (depth, child count): the first is where a join goes.
+    open: FifoIndex<(u32, u32)>,
+    /// Attached childless peers, by [`LeafKey`]: the first is the best
+    /// stand-in from outside a leaving peer's children.
+    leaves: FifoIndex<LeafKey>,
+    /// Tops of the waiting subtrees, lowest slot first.
+    detached: BTreeSet<u32>,
+    /// Roots that can feed nobody (capacity 0), lowest slot first: the root
+    /// slots a relay-capable newcomer takes over in
+    /// [`Planner::join_relaying`].
+    leaf_roots: BTreeSet<u32>,
+    /// Peers in state `Root`.
+    roots: usize,
+    /// Placed peers with a free child slot at the depth limit: when they are
+    /// the only free slots, a join fails with `TreeDepthExceeded`.
+    deep_free: usize,
+}
+
+impl Planner {
+    /// An empty tree with these limits.
+    pub fn new(config: MeshConfig) -> Self {
+        Self {
+            max_children: config.max_children_u32(),
+            timeout: Duration::from_secs(config.heartbeat_timeout_secs),
+            config,
+            nodes: Vec::new(),
+            free: Vec::new(),
+            ids: IdTable::default(),
+            open: FifoIndex::new(),
+            leaves: FifoIndex::new(),
+            detached: BTreeSet::new(),
+            leaf_roots: BTreeSet::new(),
+            roots: 0,
+            deep_free: 0,
+        }
+    }
+
+    /// The limits this tree was built with.
+    pub fn config(&self) -> &MeshConfig {
+        &self.config
+    }
+}
