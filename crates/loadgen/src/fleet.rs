@@ -54,7 +54,7 @@ pub(crate) enum Command {
     CloseAbrupt = 2,
 }
 
-/// Parent code of a placement: no parent (root or unplaced).
+/// Parent code of a placement: no parent (root or waiting).
 pub(crate) const PARENT_NONE: u32 = 0;
 /// Parent code of a placement: a peer id that is not one of this fleet's.
 pub(crate) const PARENT_FOREIGN: u32 = u32::MAX;

@@ -113,13 +113,13 @@ pub(crate) fn tree(t: &mut Table, name: &str, c: &TreeCheck) {
     t.row(
         name,
         format!(
-            "{}: {} clients, {} roots, {} under a connected parent, {} unplaced, \
+            "{}: {} clients, {} roots, {} under a connected parent, {} waiting, \
              {} parent gone, {} depth mismatch, {} foreign parent",
             if c.ok() { "OK" } else { "VIOLATIONS" },
             c.checked,
             c.roots,
             c.parent_connected,
-            c.unplaced,
+            c.waiting,
             c.parent_gone,
             c.depth_mismatch,
             c.parent_foreign

@@ -14,8 +14,8 @@ pub(crate) struct TreeCheck {
     pub checked: usize,
     /// Told `Root` with no parent.
     pub roots: usize,
-    /// Told no parent but not `Root` (unplaced, reading the origin).
-    pub unplaced: usize,
+    /// Told no parent but not `Root` (waiting, reading the origin).
+    pub waiting: usize,
     /// Parent is a connected client of this run.
     pub parent_connected: usize,
     /// Parent is a client that is no longer connected.
@@ -56,7 +56,7 @@ pub(crate) fn check(fleet: &Fleet) -> TreeCheck {
                     });
                 }
             }
-            PARENT_NONE => c.unplaced += 1,
+            PARENT_NONE => c.waiting += 1,
             PARENT_FOREIGN => c.parent_foreign += 1,
             _ => {
                 let j = p.parent_index().expect("own parent code");

@@ -40,7 +40,7 @@ pub(crate) const HEARTBEAT_JSON: &str = r#"{"type":"Heartbeat"}"#;
 /// A server-to-client message, reduced to what the bench needs.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Incoming<'a> {
-    /// AssignParent: `parent_id` `None` for a root or an unplaced peer.
+    /// AssignParent: `parent_id` `None` for a root or a waiting peer.
     AssignParent {
         parent_id: Option<Cow<'a, str>>,
         depth: u32,

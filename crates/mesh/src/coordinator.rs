@@ -111,7 +111,7 @@ impl MeshCoordinator {
         Ok(assignment)
     }
 
-    /// Removes a peer and returns its children, detached (no parent) and
+    /// Removes a peer and returns its children, waiting (no parent) and
     /// keeping their subtrees, for the caller to [`reassign_peer`](Self::reassign_peer).
     /// An unknown id returns nothing. As in the seed, nothing else moves: a
     /// freed root slot is taken by the next join or by a reassigned orphan
@@ -121,7 +121,7 @@ impl MeshCoordinator {
     /// [`Planner::leave`]: crate::Planner::leave
     pub fn remove_peer(&self, id: &str) -> Vec<PeerId> {
         let mut state = self.lock();
-        match state.planner.remove_detaching(id) {
+        match state.planner.remove_without_replan(id) {
             Ok(orphans) => {
                 state.tracks.remove(id);
                 orphans
@@ -130,10 +130,10 @@ impl MeshCoordinator {
         }
     }
 
-    /// Places a detached peer with its whole subtree, or moves a live one
+    /// Places a waiting peer with its whole subtree, or moves a live one
     /// to a different parent when one is eligible (never into its own
-    /// subtree). Returns its new position. A detached peer whose subtree
-    /// fits nowhere stays detached and gets `NoAvailableParent`; a live peer
+    /// subtree). Returns its new position. A waiting peer whose subtree
+    /// fits nowhere stays waiting and gets `NoAvailableParent`; a live peer
     /// with nowhere better to go stays where it is.
     pub fn reassign_peer(&self, id: &str) -> Result<PeerAssignment, MeshError> {
         let mut state = self.lock();
@@ -183,7 +183,7 @@ impl MeshCoordinator {
     }
 
     /// Percentage of peers fed by another peer rather than by the origin.
-    /// A detached peer waiting for [`reassign_peer`](Self::reassign_peer)
+    /// A peer waiting for [`reassign_peer`](Self::reassign_peer)
     /// counts as fed by the origin (that is where a client reads while it
     /// has no parent), so after `remove_peer` this is below the seed's
     /// `(n - roots) / n`.

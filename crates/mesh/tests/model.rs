@@ -22,7 +22,7 @@ enum Op {
     Reassign(u16),
     RemoveDetaching(u16),
     LowerCapacity(u16),
-    PlaceDetached,
+    PlaceWaiting,
     Heartbeat(u16),
     HeartbeatAll,
     Advance(u8),
@@ -38,7 +38,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => id.clone().prop_map(Op::Reassign),
         1 => id.clone().prop_map(Op::RemoveDetaching),
         1 => id.clone().prop_map(Op::LowerCapacity),
-        1 => Just(Op::PlaceDetached),
+        1 => Just(Op::PlaceWaiting),
         2 => id.prop_map(Op::Heartbeat),
         // Peers outlive many operations, so trees grow to their limits.
         1 => Just(Op::HeartbeatAll),
@@ -375,12 +375,12 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
                         let mut expected: Vec<String> = old.parent.iter().cloned().collect();
                         expected.extend(old.children.iter().cloned());
                         assert_eq!(out.neighbours, expected, "PeerLeft goes to the neighbours");
-                        for u in &out.unplaced {
+                        for u in &out.waiting {
                             let a = out
                                 .changed
                                 .iter()
                                 .find(|a| &a.peer_id == u)
-                                .expect("unplaced reported");
+                                .expect("waiting reported");
                             assert!(a.parent.is_none() && a.role != PeerRole::Root);
                         }
                         reported = Some(out.changed);
@@ -400,7 +400,7 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
             },
             Op::RemoveDetaching(i) => {
                 let id = format!("p{i}");
-                match planner.remove_detaching(&id) {
+                match planner.remove_without_replan(&id) {
                     Ok(orphans) => {
                         assert!(members.remove(&id));
                         let old = before_snapshot.iter().find(|p| p.id == id).unwrap();
@@ -426,8 +426,8 @@ fn run(config: MeshConfig, ops: Vec<Op>) {
                     Err(e) => panic!("unexpected {e}"),
                 }
             }
-            Op::PlaceDetached => {
-                let replan = planner.place_detached();
+            Op::PlaceWaiting => {
+                let replan = planner.place_waiting();
                 reported = Some(replan.changed);
                 unlinked = Some(replan.unlinked);
             }
@@ -576,7 +576,7 @@ fn run_facade(config: MeshConfig, ops: Vec<Op>) {
                     assert_eq!(c.reassign_peer(&id), Err(MeshError::PeerNotFound(id)));
                 }
             }
-            Op::PlaceDetached => {
+            Op::PlaceWaiting => {
                 for id in waiting.clone() {
                     reassign(&c, &id, &mut waiting);
                 }

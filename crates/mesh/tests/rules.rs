@@ -125,7 +125,7 @@ fn an_inner_peer_is_replaced_by_a_leaf_child_that_hosts_its_siblings() {
     assert_eq!(p.peer("m", "t").unwrap().children, vec!["k1", "k2", "k3"]);
     let out = p.leave("m").unwrap();
     assert_eq!(out.neighbours, vec!["r", "k1", "k2", "k3"]);
-    assert!(out.unplaced.is_empty());
+    assert!(out.waiting.is_empty());
     // One child takes m's place under r; the other two stay at depth 2 under it.
     assert_eq!(out.changed.len(), 3);
     let stand_in = out
@@ -220,7 +220,7 @@ fn two_full_branches() -> Planner {
 fn children_the_stand_in_cannot_host_move_with_their_subtrees() {
     let mut p = two_full_branches();
     let out = p.leave("m").unwrap();
-    assert!(out.unplaced.is_empty());
+    assert!(out.waiting.is_empty());
     // No childless peer can host anyone, so k1 moves up with its subtree and
     // k2 moves whole to the free slot under o, outside its own subtree.
     assert_eq!(parent(&p, "k1").as_deref(), Some("r"));
@@ -269,7 +269,7 @@ fn an_orphan_with_free_slots_moves_up_and_hosts_its_siblings() {
 }
 
 #[test]
-fn orphans_with_no_room_anywhere_are_reported_unplaced_and_wait() {
+fn orphans_with_no_room_anywhere_are_reported_waiting() {
     let mut p = planner(3, 1, 6);
     let now = Instant::now();
     for (id, cap) in [
@@ -284,9 +284,9 @@ fn orphans_with_no_room_anywhere_are_reported_unplaced_and_wait() {
         p.join(id, Some(cap), now).unwrap();
     }
     let out = p.leave("m").unwrap();
-    let mut unplaced = out.unplaced.clone();
-    unplaced.sort();
-    assert_eq!(unplaced, vec!["k1", "k2"]);
+    let mut waiting = out.waiting.clone();
+    waiting.sort();
+    assert_eq!(waiting, vec!["k1", "k2"]);
     for id in ["k1", "k2"] {
         let a = out.changed.iter().find(|a| a.peer_id == id).unwrap();
         assert_eq!((a.parent.as_deref(), a.depth), (None, 0));
@@ -324,8 +324,8 @@ fn two_leaves_under_a_relay() -> Planner {
 fn the_leave_result_names_peers_that_could_not_be_placed() {
     let mut p = two_leaves_under_a_relay();
     let out = p.leave("a").unwrap();
-    assert_eq!(out.unplaced.len(), 1, "{out:?}");
-    let waiting = out.unplaced[0].as_str();
+    assert_eq!(out.waiting.len(), 1, "{out:?}");
+    let waiting = out.waiting[0].as_str();
     let placed = if waiting == "b" { "c" } else { "b" };
     assert_eq!(parent(&p, placed).as_deref(), Some("r"));
     assert_eq!(parent(&p, waiting), None);
@@ -340,25 +340,25 @@ fn the_leave_result_names_peers_that_could_not_be_placed() {
 #[test]
 fn peers_that_fit_nowhere_wait_and_are_placed_when_room_frees() {
     let mut p = two_leaves_under_a_relay();
-    let waiting = p.leave("a").unwrap().unplaced[0].clone();
+    let waiting = p.leave("a").unwrap().waiting[0].clone();
     let placed = if waiting == "b" { "c" } else { "b" };
     // The placed one leaving frees r's slot: the waiting one takes it in
     // the same step.
     let out = p.leave(placed).unwrap();
-    assert!(out.unplaced.is_empty(), "{out:?}");
+    assert!(out.waiting.is_empty(), "{out:?}");
     assert_eq!(p.waiting_count(), 0);
     assert_eq!(parent(&p, &waiting).as_deref(), Some("r"));
     assert!(out.changed.iter().any(|a| a.peer_id == waiting), "{out:?}");
     p.check_invariants().unwrap();
 
-    // A subtree detached without re-planning waits for place_detached,
+    // A subtree cut off without re-planning waits for place_waiting,
     // which moves it whole and updates every depth in it.
     let mut p = planner(1, 1, 3);
     join_all(&mut p, &["r", "a", "b", "c"]);
-    let orphans = p.remove_detaching("a").unwrap();
+    let orphans = p.remove_without_replan("a").unwrap();
     assert_eq!(orphans, vec!["b"]);
     assert_eq!(p.waiting_count(), 1);
-    let changed = p.place_detached();
+    let changed = p.place_waiting();
     assert_eq!(p.waiting_count(), 0);
     assert_eq!(parent(&p, "b").as_deref(), Some("r"));
     assert_eq!(depth(&p, "c"), 2);
@@ -372,28 +372,28 @@ fn peers_that_fit_nowhere_wait_and_are_placed_when_room_frees() {
 }
 
 #[test]
-fn a_leave_lists_only_the_peers_it_newly_left_unplaced() {
+fn a_leave_lists_only_the_peers_it_newly_left_waiting() {
     let mut p = planner(2, 1, 1);
     let now = Instant::now();
     p.join("r", None, now).unwrap();
     p.join("a", Some(0), now).unwrap();
     p.join("b", Some(0), now).unwrap();
     // Remove the root without re-planning, then fill the root slot with a newcomer.
-    p.remove_detaching("r").unwrap();
+    p.remove_without_replan("r").unwrap();
     p.join("n", Some(1), now).unwrap();
     assert_eq!(p.root_count(), 1);
     // n hosts one of them; the other has nowhere to go.
-    let placed = p.place_detached();
+    let placed = p.place_waiting();
     assert_eq!(placed.changed.len(), 1);
     assert_eq!(p.waiting_count(), 1);
     let waiting = if parent(&p, "a").is_none() { "a" } else { "b" };
     // When n leaves, the placed one takes the root slot and the waiting one
-    // stays unplaced, as it already was.
+    // stays waiting, as it already was.
     let out = p.leave("n").unwrap();
     assert_eq!(p.root_count(), 1);
     assert_eq!(p.waiting_count(), 1);
     assert!(p.assignment(waiting).unwrap().parent.is_none());
-    assert!(out.unplaced.is_empty(), "{out:?}");
+    assert!(out.waiting.is_empty(), "{out:?}");
     p.check_invariants().unwrap();
 }
 
@@ -592,14 +592,14 @@ fn a_peer_that_does_not_read_the_origin_is_never_promoted() {
     let out = p.leave("r").unwrap();
     // Nobody may take the root slot: a waits with b under it, told so.
     assert_eq!(p.root_count(), 0);
-    assert_eq!(out.unplaced, ["a"]);
+    assert_eq!(out.waiting, ["a"]);
     assert_eq!(out.unlinked, []);
     assert_eq!(parent(&p, "b").as_deref(), Some("a"));
     p.check_invariants().unwrap();
     // The next newcomer takes the slot at its join; the waiting subtree goes under it.
     let (n, _) = p.join_relaying("n", None, false, Instant::now()).unwrap();
     assert_eq!(n.role, PeerRole::Root);
-    let placed = p.place_detached();
+    let placed = p.place_waiting();
     assert_eq!(parent(&p, "a").as_deref(), Some("n"));
     assert_eq!(depth(&p, "b"), 2);
     assert_eq!(placed.changed.len(), 2, "{placed:?}");

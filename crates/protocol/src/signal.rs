@@ -111,7 +111,7 @@ pub enum Role {
     Root,
     /// Fed by a parent, may feed children.
     Relay,
-    /// Fed by a parent (or the origin while unplaced), never a parent.
+    /// Fed by a parent (or the origin while waiting for a place), never a parent.
     Leaf,
 }
 
@@ -144,7 +144,7 @@ pub enum ServerMessage {
         peer_id: String,
         /// Its role.
         role: Role,
-        /// Its parent; `null` for a root or an unplaced peer.
+        /// Its parent; `null` for a root or a waiting peer.
         parent_id: Option<String>,
         /// Hops from the origin.
         depth: u32,

@@ -145,7 +145,7 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Once a second: give waiting (unplaced) peers a place and tell them.
+/// Once a second: give waiting peers a place and tell them.
 async fn tick(app: Arc<App>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -155,7 +155,7 @@ async fn tick(app: Arc<App>) {
             _ = every.tick() => {}
         }
         for track in app.registry.list() {
-            track.place_detached(&app.ctx);
+            track.place_waiting(&app.ctx);
         }
     }
 }

@@ -167,9 +167,9 @@ impl Track {
     }
 
     /// Gives waiting peers a place if one freed up, and tells them.
-    pub fn place_detached(&self, ctx: &MeshCtx) {
+    pub fn place_waiting(&self, ctx: &MeshCtx) {
         let mut tree = lock(&self.tree);
-        let notes = tree.place_detached();
+        let notes = tree.place_waiting();
         self.deliver(&mut tree, ctx, notes);
     }
 

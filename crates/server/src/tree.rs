@@ -235,7 +235,7 @@ impl Tree {
             unlinked: Vec::new(),
         };
         if self.planner.waiting_count() > 0 {
-            let placed = self.planner.place_detached();
+            let placed = self.planner.place_waiting();
             moved.changed.extend(placed.changed);
             moved.unlinked = placed.unlinked;
         }
@@ -378,8 +378,8 @@ impl Tree {
     }
 
     /// Gives waiting peers a place if one freed up; returns what they are owed.
-    pub(crate) fn place_detached(&mut self) -> Vec<Note> {
-        let replan = self.planner.place_detached();
+    pub(crate) fn place_waiting(&mut self) -> Vec<Note> {
+        let replan = self.planner.place_waiting();
         self.notes_for(&replan)
     }
 

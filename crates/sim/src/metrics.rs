@@ -72,7 +72,7 @@ pub struct OpTimes {
     pub join: Vec<u32>,
     /// Nanoseconds per leave (with its re-plan).
     pub leave: Vec<u32>,
-    /// Nanoseconds per tick (`place_detached`, or the seed's retries).
+    /// Nanoseconds per tick (`place_waiting`, or the seed's retries).
     pub tick: Vec<u32>,
 }
 

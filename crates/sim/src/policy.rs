@@ -72,7 +72,7 @@ impl Policy for MeshrelayPolicy {
         out.extend(displaced);
         // As the server: waiting peers are offered the room a join made.
         if self.planner.waiting_count() > 0 {
-            out.extend(self.planner.place_detached().changed);
+            out.extend(self.planner.place_waiting().changed);
         }
         Some(out)
     }
@@ -92,7 +92,7 @@ impl Policy for MeshrelayPolicy {
         if self.planner.waiting_count() == 0 {
             return Vec::new();
         }
-        self.planner.place_detached().changed
+        self.planner.place_waiting().changed
     }
 
     fn assignment(&self, id: &str) -> Option<PeerAssignment> {

@@ -16,7 +16,7 @@ pub enum PolicyKind {
     /// retried each second.
     Seed,
     /// The current `Planner` as the server drives it: `join_relaying`,
-    /// `leave`, and `place_detached` at joins and once a second.
+    /// `leave`, and `place_waiting` at joins and once a second.
     Meshrelay,
 }
 

@@ -1103,7 +1103,7 @@ var MeshPeerCore = class {
    * Registers, stating (extension `features`) that this peer applies an
    * AssignParent naming its current parent without reconnecting
    * (`updates`) and, when it reads the origin itself as a root or while
-   * unplaced (`rootSource: "origin"`), that it may be promoted (`origin`).
+   * waiting for a place (`rootSource: "origin"`), that it may be promoted (`origin`).
    */
   sendRegister() {
     const msg = { type: "Register", peer_id: this.peerId, track: this.cfg.track };
@@ -1869,7 +1869,7 @@ var MeshPeer = class {
   get role() {
     return this.core.assignment?.role ?? null;
   }
-  /** Assigned parent id (null for a root or an unplaced peer). */
+  /** Assigned parent id (null for a root or a waiting peer). */
   get parent() {
     return this.core.assignment?.parentId ?? null;
   }

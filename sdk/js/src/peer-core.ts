@@ -448,7 +448,7 @@ export class MeshPeerCore {
    * Registers, stating (extension `features`) that this peer applies an
    * AssignParent naming its current parent without reconnecting
    * (`updates`) and, when it reads the origin itself as a root or while
-   * unplaced (`rootSource: "origin"`), that it may be promoted (`origin`).
+   * waiting for a place (`rootSource: "origin"`), that it may be promoted (`origin`).
    */
   private sendRegister(): void {
     const msg: ClientMessage = { type: "Register", peer_id: this.peerId, track: this.cfg.track };

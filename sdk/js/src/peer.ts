@@ -132,7 +132,7 @@ export class MeshPeer {
     return this.core.assignment?.role ?? null;
   }
 
-  /** Assigned parent id (null for a root or an unplaced peer). */
+  /** Assigned parent id (null for a root or a waiting peer). */
   get parent(): string | null {
     return this.core.assignment?.parentId ?? null;
   }

@@ -343,7 +343,7 @@ describe("as a relay", () => {
     expect(d.ids()).toEqual([0]);
   });
 
-  it("an unplaced peer (parent_id null, not a root) reads the origin", () => {
+  it("a waiting peer (parent_id null, not a root) reads the origin", () => {
     const d = new Driver().join({ role: "Relay", parent_id: null, depth: 0, next_object_id: 4 });
     expect(d.originEnd().url).toBe("ws://h:1/ws/live/t?from=4");
   });

@@ -59,7 +59,7 @@ describe("planUpstreams", () => {
     expect(planUpstreams({ ...ext, pushed: 1 })).toEqual({ ...NOTHING, closeOldParents: true });
   });
 
-  it("an unplaced peer (no parent, not a root) reads the origin", () => {
+  it("a waiting peer (no parent, not a root) reads the origin", () => {
     expect(planUpstreams(relay({ parentId: null }))).toEqual({ ...NOTHING, openOrigin: true });
   });
 

@@ -16,7 +16,7 @@ impl Planner {
         let mut open = 0;
         let mut leaves = 0;
         let mut deep_free = 0;
-        let mut detached = 0;
+        let mut waiting = 0;
         for (i, slot) in self.nodes.iter().enumerate() {
             let Some(n) = slot else { continue };
             let i = i as u32;
@@ -32,12 +32,12 @@ impl Planner {
                         return Err(format!("{name}: root with a parent or depth {}", n.depth));
                     }
                 }
-                State::Attached | State::Detached if n.parent == NONE => {
+                State::Attached | State::Waiting if n.parent == NONE => {
                     if n.state == State::Attached {
                         return Err(format!("{name}: attached without a parent"));
                     }
-                    detached += 1;
-                    if n.depth != 0 || !self.detached.contains(&i) {
+                    waiting += 1;
+                    if n.depth != 0 || !self.waiting.contains(&i) {
                         return Err(format!("{name}: waiting peer not tracked or not at 0"));
                     }
                 }
@@ -53,8 +53,8 @@ impl Planner {
                             n.depth, p.id, p.depth
                         ));
                     }
-                    let expected = if p.state == State::Detached {
-                        State::Detached
+                    let expected = if p.state == State::Waiting {
+                        State::Waiting
                     } else {
                         State::Attached
                     };
@@ -66,7 +66,7 @@ impl Planner {
                     }
                 }
             }
-            if n.state != State::Detached && n.depth > self.config.max_depth {
+            if n.state != State::Waiting && n.depth > self.config.max_depth {
                 return Err(format!("{name}: depth {} over the limit", n.depth));
             }
             let kids = self.children_of(i);
@@ -119,7 +119,7 @@ impl Planner {
         }
         if open != self.open.len()
             || leaves != self.leaves.len()
-            || detached != self.detached.len()
+            || waiting != self.waiting.len()
             || deep_free != self.deep_free
         {
             return Err("an index holds stale entries".to_string());

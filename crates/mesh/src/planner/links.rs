@@ -36,7 +36,7 @@ impl Planner {
         self.nodes[i as usize].as_mut().expect("live slot")
     }
 
-    /// Adds a new, unlinked peer (detached, depth 0, not yet tracked as
+    /// Adds a new, unlinked peer (waiting, depth 0, not yet tracked as
     /// waiting) and returns its slot; the caller places it. An owned id is
     /// kept, not copied.
     pub(super) fn insert(
@@ -59,7 +59,7 @@ impl Planner {
             claimed: capacity,
             reads_origin,
             depth: 0,
-            state: State::Detached,
+            state: State::Waiting,
             forwarded_frames: 0,
             joined_at: now,
             last_heartbeat: now,
@@ -85,7 +85,7 @@ impl Planner {
             self.roots -= 1;
         }
         self.leaf_roots.remove(&i);
-        self.detached.remove(&i);
+        self.waiting.remove(&i);
         let hash = self.ids.hash(&self.node(i).id);
         self.ids.remove(hash, i);
         self.nodes[i as usize] = None;
@@ -205,8 +205,8 @@ impl Planner {
             let d = depth + (self.node(n).depth - old_base);
             let s = if n == i {
                 state
-            } else if state == State::Detached {
-                State::Detached
+            } else if state == State::Waiting {
+                State::Waiting
             } else {
                 State::Attached
             };
@@ -226,7 +226,7 @@ impl Planner {
     pub(super) fn detach(&mut self, i: u32, touched: &mut Touched) {
         touched.note(self, i);
         self.unlink(i);
-        self.rebase_subtree(i, 0, State::Detached, touched);
-        self.detached.insert(i);
+        self.rebase_subtree(i, 0, State::Waiting, touched);
+        self.waiting.insert(i);
     }
 }

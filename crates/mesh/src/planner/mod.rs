@@ -18,7 +18,7 @@
 //! re-tells O(children) peers, touches O(children · log n) index entries, and
 //! never deepens the tree. Children the stand-in cannot host are re-placed
 //! whole elsewhere (their subtree depths updated), split if their subtree is
-//! too tall for any free slot, or left waiting ("detached", fed by the
+//! too tall for any free slot, or left waiting (fed by the
 //! origin) when no slot exists at all.
 //!
 //! One job per module: `links` (the slab, intrusive links, subtree walks and
@@ -61,7 +61,7 @@ enum State {
     Attached,
     /// In a subtree cut off from the roots, waiting for a place. The top of
     /// such a subtree has no parent and is fed by the origin meanwhile.
-    Detached,
+    Waiting,
 }
 
 /// One peer: its links into the tree and what the planner knows of it.
@@ -106,7 +106,7 @@ pub struct Planner {
     /// stand-in from outside a leaving peer's children.
     leaves: FifoIndex<LeafKey>,
     /// Tops of the waiting subtrees, lowest slot first.
-    detached: BTreeSet<u32>,
+    waiting: BTreeSet<u32>,
     /// Roots that can feed nobody (capacity 0), lowest slot first: the root
     /// slots a relay-capable newcomer takes over in
     /// [`Planner::join_relaying`].
@@ -130,7 +130,7 @@ impl Planner {
             ids: IdTable::default(),
             open: FifoIndex::new(),
             leaves: FifoIndex::new(),
-            detached: BTreeSet::new(),
+            waiting: BTreeSet::new(),
             leaf_roots: BTreeSet::new(),
             roots: 0,
             deep_free: 0,

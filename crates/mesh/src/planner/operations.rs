@@ -151,18 +151,18 @@ impl Planner {
         self.unlink(gone);
         self.remove_slot(gone);
 
-        if state == State::Detached {
+        if state == State::Waiting {
             for &c in &children {
                 self.detach(c, &mut touched);
             }
         } else if !children.is_empty() {
             self.replace(parent, depth, state, &children, &mut touched);
         }
-        self.place_all_detached(&mut touched);
+        self.place_all_waiting(&mut touched);
         self.fill_root_slot(&mut touched);
 
         let Replan { changed, unlinked } = touched.replan(self);
-        let unplaced = changed
+        let waiting = changed
             .iter()
             .filter(|a| a.parent.is_none() && a.role != PeerRole::Root)
             .map(|a| a.peer_id.clone())
@@ -172,7 +172,7 @@ impl Planner {
             neighbours,
             changed,
             unlinked,
-            unplaced,
+            waiting,
         })
     }
 
@@ -239,11 +239,11 @@ impl Planner {
         let i = self.require(id)?;
         match self.node(i).state {
             State::Root => {}
-            State::Detached if self.detached.contains(&i) => {
+            State::Waiting if self.waiting.contains(&i) => {
                 self.place(i, NONE, Prefer::Parent, split, touched)
             }
             // Inside a waiting subtree: it moves when its top is placed.
-            State::Detached => {}
+            State::Waiting => {}
             State::Attached => {
                 let old_parent = self.node(i).parent;
                 let (_, height) = self.subtree(i);
@@ -259,8 +259,8 @@ impl Planner {
                 if elsewhere {
                     self.detach(i, touched);
                     self.place(i, old_parent, Prefer::Parent, split, touched);
-                    if self.detached.contains(&i) {
-                        self.attach_detached(i, old_parent, touched);
+                    if self.waiting.contains(&i) {
+                        self.attach_waiting(i, old_parent, touched);
                     }
                 }
             }
@@ -269,9 +269,9 @@ impl Planner {
     }
 
     /// Tries to place the peers waiting without a parent; returns what changed.
-    pub fn place_detached(&mut self) -> Replan {
+    pub fn place_waiting(&mut self) -> Replan {
         let mut touched = Touched::default();
-        self.place_all_detached(&mut touched);
+        self.place_all_waiting(&mut touched);
         touched.replan(self)
     }
 

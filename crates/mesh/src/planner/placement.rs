@@ -46,11 +46,11 @@ impl Planner {
         None
     }
 
-    /// Places the detached subtree topped by `i`: as a root when a root slot
+    /// Places the waiting subtree topped by `i`: as a root when a root slot
     /// is free (first choice with `Prefer::Root`, last with `Prefer::Parent`),
     /// else whole under the best slot its height fits, else, when `split`,
-    /// split (`i` alone placed, its children detached and placed in turn).
-    /// Whatever finds no slot stays detached. `avoid` is never chosen as a parent.
+    /// split (`i` alone placed, its children made to wait and placed in turn).
+    /// Whatever finds no slot stays waiting. `avoid` is never chosen as a parent.
     pub(super) fn place(
         &mut self,
         i: u32,
@@ -66,41 +66,41 @@ impl Planner {
             let slot = self.best_slot(height, avoid);
             let root_free = root_free && self.may_be_root(i);
             if root_free && (prefer == Prefer::Root || slot.is_none()) {
-                self.detached.remove(&i);
+                self.waiting.remove(&i);
                 self.rebase_subtree(i, 0, State::Root, touched);
             } else if let Some(p) = slot {
-                self.attach_detached(i, p, touched);
+                self.attach_waiting(i, p, touched);
             } else if split && height > 0 {
                 if let Some(p) = self.best_slot(0, avoid) {
                     for c in self.children_of(i) {
                         self.detach(c, touched);
                         work.push(c);
                     }
-                    self.attach_detached(i, p, touched);
+                    self.attach_waiting(i, p, touched);
                 }
             }
         }
     }
 
-    /// Links the detached subtree topped by `i` under `p`, rebasing its depths.
-    pub(super) fn attach_detached(&mut self, i: u32, p: u32, touched: &mut Touched) {
-        self.detached.remove(&i);
+    /// Links the waiting subtree topped by `i` under `p`, rebasing its depths.
+    pub(super) fn attach_waiting(&mut self, i: u32, p: u32, touched: &mut Touched) {
+        self.waiting.remove(&i);
         let depth = self.node(p).depth + 1;
         self.rebase_subtree(i, depth, State::Attached, touched);
         self.link(p, i);
     }
 
     /// Places each waiting subtree, oldest slot first, while there is room.
-    pub(super) fn place_all_detached(&mut self, touched: &mut Touched) {
-        if self.detached.is_empty() || !self.has_room() {
+    pub(super) fn place_all_waiting(&mut self, touched: &mut Touched) {
+        if self.waiting.is_empty() || !self.has_room() {
             return;
         }
-        let waiting: Vec<u32> = self.detached.iter().copied().collect();
+        let waiting: Vec<u32> = self.waiting.iter().copied().collect();
         for i in waiting {
             if !self.has_room() {
                 break;
             }
-            if self.detached.contains(&i) {
+            if self.waiting.contains(&i) {
                 self.place(i, NONE, Prefer::Root, true, touched);
             }
         }

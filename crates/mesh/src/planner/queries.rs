@@ -50,7 +50,7 @@ impl Planner {
 
     /// Number of peers waiting for a place (each fed by the origin meanwhile).
     pub fn waiting_count(&self) -> usize {
-        self.detached.len()
+        self.waiting.len()
     }
 
     /// Percentage of peers fed by another peer rather than by the origin
@@ -60,7 +60,7 @@ impl Planner {
         if peers == 0 {
             return 0.0;
         }
-        let from_origin = self.roots + self.detached.len();
+        let from_origin = self.roots + self.waiting.len();
         (peers - from_origin) as f64 / peers as f64 * 100.0
     }
 

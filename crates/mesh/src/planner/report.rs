@@ -30,10 +30,11 @@ pub struct LeaveOutcome {
     /// re-plan ended, as `(parent, child)` (links to the leaving peer are
     /// in `neighbours`): both ends must drop their connection.
     pub unlinked: Vec<(PeerId, PeerId)>,
-    /// Peers that could not be placed for now (no free slot within the depth
-    /// limit). They are also in `changed`, with no parent; they wait, fed by
-    /// the origin, until [`Planner::place_detached`] finds them a place.
-    pub unplaced: Vec<PeerId>,
+    /// Peers this leave left waiting for a place (no free slot within the
+    /// depth limit, or none they may take). They are also in `changed`, with
+    /// no parent; they wait, fed by the origin when they can read it, until
+    /// [`Planner::place_waiting`] finds them a place.
+    pub waiting: Vec<PeerId>,
 }
 
 /// Records the old position of peers an operation touches, so the operation

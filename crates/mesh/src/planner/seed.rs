@@ -23,8 +23,8 @@ impl Planner {
 
     /// Removes a peer and detaches its children without re-planning them
     /// (each keeps its subtree and waits, parentless, for
-    /// [`Planner::reassign`] or [`Planner::place_detached`]). Returns them.
-    pub fn remove_detaching(&mut self, id: &str) -> Result<Vec<PeerId>, MeshError> {
+    /// [`Planner::reassign`] or [`Planner::place_waiting`]). Returns them.
+    pub fn remove_without_replan(&mut self, id: &str) -> Result<Vec<PeerId>, MeshError> {
         let gone = self.require(id)?;
         let mut touched = Touched::discarding();
         let children = self.children_of(gone);
