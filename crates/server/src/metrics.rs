@@ -71,9 +71,9 @@ pub(crate) const REGISTER_DURATION: &str = "meshrelay_register_duration_seconds"
 pub(crate) const REPLAN_DURATION: &str = "meshrelay_replan_duration_seconds";
 
 /// Buckets of both latency histograms, in seconds: 10 µs to 2.5 s.
-const LATENCY_BUCKETS: [f64; 16] = [
+const LATENCY_BUCKETS: [f64; 17] = [
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 2.5,
+    0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
 /// Describes every series the recorder holds: `# HELP` and the unit.

@@ -220,7 +220,7 @@ struct Shell<'a> {
     rx: Inbox,
     relay_budget: RelayBudget,
     send_limit: Duration,
-    /// When the last text frame was read.
+    /// When the last text frame was read ([`ws_util::now`]).
     read_at: std::time::Instant,
     /// When the `Register` whose `AssignParent` is next to go was read.
     register_read_at: Option<std::time::Instant>,
@@ -328,7 +328,7 @@ impl Shell<'_> {
                 // The core's first text after a registration is its AssignParent.
                 if let (true, Some(read)) = (ok, self.register_read_at.take()) {
                     metrics::histogram!(crate::metrics::REGISTER_DURATION)
-                        .record(read.elapsed().as_secs_f64());
+                        .record(ws_util::now().saturating_duration_since(read).as_secs_f64());
                 }
                 sent(ok)
             }
