@@ -216,27 +216,57 @@ pub(crate) async fn mesh(
     Json(view)
 }
 
-/// `GET /metrics`: Prometheus text. Tree gauges are computed at scrape time.
+/// `GET /metrics`: Prometheus text. Tree gauges are computed at scrape
+/// time; the per-track series are rendered from the live tracks, so a track
+/// that is gone is not exported.
 pub(crate) async fn metrics(State(app): State<Arc<App>>) -> Response {
+    use crate::metrics as m;
     let tracks = app.registry.list();
     let trees: Vec<_> = tracks.iter().map(|t| t.tree_snapshot(false)).collect();
     let peers: usize = trees.iter().map(|t| t.peer_count).sum();
     let roots: usize = trees.iter().map(|t| t.root_count).sum();
     let offload = overall_offload(trees.iter().map(|t| (t.peer_count, t.offload_percentage)));
-    metrics::gauge!(crate::metrics::PEERS).set(peers as f64);
-    metrics::gauge!(crate::metrics::ROOTS).set(roots as f64);
-    metrics::gauge!(crate::metrics::OFFLOAD).set(offload);
-    metrics::gauge!(crate::metrics::TRACKS).set(tracks.len() as f64);
-    metrics::gauge!(crate::metrics::CONNECTIONS).set(app.connections.open_count() as f64);
+    metrics::gauge!(m::PEERS).set(peers as f64);
+    metrics::gauge!(m::ROOTS).set(roots as f64);
+    metrics::gauge!(m::OFFLOAD).set(offload / 100.0);
+    metrics::gauge!(m::OFFLOAD_PERCENTAGE).set(offload);
+    metrics::gauge!(m::TRACKS).set(tracks.len() as f64);
+    metrics::gauge!(m::CONNECTIONS).set(app.connections.open_count() as f64);
     let budget = app.registry.ring_budget();
-    metrics::gauge!(crate::metrics::RING_BYTES).set(budget.used() as f64);
-    metrics::gauge!(crate::metrics::RING_BYTES_BUDGET).set(budget.max() as f64);
+    metrics::gauge!(m::RING_BYTES).set(budget.used() as f64);
+    metrics::gauge!(m::RING_BUDGET_BYTES).set(budget.max() as f64);
+    metrics::gauge!(m::RING_BYTES_BUDGET).set(budget.max() as f64);
+    let per_track: Vec<m::TrackValues> = tracks
+        .iter()
+        .zip(&trees)
+        .map(|(track, tree)| {
+            let s = &track.origin.stats;
+            let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed) as f64;
+            m::TrackValues {
+                track: track.name.to_string(),
+                values: [
+                    tree.peer_count as f64,
+                    tree.root_count as f64,
+                    tree.offload_percentage / 100.0,
+                    load(&s.objects_published),
+                    load(&s.bytes_published),
+                    load(&s.origin_objects_sent),
+                    load(&s.origin_bytes_sent),
+                ],
+            }
+        })
+        .collect();
+    let mut body = m::handle().render();
+    if !body.is_empty() && !body.ends_with("\n\n") {
+        body.push('\n');
+    }
+    m::render_tracks(&mut body, &per_track);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::handle().render(),
+        body,
     )
         .into_response()
 }

@@ -61,8 +61,7 @@ pub(crate) async fn run(app: Arc<App>) {
             .map_or(0, |d| d.as_millis());
         let object = demo_object(seq, ts_ms);
         track.origin.publish(&object);
-        metrics::counter!(crate::metrics::OBJECTS_IN).increment(1);
-        metrics::counter!(crate::metrics::BYTES_IN).increment(object.len() as u64);
+        crate::metrics::object_in(object.len());
         seq += 1;
     }
 }

@@ -12,6 +12,8 @@ use tokio::sync::watch;
 pub struct TrackStats {
     /// Objects accepted from publishers.
     pub objects_published: AtomicU64,
+    /// Payload bytes accepted from publishers.
+    pub bytes_published: AtomicU64,
     /// Objects written to egress subscribers.
     pub origin_objects_sent: AtomicU64,
     /// Bytes written to egress subscribers: framed objects and text notices.
@@ -79,6 +81,9 @@ impl Origin {
         // Sent under the ring lock so readers never see the notice before the object.
         self.next_id.send_replace(ring.next_id());
         self.stats.objects_published.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .bytes_published
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
         id
     }
 

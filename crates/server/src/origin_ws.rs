@@ -198,8 +198,7 @@ async fn run_ingest(ws: &mut WebSocket, app: &App, track: &Track) -> Option<Fare
                     return too_large(Input::InSync);
                 }
                 track.origin.publish(&object);
-                metrics::counter!(crate::metrics::OBJECTS_IN).increment(1);
-                metrics::counter!(crate::metrics::BYTES_IN).increment(object.len() as u64);
+                crate::metrics::object_in(object.len());
             }
             Some(Ok(Message::Text(_) | Message::Ping(_) | Message::Pong(_))) => {
                 liveness.seen(ws_util::now())
@@ -298,7 +297,7 @@ async fn send_counted(ws: &mut WebSocket, app: &App, track: &Track, msg: Message
     }
     let stats = &track.origin.stats;
     stats.origin_bytes_sent.fetch_add(len, Ordering::Relaxed);
-    metrics::counter!(crate::metrics::BYTES_OUT).increment(len);
+    crate::metrics::bytes_out(len);
     if object {
         stats.origin_objects_sent.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(crate::metrics::OBJECTS_OUT).increment(1);

@@ -220,6 +220,10 @@ struct Shell<'a> {
     rx: Inbox,
     relay_budget: RelayBudget,
     send_limit: Duration,
+    /// When the last text frame was read ([`ws_util::now`]).
+    read_at: std::time::Instant,
+    /// When the `Register` whose `AssignParent` is next to go was read.
+    register_read_at: Option<std::time::Instant>,
 }
 
 /// Runs the session until its core ends it: waits for the next event,
@@ -234,6 +238,8 @@ async fn session(ws: &mut WebSocket, app: &Arc<App>, send_limit: Duration) -> En
         rx,
         relay_budget: cfg.relay_budget(),
         send_limit,
+        read_at: ws_util::now(),
+        register_read_at: None,
     };
     let mut core = SessionCore::new(limits(cfg), ws_util::now());
     let timer = tokio::time::sleep(Duration::ZERO);
@@ -291,6 +297,7 @@ impl Shell<'_> {
                 }
             }
             Event::In(Some(Ok(Message::Text(text)))) => {
+                self.read_at = now;
                 core.handle_input(Input::Text(text.as_str()), now)
             }
             Event::In(Some(Ok(Message::Binary(bytes)))) => {
@@ -316,7 +323,15 @@ impl Shell<'_> {
     ) -> Feedback {
         let (ws, limit) = (&mut *self.ws, self.send_limit);
         match out {
-            Output::Text(text) => sent(ws_util::send(ws, Message::Text(text), limit).await),
+            Output::Text(text) => {
+                let ok = ws_util::send(ws, Message::Text(text), limit).await;
+                // The core's first text after a registration is its AssignParent.
+                if let (true, Some(read)) = (ok, self.register_read_at.take()) {
+                    metrics::histogram!(crate::metrics::REGISTER_DURATION)
+                        .record(ws_util::now().saturating_duration_since(read).as_secs_f64());
+                }
+                sent(ok)
+            }
             Output::Error(refusal) => sent(ws_util::send_error(ws, &refusal, limit).await),
             Output::Ping => sent(ws_util::send(ws, Message::Ping(Default::default()), limit).await),
             Output::Register {
@@ -326,6 +341,7 @@ impl Shell<'_> {
                 features,
             } => {
                 let joined = register(self.app, &self.tx, &peer_id, &track, capacity, features);
+                self.register_read_at = joined.is_ok().then_some(self.read_at);
                 Some(Input::Registered(joined))
             }
             Output::Relay { to, text } => {

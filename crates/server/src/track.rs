@@ -84,22 +84,47 @@ impl Track {
     /// session, whose leave is planned and owes notes in turn, hence the
     /// work list. A closed queue is skipped: its session task is ending and
     /// plans its own leave.
-    fn deliver(&self, tree: &mut Tree, ctx: &MeshCtx, notes: Vec<Note>) {
+    ///
+    /// `leave_planned` is when the leave these notes come from was planned,
+    /// if they come from one: each `AssignParent` queued is then timed from
+    /// it (`meshrelay_replan_duration_seconds`).
+    fn deliver(
+        &self,
+        tree: &mut Tree,
+        ctx: &MeshCtx,
+        notes: Vec<Note>,
+        leave_planned: Option<Instant>,
+    ) {
         let mut doomed = Vec::new();
-        self.queue(tree, ctx, notes, &mut doomed);
+        self.queue(tree, ctx, notes, leave_planned, &mut doomed);
         while let Some(id) = doomed.pop() {
+            let planned = Instant::now();
             let notes = tree.cut_off(ctx, &id);
-            self.queue(tree, ctx, notes, &mut doomed);
+            self.queue(tree, ctx, notes, Some(planned), &mut doomed);
         }
     }
 
-    fn queue(&self, tree: &Tree, ctx: &MeshCtx, notes: Vec<Note>, doomed: &mut Vec<String>) {
+    fn queue(
+        &self,
+        tree: &Tree,
+        ctx: &MeshCtx,
+        notes: Vec<Note>,
+        leave_planned: Option<Instant>,
+        doomed: &mut Vec<String>,
+    ) {
         for note in notes {
             let Some(tx) = tree.outbox(&note.to) else {
                 continue;
             };
-            if tx.push(self.render(ctx, &note.notice), Class::Control) == Err(PushError::Full) {
-                doomed.push(note.to);
+            match tx.push(self.render(ctx, &note.notice), Class::Control) {
+                Ok(()) => {
+                    if let (Some(planned), Notice::Assign(_)) = (leave_planned, &note.notice) {
+                        metrics::histogram!(crate::metrics::REPLAN_DURATION)
+                            .record(planned.elapsed().as_secs_f64());
+                    }
+                }
+                Err(PushError::Full) => doomed.push(note.to),
+                Err(PushError::Closed) => {}
             }
         }
     }
@@ -116,7 +141,7 @@ impl Track {
     ) -> Result<Utf8Bytes, Refusal> {
         let mut tree = lock(&self.tree);
         let (a, notes) = tree.register(ctx, peer_id, capacity, handle, Instant::now())?;
-        self.deliver(&mut tree, ctx, notes);
+        self.deliver(&mut tree, ctx, notes, None);
         Ok(self.render(ctx, &Notice::Assign(a)))
     }
 
@@ -145,9 +170,9 @@ impl Track {
     ) -> Result<(), Refusal> {
         let mut tree = lock(&self.tree);
         let moved = tree.drop_child(parent, registration, child)?;
-        self.deliver(&mut tree, ctx, moved);
+        self.deliver(&mut tree, ctx, moved, None);
         let lowered = tree.record_drop(parent, child, Instant::now());
-        self.deliver(&mut tree, ctx, lowered);
+        self.deliver(&mut tree, ctx, lowered, None);
         Ok(())
     }
 
@@ -161,16 +186,18 @@ impl Track {
     /// peers it concerns; a no-op if that registration no longer holds the
     /// id, so each registration is planned out exactly once.
     pub fn leave(&self, ctx: &MeshCtx, peer_id: &str, registration: u64, reason: LeaveReason) {
+        // Timed from before the lock: waiting for it is part of a re-plan.
+        let planned = Instant::now();
         let mut tree = lock(&self.tree);
         let notes = tree.leave(ctx, peer_id, registration, reason);
-        self.deliver(&mut tree, ctx, notes);
+        self.deliver(&mut tree, ctx, notes, Some(planned));
     }
 
     /// Gives waiting peers a place if one freed up, and tells them.
     pub fn place_waiting(&self, ctx: &MeshCtx) {
         let mut tree = lock(&self.tree);
         let notes = tree.place_waiting();
-        self.deliver(&mut tree, ctx, notes);
+        self.deliver(&mut tree, ctx, notes, None);
     }
 
     /// Counts and a copy of the tree; `with_peers` adds every peer (O(n)).

@@ -290,3 +290,118 @@ pub async fn wait_connections(srv: &TestServer, n: u64) {
     })
     .await;
 }
+
+/// What [`traffic`] keeps open, so its track stays alive.
+pub struct Traffic {
+    pub peers: Vec<Ws>,
+    pub publisher: Ws,
+}
+
+/// Traffic on `track` that gives every series a sample, on a server with
+/// one root per track: two registrations, the root leaving (so its child is
+/// re-planned: a second `AssignParent`), a bad message (an error), two
+/// objects published and read back from `/ws`.
+pub async fn traffic(srv: &TestServer, track: &str) -> Traffic {
+    let (mut p1, _) = register(srv, &format!("{}-1", track.replace('/', "-")), track, None).await;
+    let (mut p2, first) =
+        register(srv, &format!("{}-2", track.replace('/', "-")), track, None).await;
+    assert_eq!(
+        first["role"], "Relay",
+        "the server has one root per track: {first}"
+    );
+    p1.close(None).await.unwrap();
+    while let Some(Ok(_)) = tokio::time::timeout(WAIT, p1.next())
+        .await
+        .expect("the root's stream ends")
+    {}
+    // A PeerLeft, then the new place.
+    loop {
+        let v = recv_json(&mut p2).await;
+        if v["type"] == "AssignParent" {
+            break;
+        }
+    }
+    let (mut bad, _) = register(srv, &format!("{}-3", track.replace('/', "-")), track, None).await;
+    send(&mut bad, "nope").await;
+    assert_eq!(recv_json(&mut bad).await["type"], "Error");
+
+    let mut egress = connect(&srv.url(&format!("/ws/{track}?from=0"))).await;
+    let mut publisher = connect(&srv.url(&format!("/ingest/{track}"))).await;
+    for payload in [&b"abc"[..], &b"defgh"[..]] {
+        publisher
+            .send(Message::Binary(payload.to_vec().into()))
+            .await
+            .unwrap();
+        assert!(matches!(next_msg(&mut egress).await, Message::Binary(_)));
+    }
+    egress.close(None).await.unwrap();
+    while let Some(Ok(_)) = tokio::time::timeout(WAIT, egress.next())
+        .await
+        .expect("the egress stream ends")
+    {}
+    Traffic {
+        peers: vec![p2, bad],
+        publisher,
+    }
+}
+
+/// Runs `promtool check metrics` on `exposition`: it must exit 0 and say
+/// nothing (a lint warning is a line). Fails, rather than skips, when
+/// promtool is missing.
+pub fn promtool_check(exposition: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = match Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => panic!(
+            "cannot run promtool ({e}): install Debian's `prometheus` package \
+             (apt-get install prometheus; ./scripts/test-all does it when /usr/bin/promtool is missing)"
+        ),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool check metrics: {}\n{said}\non:\n{exposition}",
+        out.status
+    );
+}
+
+/// Every `# TYPE` line's family has one `# HELP` line, before it.
+pub fn assert_help_for_every_family(body: &str) {
+    let mut helped = std::collections::HashSet::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').expect("a HELP text");
+            assert!(!help.trim().is_empty(), "{line}");
+            assert!(helped.insert(name), "two HELP lines for {name}:\n{body}");
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(helped.contains(name), "no HELP before {line}:\n{body}");
+        }
+    }
+}
+
+/// The value of the sample `series` (name and labels, exactly).
+pub fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().unwrap())
+    })
+}
