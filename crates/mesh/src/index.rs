@@ -117,6 +117,11 @@ impl<K: Ord + Copy> FifoIndex<K> {
         self.lists.values().next().map(|&(head, _)| head)
     }
 
+    /// The first slot of the last key.
+    pub(crate) fn first_of_last(&self) -> Option<u32> {
+        self.lists.values().next_back().map(|&(head, _)| head)
+    }
+
     /// Number of slots in the index.
     pub(crate) fn len(&self) -> usize {
         self.len
