@@ -189,3 +189,24 @@ fn stable_first_a_leaf_keeps_its_rank_when_it_moves() {
     let out = d.leave("r2").unwrap();
     assert_eq!(out.changed[0].peer_id, "d");
 }
+
+#[test]
+fn capacity_first_spreads_leaves_over_the_least_loaded_deepest_parents() {
+    let now = Instant::now();
+    let mut p = planner(2, 1, 5, PlacementPolicy::CapacityFirst);
+    for id in ["r", "a", "b", "c", "d"] {
+        p.join(id, None, now).unwrap();
+    }
+    // c under a and d under b, both at depth 2 with two free slots.
+    assert_eq!(parent(&p, "c").as_deref(), Some("a"));
+    assert_eq!(parent(&p, "d").as_deref(), Some("b"));
+    let l1 = p.join("l1", Some(0), now).unwrap();
+    let l2 = p.join("l2", Some(0), now).unwrap();
+    assert_eq!(l1.parent.as_deref(), Some("c"));
+    assert_eq!(
+        l2.parent.as_deref(),
+        Some("d"),
+        "the less loaded of the deepest"
+    );
+    p.check_invariants().unwrap();
+}

@@ -53,9 +53,10 @@ pub enum PlacementPolicy {
     Shallowest,
     /// Relays toward the origin, peers that cannot relay at the edge: a
     /// joiner of capacity 0 takes no root slot while a relay has a free
-    /// slot, and goes under the deepest free slot (the shallow ones are kept
-    /// for relays); relays join as in `Shallowest`. Stand-ins and promotions
-    /// are the most capacious (as in `Shallowest`).
+    /// slot, and goes under the deepest free slot, the least loaded parent
+    /// there first (the shallow ones are kept for relays); relays join as
+    /// in `Shallowest`. Stand-ins and promotions are the most capacious (as
+    /// in `Shallowest`).
     CapacityFirst,
     /// Long-lived peers drift toward the origin (mTreebone: a small stable
     /// core carries the stream): among stand-ins and promoted peers of equal

@@ -13,8 +13,8 @@ impl Planner {
     /// Places a new peer: a root while root slots are free, else under the
     /// shallowest peer with a free slot (ties to the fewest children); with
     /// `PlacementPolicy::CapacityFirst` a peer of capacity 0 goes under the
-    /// deepest free slot instead, and takes a root slot only when no placed
-    /// peer has a free slot.
+    /// deepest free slot instead (ties to the fewest children), and takes a
+    /// root slot only when no placed peer has a free slot.
     /// `capacity` is clamped to `max_children`; 0 means never a parent.
     /// An id already in the tree is refused, never overwritten. The peer is
     /// taken to read the origin on its own, so it may be promoted later.
@@ -41,7 +41,8 @@ impl Planner {
             return Err(MeshError::DuplicatePeer(id.into_owned()));
         }
         // Capacity-first: a peer that cannot relay leaves root slots to
-        // relays while one has room, and takes the deepest free slot.
+        // relays while one has room, and takes the deepest free slot (the
+        // least loaded parent at that depth).
         let edge = self.policy == PlacementPolicy::CapacityFirst
             && self.config.effective_capacity(capacity) == 0;
         let root_free = self.roots < self.config.root_peer_count;
@@ -49,7 +50,9 @@ impl Planner {
             NONE
         } else {
             let best = if edge {
-                self.open.first_of_last()
+                // The deepest depth with a free slot, fewest children there.
+                let deepest = self.open.last_key().map(|(d, _)| d);
+                deepest.and_then(|d| self.open.first_from((d, 0)))
             } else {
                 self.open.first()
             };
