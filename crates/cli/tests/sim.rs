@@ -41,9 +41,9 @@ fn a_bad_field_exits_2_and_names_it() {
             "alpha",
         ),
         (
-            vec!["--policy", "capacity-first"],
+            vec!["--policy", "fastest-first"],
             "policy",
-            "seed or meshrelay",
+            "seed, meshrelay, capacity-first or stable-first",
         ),
     ] {
         let out = sim(&args);

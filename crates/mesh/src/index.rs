@@ -117,6 +117,16 @@ impl<K: Ord + Copy> FifoIndex<K> {
         self.lists.values().next().map(|&(head, _)| head)
     }
 
+    /// The first slot from `key` on.
+    pub(crate) fn first_from(&self, key: K) -> Option<u32> {
+        self.lists.range(key..).next().map(|(_, &(head, _))| head)
+    }
+
+    /// The last key.
+    pub(crate) fn last_key(&self) -> Option<K> {
+        self.lists.keys().next_back().copied()
+    }
+
     /// Number of slots in the index.
     pub(crate) fn len(&self) -> usize {
         self.len

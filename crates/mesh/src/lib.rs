@@ -11,5 +11,5 @@ pub mod tree;
 pub use config::MeshConfig;
 pub use coordinator::MeshCoordinator;
 pub use error::MeshError;
-pub use planner::{LeaveOutcome, Planner, Replan};
+pub use planner::{LeaveOutcome, PlacementPolicy, Planner, Replan};
 pub use tree::{PeerAssignment, PeerId, PeerInfo, PeerRole, PeerSummary};

@@ -7,7 +7,7 @@
 
 use meshrelay_mesh::{
     MeshConfig, MeshCoordinator, MeshError, PeerAssignment, PeerInfo, PeerRole, PeerSummary,
-    Planner,
+    PlacementPolicy, Planner,
 };
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +55,14 @@ fn config() -> impl Strategy<Value = MeshConfig> {
         heartbeat_timeout_secs: 10,
     })
 }
+
+/// Every placement policy the planner offers: each must keep every
+/// invariant, report and rule the model checks.
+const POLICIES: [PlacementPolicy; 3] = [
+    PlacementPolicy::Shallowest,
+    PlacementPolicy::CapacityFirst,
+    PlacementPolicy::StableFirst,
+];
 
 type Positions = BTreeMap<String, (Option<String>, u32, PeerRole)>;
 
@@ -283,8 +291,9 @@ fn check_reported(before: &Positions, after: &Positions, reported: &[PeerAssignm
     }
 }
 
-fn run(config: MeshConfig, ops: Vec<Op>) {
-    let mut planner = Planner::new(config.clone());
+fn run(config: MeshConfig, policy: PlacementPolicy, ops: Vec<Op>) {
+    let mut planner = Planner::with_policy(config.clone(), policy);
+    assert_eq!(planner.policy(), policy);
     let mut members: BTreeSet<String> = BTreeSet::new();
     // When each member was last heard from (its join or its last heartbeat),
     // kept here so the dead are known without asking the planner.
@@ -602,7 +611,23 @@ proptest! {
         config in config(),
         ops in prop::collection::vec(op(), 10_000),
     ) {
-        run(config, ops);
+        run(config, PlacementPolicy::Shallowest, ops);
+    }
+
+    #[test]
+    fn invariants_hold_over_long_random_sequences_capacity_first(
+        config in config(),
+        ops in prop::collection::vec(op(), 10_000),
+    ) {
+        run(config, PlacementPolicy::CapacityFirst, ops);
+    }
+
+    #[test]
+    fn invariants_hold_over_long_random_sequences_stable_first(
+        config in config(),
+        ops in prop::collection::vec(op(), 10_000),
+    ) {
+        run(config, PlacementPolicy::StableFirst, ops);
     }
 }
 
@@ -628,7 +653,13 @@ fn leaves_never_deepen_a_uniform_tree() {
         max_depth: 10,
         heartbeat_timeout_secs: 10,
     };
-    let mut planner = Planner::new(config);
+    for policy in POLICIES {
+        uniform_tree_under(config.clone(), policy);
+    }
+}
+
+fn uniform_tree_under(config: MeshConfig, policy: PlacementPolicy) {
+    let mut planner = Planner::with_policy(config, policy);
     let now = Instant::now();
     for i in 0..2000 {
         planner.join(&format!("p{i}"), None, now).unwrap();

@@ -192,6 +192,8 @@ pub struct Summary {
     /// Time from losing the parent to a new parent (or root feed) carrying
     /// objects, milliseconds; runs still open at the end are cut there.
     pub time_without_parent_ms: Quantiles,
+    /// Those times summed, seconds per viewer-hour.
+    pub time_without_parent_s_per_viewer_hour: f64,
 }
 
 impl Summary {
@@ -224,6 +226,10 @@ impl Summary {
             (
                 "time without parent max ms",
                 self.time_without_parent_ms.max,
+            ),
+            (
+                "time without parent s / viewer-hour",
+                self.time_without_parent_s_per_viewer_hour,
             ),
             ("waiting peer-s (fed by the origin)", self.waiting_peer_s),
             ("refused joins", self.refused_joins as f64),

@@ -662,6 +662,9 @@ impl<'a> Simulation<'a> {
             assign_parent_per_departure: per_departure(t.assign_parent_leaves),
             peer_left_per_departure: per_departure(t.peer_lefts),
             other_assign_parent_per_departure: per_departure(t.assign_parent_other),
+            time_without_parent_s_per_viewer_hour: per_vh(
+                gaps.iter().map(|&ns| ns as f64).sum::<f64>() / SECOND as f64,
+            ),
             time_without_parent_ms: quantiles(&mut gaps, |ns| ns as f64 / 1e6),
         };
         let us = |ns: u32| f64::from(ns) / 1e3;

@@ -2,7 +2,9 @@
 //! calls as its real caller.
 
 use crate::scenario::PolicyKind;
-use meshrelay_mesh::{MeshConfig, MeshCoordinator, PeerAssignment, PeerRole, Planner};
+use meshrelay_mesh::{
+    MeshConfig, MeshCoordinator, PeerAssignment, PeerRole, PlacementPolicy, Planner,
+};
 use std::collections::BTreeSet;
 use std::time::Instant;
 
@@ -45,6 +47,14 @@ pub fn new_policy(kind: PolicyKind, config: MeshConfig) -> Box<dyn Policy> {
     match kind {
         PolicyKind::Seed => Box::new(SeedPolicy::new(config)),
         PolicyKind::Meshrelay => Box::new(MeshrelayPolicy::new(config)),
+        PolicyKind::CapacityFirst => Box::new(MeshrelayPolicy::with_placement(
+            config,
+            PlacementPolicy::CapacityFirst,
+        )),
+        PolicyKind::StableFirst => Box::new(MeshrelayPolicy::with_placement(
+            config,
+            PlacementPolicy::StableFirst,
+        )),
     }
 }
 
@@ -54,10 +64,17 @@ pub struct MeshrelayPolicy {
 }
 
 impl MeshrelayPolicy {
-    /// An empty tree with these limits.
+    /// An empty tree with these limits and the planner's default placement.
     pub fn new(config: MeshConfig) -> Self {
         Self {
             planner: Planner::new(config),
+        }
+    }
+
+    /// An empty tree with these limits, placing peers by `placement`.
+    pub fn with_placement(config: MeshConfig, placement: PlacementPolicy) -> Self {
+        Self {
+            planner: Planner::with_policy(config, placement),
         }
     }
 }

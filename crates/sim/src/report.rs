@@ -215,7 +215,11 @@ fn summary_text(out: &mut String, s: &Summary, hop_delay_ms: f64) {
     row(
         out,
         "time without parent",
-        q_line(&s.time_without_parent_ms, "ms"),
+        format!(
+            "{}; {:.3} s per viewer-hour",
+            q_line(&s.time_without_parent_ms, "ms"),
+            s.time_without_parent_s_per_viewer_hour
+        ),
     );
     let _ = writeln!(out, "\ndepth histogram at the end:");
     let total: u64 = s.depth_histogram.iter().sum();

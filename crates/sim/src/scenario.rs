@@ -16,8 +16,13 @@ pub enum PolicyKind {
     /// retried each second.
     Seed,
     /// The current `Planner` as the server drives it: `join_relaying`,
-    /// `leave`, and `place_waiting` at joins and once a second.
+    /// `leave`, and `place_waiting` at joins and once a second, with the
+    /// planner's default placement policy.
     Meshrelay,
+    /// As `Meshrelay`, with `PlacementPolicy::CapacityFirst`.
+    CapacityFirst,
+    /// As `Meshrelay`, with `PlacementPolicy::StableFirst`.
+    StableFirst,
 }
 
 impl PolicyKind {
@@ -26,6 +31,8 @@ impl PolicyKind {
         match self {
             Self::Seed => "seed",
             Self::Meshrelay => "meshrelay",
+            Self::CapacityFirst => "capacity-first",
+            Self::StableFirst => "stable-first",
         }
     }
 }
@@ -394,7 +401,16 @@ impl Scenario {
                 self.policy = match v.trim() {
                     "seed" => PolicyKind::Seed,
                     "meshrelay" => PolicyKind::Meshrelay,
-                    other => return Err(err(f, format!("{other:?}: expected seed or meshrelay"))),
+                    "capacity-first" => PolicyKind::CapacityFirst,
+                    "stable-first" => PolicyKind::StableFirst,
+                    other => {
+                        return Err(err(
+                            f,
+                            format!(
+                            "{other:?}: expected seed, meshrelay, capacity-first or stable-first"
+                        ),
+                        ))
+                    }
                 }
             }
             "repair" => self.repair = boolean(f, v)?,

@@ -17,7 +17,12 @@ fn small(policy: PolicyKind) -> Scenario {
 #[test]
 fn two_runs_give_identical_text_json_and_chart() {
     let dir = std::env::temp_dir();
-    for policy in [PolicyKind::Meshrelay, PolicyKind::Seed] {
+    for policy in [
+        PolicyKind::Meshrelay,
+        PolicyKind::Seed,
+        PolicyKind::CapacityFirst,
+        PolicyKind::StableFirst,
+    ] {
         let sc = small(policy);
         let a = run(&sc, &mut |_| {});
         let b = run(&sc, &mut |_| {});

@@ -5,7 +5,12 @@ use meshrelay_sim::{PolicyKind, Scenario, Simulation};
 
 #[test]
 fn the_mirror_follows_the_planner() {
-    for policy in [PolicyKind::Meshrelay, PolicyKind::Seed] {
+    for policy in [
+        PolicyKind::Meshrelay,
+        PolicyKind::Seed,
+        PolicyKind::CapacityFirst,
+        PolicyKind::StableFirst,
+    ] {
         let mut sc = Scenario::default();
         sc.set("duration_s", "240").unwrap();
         sc.set("audience.initial", "1500").unwrap();

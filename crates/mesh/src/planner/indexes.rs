@@ -3,12 +3,13 @@
 //! and the counters of roots and of free slots at the depth limit. A node's
 //! fields that a key depends on change only through `update` or `set_state`.
 
-use super::{Node, Planner, State};
+use super::{Node, PlacementPolicy, Planner, State};
 use std::cmp::Reverse;
 
-/// Order of the childless relays: most capacity, then deepest, then those
-/// that do not read the origin on their own (the others are kept for root
-/// slots).
+/// Order of the childless relays: most capacity, then deepest (with
+/// `StableFirst` depth is left out: first come within a capacity, so the
+/// longest a childless relay), then those that do not read the origin on
+/// their own (the others are kept for root slots).
 pub(super) type LeafKey = (Reverse<u32>, Reverse<u32>, bool);
 
 impl Planner {
@@ -24,9 +25,13 @@ impl Planner {
     /// The leaf index key of `i`: an attached peer without children.
     pub(super) fn leaf_key(&self, i: u32) -> Option<LeafKey> {
         let n = self.node(i);
+        let depth = match self.policy {
+            PlacementPolicy::StableFirst => 0,
+            PlacementPolicy::Shallowest | PlacementPolicy::CapacityFirst => n.depth,
+        };
         (n.state == State::Attached && n.child_count == 0).then_some((
             Reverse(n.capacity),
-            Reverse(n.depth),
+            Reverse(depth),
             n.reads_origin,
         ))
     }
@@ -65,10 +70,39 @@ impl Planner {
     }
 
     /// Changes fields an index key depends on, keeping both indexes exact.
+    /// With `StableFirst` a childless relay whose leaf key stays the same
+    /// keeps its place in the leaf index (its depth is not in the key), so
+    /// first come there stays the longest a childless relay.
     pub(super) fn update(&mut self, i: u32, f: impl FnOnce(&mut Node)) {
-        self.unindex(i);
+        let keep = self.policy == PlacementPolicy::StableFirst;
+        let leaf = self.leaf_key(i).filter(|_| keep);
+        if leaf.is_some() {
+            // The same as `unindex`, except the leaf index.
+            if let Some(k) = self.open_key(i) {
+                self.open.remove(k, i);
+            }
+            if self.is_deep_free(i) {
+                self.deep_free -= 1;
+            }
+        } else {
+            self.unindex(i);
+        }
         f(self.node_mut(i));
-        self.index(i);
+        match leaf {
+            Some(k) if self.leaf_key(i) == Some(k) => {
+                if let Some(k) = self.open_key(i) {
+                    self.open.insert(k, i);
+                }
+                if self.is_deep_free(i) {
+                    self.deep_free += 1;
+                }
+            }
+            Some(k) => {
+                self.leaves.remove(k, i);
+                self.index(i);
+            }
+            None => self.index(i),
+        }
     }
 
     /// Changes `i`'s state, keeping the root counter, the leaf roots and the

@@ -7,7 +7,8 @@
 //! * `open`: peers with a free child slot, keyed `(depth, children)`, first
 //!   come first within a key; its first entry is the parent the seed's rule
 //!   picks (shallowest, ties to the fewest children).
-//! * `leaves`: childless relays, keyed by most capacity then deepest; its
+//! * `leaves`: childless relays, keyed by most capacity then deepest (with
+//!   `PlacementPolicy::StableFirst`, first come within a capacity); its
 //!   first entry is the peer that can best stand in for one that leaves.
 //!   Peers that cannot read the origin on their own come first among
 //!   equals, so the ones that can are kept for root slots.
@@ -40,6 +41,29 @@ mod report;
 mod seed;
 
 pub use report::{LeaveOutcome, Replan};
+
+/// How the planner ranks places and stand-ins. Every policy keeps the same
+/// invariants and costs the same per operation: it changes index keys,
+/// tie-breaks and which end of an index a join takes, never adds a scan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum PlacementPolicy {
+    /// The seed's placement: first come are roots, a join takes the
+    /// shallowest free slot; stand-ins by capacity, then depth.
+    #[default]
+    Shallowest,
+    /// Relays toward the origin, peers that cannot relay at the edge: a
+    /// joiner of capacity 0 takes no root slot while a relay has a free
+    /// slot, and goes under the deepest free slot, the least loaded parent
+    /// there first (the shallow ones are kept for relays); relays join as
+    /// in `Shallowest`. Stand-ins and promotions are the most capacious (as
+    /// in `Shallowest`).
+    CapacityFirst,
+    /// Long-lived peers drift toward the origin (mTreebone: a small stable
+    /// core carries the stream): among stand-ins and promoted peers of equal
+    /// capacity the one longest a childless relay is preferred over the
+    /// deepest one, and among a leaving peer's own children the oldest.
+    StableFirst,
+}
 
 use crate::config::MeshConfig;
 use crate::index::FifoIndex;
@@ -91,6 +115,7 @@ struct Node {
 #[derive(Debug)]
 pub struct Planner {
     config: MeshConfig,
+    policy: PlacementPolicy,
     max_children: u32,
     timeout: Duration,
     /// The slab of peers; `None` is a free slot.
@@ -119,9 +144,15 @@ pub struct Planner {
 }
 
 impl Planner {
-    /// An empty tree with these limits.
+    /// An empty tree with these limits and the default placement policy.
     pub fn new(config: MeshConfig) -> Self {
+        Self::with_policy(config, PlacementPolicy::default())
+    }
+
+    /// An empty tree with these limits, placing peers by `policy`.
+    pub fn with_policy(config: MeshConfig, policy: PlacementPolicy) -> Self {
         Self {
+            policy,
             max_children: config.max_children_u32(),
             timeout: Duration::from_secs(config.heartbeat_timeout_secs),
             config,
@@ -140,5 +171,10 @@ impl Planner {
     /// The limits this tree was built with.
     pub fn config(&self) -> &MeshConfig {
         &self.config
+    }
+
+    /// The placement policy this tree was built with.
+    pub fn policy(&self) -> PlacementPolicy {
+        self.policy
     }
 }

@@ -3,7 +3,7 @@
 
 use super::ids::IdHash;
 use super::placement::Prefer;
-use super::{LeaveOutcome, Planner, Replan, State, Touched, NONE};
+use super::{LeaveOutcome, PlacementPolicy, Planner, Replan, State, Touched, NONE};
 use crate::error::MeshError;
 use crate::tree::{PeerAssignment, PeerRole};
 use std::borrow::Cow;
@@ -11,7 +11,10 @@ use std::time::Instant;
 
 impl Planner {
     /// Places a new peer: a root while root slots are free, else under the
-    /// shallowest peer with a free slot (ties to the fewest children).
+    /// shallowest peer with a free slot (ties to the fewest children); with
+    /// `PlacementPolicy::CapacityFirst` a peer of capacity 0 goes under the
+    /// deepest free slot instead (ties to the fewest children), and takes a
+    /// root slot only when no placed peer has a free slot.
     /// `capacity` is clamped to `max_children`; 0 means never a parent.
     /// An id already in the tree is refused, never overwritten. The peer is
     /// taken to read the origin on its own, so it may be promoted later.
@@ -37,10 +40,23 @@ impl Planner {
         if self.find_slot(&id, hash).is_some() {
             return Err(MeshError::DuplicatePeer(id.into_owned()));
         }
-        let parent = if self.roots < self.config.root_peer_count {
+        // Capacity-first: a peer that cannot relay leaves root slots to
+        // relays while one has room, and takes the deepest free slot (the
+        // least loaded parent at that depth).
+        let edge = self.policy == PlacementPolicy::CapacityFirst
+            && self.config.effective_capacity(capacity) == 0;
+        let root_free = self.roots < self.config.root_peer_count;
+        let parent = if root_free && (!edge || self.open.is_empty()) {
             NONE
         } else {
-            match self.open.first() {
+            let best = if edge {
+                // The deepest depth with a free slot, fewest children there.
+                let deepest = self.open.last_key().map(|(d, _)| d);
+                deepest.and_then(|d| self.open.first_from((d, 0)))
+            } else {
+                self.open.first()
+            };
+            match best {
                 Some(p) => p,
                 None if self.deep_free > 0 || self.config.max_depth == 0 => {
                     return Err(MeshError::TreeDepthExceeded {

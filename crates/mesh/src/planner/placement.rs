@@ -2,7 +2,7 @@
 //! leaving peer, and who is promoted to a free root slot. Only a peer that
 //! reads the origin on its own is made a root after its own join.
 
-use super::{Planner, State, Touched, NONE};
+use super::{PlacementPolicy, Planner, State, Touched, NONE};
 use std::cmp::Reverse;
 
 /// Whether placing a waiting peer fills a free root slot before a parent slot.
@@ -121,12 +121,15 @@ impl Planner {
         let k = children.len() as u32;
         let free = |c: u32| self.free_slots(c);
         let eligible = |c: u32| !root || self.may_be_root(c);
+        // Stable-first: the oldest among equally useful children.
+        let stable = self.policy == PlacementPolicy::StableFirst;
+        let age = |c: u32| stable.then(|| Reverse(self.node(c).joined_at));
         let best_child = |leaf: bool| {
             children
                 .iter()
                 .copied()
                 .filter(|&c| (self.node(c).child_count == 0) == leaf && eligible(c))
-                .max_by_key(|&c| (free(c), Reverse(c)))
+                .max_by_key(|&c| (free(c), age(c), Reverse(c)))
         };
         let own_leaf = best_child(true);
         let own_inner = best_child(false).filter(|&c| free(c) > 0);
@@ -152,7 +155,7 @@ impl Planner {
                 .iter()
                 .copied()
                 .filter(|&c| eligible(c))
-                .max_by_key(|&c| (self.subtree(c).0.len(), Reverse(c)))
+                .max_by_key(|&c| (self.subtree(c).0.len(), age(c), Reverse(c)))
         })
     }
 
