@@ -49,6 +49,11 @@ pub(crate) struct ServeArgs {
     /// (`https://ops.example.org`), or `none`. The admin token is still required.
     #[arg(long, env = "MESHRELAY_CORS_ALLOW_ORIGIN", value_name = "ORIGINS", default_value = "*", value_parser = parse_cors_origins)]
     pub cors_allow_origin: CorsOrigins,
+    /// How the planner places peers: `capacity-first` (relays toward the
+    /// origin, peers that cannot relay at the edge), `shallowest` (the
+    /// seed's rule) or `stable-first` (long-lived peers move up).
+    #[arg(long, env = "MESHRELAY_PLACEMENT", value_name = "POLICY", default_value_t = ServerConfig::default().placement.as_str().to_string(), value_parser = clap::builder::PossibleValuesParser::new(["capacity-first", "shallowest", "stable-first"]))]
+    pub(crate) placement: String,
     /// Objects kept per track for ?from= resume.
     #[arg(long, env = "MESHRELAY_RING_OBJECTS", default_value_t = ServerConfig::default().ring_objects as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub ring_objects: u64,
@@ -132,6 +137,7 @@ impl ServeArgs {
             publish_token: self.publish_token.clone().filter(|t| !t.is_empty()),
             admin_token: self.admin_token.clone().filter(|t| !t.is_empty()),
             cors_allow_origin: self.cors_allow_origin.clone(),
+            placement: self.placement.parse()?,
             no_auth_signal: self.no_auth_signal,
             ring_objects: usize::try_from(self.ring_objects).unwrap_or(usize::MAX),
             ring_bytes: self.ring_bytes,

@@ -20,7 +20,7 @@ pub(crate) struct SimArgs {
     /// duration_s: simulated seconds.
     #[arg(long, value_name = "SECONDS")]
     duration: Option<String>,
-    /// policy: seed, meshrelay, capacity-first or stable-first.
+    /// policy: capacity-first (the server's default), shallowest, stable-first or seed.
     #[arg(long)]
     policy: Option<String>,
     /// repair: read a feed gap from the origin's ring (true/false).

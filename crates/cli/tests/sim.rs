@@ -43,7 +43,7 @@ fn a_bad_field_exits_2_and_names_it() {
         (
             vec!["--policy", "fastest-first"],
             "policy",
-            "seed, meshrelay, capacity-first or stable-first",
+            "capacity-first, shallowest, stable-first or seed",
         ),
     ] {
         let out = sim(&args);

@@ -2,7 +2,7 @@
 
 pub use crate::config::MeshConfig;
 use crate::error::MeshError;
-use crate::planner::Planner;
+use crate::planner::{PlacementPolicy, Planner};
 use crate::tree::{PeerAssignment, PeerId, PeerInfo, PeerRole};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
@@ -77,7 +77,8 @@ impl MeshCoordinator {
     pub fn new(config: MeshConfig) -> Self {
         Self {
             state: Mutex::new(State {
-                planner: Planner::new(config.clone()),
+                // The seed's placement, as code written against it expects.
+                planner: Planner::with_policy(config.clone(), PlacementPolicy::Shallowest),
                 tracks: Tracks::default(),
             }),
             config,

@@ -21,10 +21,14 @@ fn parent(p: &Planner, id: &str) -> Option<String> {
 }
 
 #[test]
-fn the_default_policy_is_the_seeds_placement() {
-    assert_eq!(PlacementPolicy::default(), PlacementPolicy::Shallowest);
+fn the_default_policy_is_capacity_first() {
+    assert_eq!(PlacementPolicy::default(), PlacementPolicy::CapacityFirst);
     let p = Planner::new(MeshConfig::default());
-    assert_eq!(p.policy(), PlacementPolicy::Shallowest);
+    assert_eq!(p.policy(), PlacementPolicy::CapacityFirst);
+    for policy in PlacementPolicy::ALL {
+        assert_eq!(policy.as_str().parse::<PlacementPolicy>(), Ok(policy));
+    }
+    assert!("deepest".parse::<PlacementPolicy>().is_err());
 }
 
 #[test]

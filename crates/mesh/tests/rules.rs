@@ -1,15 +1,18 @@
-//! One test per placement and re-planning rule of the planner.
+//! One test per placement and re-planning rule of the planner, under the
+//! seed's placement (`PlacementPolicy::Shallowest`); what the other
+//! policies change, the default among them, is tests/policies.rs.
 
-use meshrelay_mesh::{MeshConfig, MeshError, PeerAssignment, PeerRole, Planner};
+use meshrelay_mesh::{MeshConfig, MeshError, PeerAssignment, PeerRole, PlacementPolicy, Planner};
 use std::time::{Duration, Instant};
 
 fn planner(max_children: usize, roots: usize, max_depth: u32) -> Planner {
-    Planner::new(MeshConfig {
+    let config = MeshConfig {
         max_children,
         root_peer_count: roots,
         max_depth,
         heartbeat_timeout_secs: 10,
-    })
+    };
+    Planner::with_policy(config, PlacementPolicy::Shallowest)
 }
 
 fn join_all(p: &mut Planner, ids: &[&str]) {

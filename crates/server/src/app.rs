@@ -50,6 +50,7 @@ impl App {
                     config.ring_bytes,
                     Arc::new(RingBudget::new(config.ring_bytes_total)),
                 );
+                let registry = registry.with_placement(config.placement);
                 let registry = match &config.fixed_epoch {
                     Some(epoch) => registry.with_fixed_epoch(epoch),
                     None => registry,

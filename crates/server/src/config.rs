@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// Web origins whose pages may read `/api/v1/mesh` and `/metrics`.
     pub cors_allow_origin: CorsOrigins,
+    /// How the planner places peers (see `meshrelay_mesh::PlacementPolicy`).
+    pub placement: meshrelay_mesh::PlacementPolicy,
     /// Objects kept per track for `?from=` resume.
     pub ring_objects: usize,
     /// Bytes kept per track for resume (the ring drops oldest objects past it).
@@ -99,6 +101,7 @@ impl Default for ServerConfig {
             no_auth_signal: false,
             admin_token: None,
             cors_allow_origin: CorsOrigins::Any,
+            placement: meshrelay_mesh::PlacementPolicy::default(),
             ring_objects: 1024,
             ring_bytes: 64 * 1024 * 1024,
             ring_bytes_total: 512 * 1024 * 1024,

@@ -3,7 +3,7 @@
 
 use crate::ring::RingBudget;
 use crate::track::Track;
-use meshrelay_mesh::MeshConfig;
+use meshrelay_mesh::{MeshConfig, PlacementPolicy};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -20,6 +20,8 @@ pub struct Registry {
     mesh: MeshConfig,
     /// Tracks planned with other limits than `mesh` (the demo track).
     shapes: HashMap<String, MeshConfig>,
+    /// How every track's planner places peers.
+    placement: PlacementPolicy,
     ring_objects: usize,
     ring_bytes: usize,
     ring_budget: Arc<RingBudget>,
@@ -66,6 +68,7 @@ impl Registry {
             max_tracks,
             mesh,
             shapes: HashMap::new(),
+            placement: PlacementPolicy::default(),
             ring_objects,
             ring_bytes,
             ring_budget,
@@ -76,6 +79,12 @@ impl Registry {
     /// Gives every track this epoch instead of a random one (for tests).
     pub fn with_fixed_epoch(mut self, epoch: &str) -> Self {
         self.fixed_epoch = Some(epoch.into());
+        self
+    }
+
+    /// Places every track's peers by `placement` (`PlacementPolicy::default()` otherwise).
+    pub fn with_placement(mut self, placement: PlacementPolicy) -> Self {
+        self.placement = placement;
         self
     }
 
@@ -107,6 +116,7 @@ impl Registry {
                 let track = Track::new(
                     name.clone(),
                     self.shapes.get(&*name).unwrap_or(&self.mesh).clone(),
+                    self.placement,
                     self.ring_objects,
                     self.ring_bytes,
                     Arc::clone(&self.ring_budget),

@@ -11,7 +11,7 @@ use crate::ring::RingBudget;
 use crate::tree::{MeshCtx, Note, Notice, Refusal, SessionHandle, Tree, TreeSnapshot};
 use crate::wire;
 use axum::extract::ws::Utf8Bytes;
-use meshrelay_mesh::MeshConfig;
+use meshrelay_mesh::{MeshConfig, PlacementPolicy};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -46,10 +46,11 @@ fn lock(m: &Mutex<Tree>) -> MutexGuard<'_, Tree> {
 }
 
 impl Track {
-    /// An empty track.
+    /// An empty track, its tree shaped by `mesh` and placed by `placement`.
     pub fn new(
         name: Arc<str>,
         mesh: MeshConfig,
+        placement: PlacementPolicy,
         ring_objects: usize,
         ring_bytes: usize,
         ring_budget: Arc<RingBudget>,
@@ -57,7 +58,7 @@ impl Track {
         Self {
             name,
             origin: Origin::new(ring_objects, ring_bytes, ring_budget),
-            tree: Mutex::new(Tree::new(mesh)),
+            tree: Mutex::new(Tree::new(mesh, placement)),
         }
     }
 
@@ -301,6 +302,7 @@ mod tests {
         let track = Track::new(
             "t".into(),
             ctx.mesh.clone(),
+            PlacementPolicy::Shallowest,
             8,
             1 << 20,
             Arc::new(RingBudget::new(usize::MAX)),
@@ -352,6 +354,7 @@ mod tests {
         let track = Track::new(
             "t".into(),
             ctx.mesh.clone(),
+            PlacementPolicy::Shallowest,
             8,
             1 << 20,
             Arc::new(RingBudget::new(usize::MAX)),
@@ -397,6 +400,7 @@ mod tests {
         let track = Track::new(
             "t".into(),
             ctx.mesh.clone(),
+            PlacementPolicy::Shallowest,
             8,
             1 << 20,
             Arc::new(RingBudget::new(usize::MAX)),

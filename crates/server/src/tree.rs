@@ -9,7 +9,9 @@ use crate::outbox::{Class, Outbox, PushError};
 use crate::relay_budget::RelayBudget;
 use crate::wire::IceServers;
 use axum::extract::ws::Utf8Bytes;
-use meshrelay_mesh::{MeshConfig, MeshError, PeerAssignment, PeerId, PeerSummary, Planner, Replan};
+use meshrelay_mesh::{
+    MeshConfig, MeshError, PeerAssignment, PeerId, PeerSummary, PlacementPolicy, Planner, Replan,
+};
 use meshrelay_protocol::{ErrorCode, Features};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -149,10 +151,10 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
-    /// An empty tree with these limits.
-    pub(crate) fn new(mesh: MeshConfig) -> Self {
+    /// An empty tree with these limits, placing peers by `placement`.
+    pub(crate) fn new(mesh: MeshConfig, placement: PlacementPolicy) -> Self {
         Self {
-            planner: Planner::new(mesh),
+            planner: Planner::with_policy(mesh, placement),
             sessions: HashMap::new(),
             drops: DropHistory::default(),
         }
@@ -526,7 +528,7 @@ mod tests {
         features: Features,
         t0: Instant,
     ) -> (Tree, Vec<crate::outbox::Inbox>) {
-        let mut tree = Tree::new(ctx.mesh.clone());
+        let mut tree = Tree::new(ctx.mesh.clone(), PlacementPolicy::Shallowest);
         let mut inboxes = Vec::new();
         for (i, id) in ids.iter().enumerate() {
             let (tx, rx) = crate::outbox::channel(8, 1 << 20);

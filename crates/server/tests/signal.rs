@@ -7,10 +7,14 @@ use futures_util::StreamExt;
 use serde_json::json;
 use std::time::Duration;
 
+/// A server with these limits. Its trees place peers by the seed's rule
+/// (`shallowest`), whose shapes these tests spell out; the default policy's
+/// own rules are the planner's tests (crates/mesh/tests/policies.rs).
 fn tree_config(roots: usize, max_children: usize) -> meshrelay_server::ServerConfig {
     meshrelay_server::ServerConfig {
         root_peer_count: roots,
         max_children,
+        placement: meshrelay_mesh::PlacementPolicy::Shallowest,
         ..config()
     }
 }

@@ -46,7 +46,10 @@ pub trait Policy {
 pub fn new_policy(kind: PolicyKind, config: MeshConfig) -> Box<dyn Policy> {
     match kind {
         PolicyKind::Seed => Box::new(SeedPolicy::new(config)),
-        PolicyKind::Meshrelay => Box::new(MeshrelayPolicy::new(config)),
+        PolicyKind::Shallowest => Box::new(MeshrelayPolicy::with_placement(
+            config,
+            PlacementPolicy::Shallowest,
+        )),
         PolicyKind::CapacityFirst => Box::new(MeshrelayPolicy::with_placement(
             config,
             PlacementPolicy::CapacityFirst,
@@ -64,13 +67,6 @@ pub struct MeshrelayPolicy {
 }
 
 impl MeshrelayPolicy {
-    /// An empty tree with these limits and the planner's default placement.
-    pub fn new(config: MeshConfig) -> Self {
-        Self {
-            planner: Planner::new(config),
-        }
-    }
-
     /// An empty tree with these limits, placing peers by `placement`.
     pub fn with_placement(config: MeshConfig, placement: PlacementPolicy) -> Self {
         Self {

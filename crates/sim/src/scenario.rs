@@ -16,12 +16,14 @@ pub enum PolicyKind {
     /// retried each second.
     Seed,
     /// The current `Planner` as the server drives it: `join_relaying`,
-    /// `leave`, and `place_waiting` at joins and once a second, with the
-    /// planner's default placement policy.
-    Meshrelay,
-    /// As `Meshrelay`, with `PlacementPolicy::CapacityFirst`.
+    /// `leave`, and `place_waiting` at joins and once a second, with
+    /// `PlacementPolicy::Shallowest` (the seed's placement rule; the
+    /// default before capacity-first won the reference scenario).
+    Shallowest,
+    /// As `Shallowest`, with `PlacementPolicy::CapacityFirst`: what
+    /// `meshrelay serve` uses by default.
     CapacityFirst,
-    /// As `Meshrelay`, with `PlacementPolicy::StableFirst`.
+    /// As `Shallowest`, with `PlacementPolicy::StableFirst`.
     StableFirst,
 }
 
@@ -30,7 +32,7 @@ impl PolicyKind {
     pub fn name(self) -> &'static str {
         match self {
             Self::Seed => "seed",
-            Self::Meshrelay => "meshrelay",
+            Self::Shallowest => "shallowest",
             Self::CapacityFirst => "capacity-first",
             Self::StableFirst => "stable-first",
         }
@@ -125,7 +127,7 @@ impl Default for Scenario {
         Self {
             seed: 1,
             duration_s: 600.0,
-            policy: PolicyKind::Meshrelay,
+            policy: PolicyKind::CapacityFirst,
             repair: true,
             sample_every_s: 10.0,
             initial_viewers: 1000,
@@ -400,14 +402,14 @@ impl Scenario {
             "policy" => {
                 self.policy = match v.trim() {
                     "seed" => PolicyKind::Seed,
-                    "meshrelay" => PolicyKind::Meshrelay,
+                    "shallowest" => PolicyKind::Shallowest,
                     "capacity-first" => PolicyKind::CapacityFirst,
                     "stable-first" => PolicyKind::StableFirst,
                     other => {
                         return Err(err(
                             f,
                             format!(
-                            "{other:?}: expected seed, meshrelay, capacity-first or stable-first"
+                            "{other:?}: expected capacity-first, shallowest, stable-first or seed"
                         ),
                         ))
                     }

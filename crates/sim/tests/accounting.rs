@@ -51,7 +51,7 @@ fn run(sc: &Scenario, viewers: &[ScriptedViewer]) -> meshrelay_sim::RunResult {
 
 #[test]
 fn a_graceful_root_leave_costs_the_setup_delay() {
-    for policy in [PolicyKind::Meshrelay, PolicyKind::Seed] {
+    for policy in [PolicyKind::Shallowest, PolicyKind::Seed] {
         let sc = scenario(policy, true);
         let r = run(
             &sc,
@@ -88,7 +88,7 @@ fn a_graceful_root_leave_costs_the_setup_delay() {
 
 #[test]
 fn without_repair_the_gap_is_lost_and_the_origin_pays_nothing_more() {
-    let sc = scenario(PolicyKind::Meshrelay, false);
+    let sc = scenario(PolicyKind::Shallowest, false);
     let r = run(
         &sc,
         &[
@@ -104,7 +104,7 @@ fn without_repair_the_gap_is_lost_and_the_origin_pays_nothing_more() {
 
 #[test]
 fn an_abrupt_leave_starves_the_subtree_until_it_is_noticed() {
-    let sc = scenario(PolicyKind::Meshrelay, false);
+    let sc = scenario(PolicyKind::Shallowest, false);
     let r = run(
         &sc,
         &[
@@ -128,7 +128,7 @@ fn an_abrupt_leave_starves_the_subtree_until_it_is_noticed() {
 
 #[test]
 fn a_newcomer_placed_under_a_silently_gone_parent_starves_too() {
-    let sc = scenario(PolicyKind::Meshrelay, true);
+    let sc = scenario(PolicyKind::Shallowest, true);
     let r = run(
         &sc,
         &[
@@ -151,7 +151,7 @@ fn a_newcomer_placed_under_a_silently_gone_parent_starves_too() {
 
 #[test]
 fn a_refused_viewer_retries_each_second_and_gets_nothing_meanwhile() {
-    for policy in [PolicyKind::Meshrelay, PolicyKind::Seed] {
+    for policy in [PolicyKind::Shallowest, PolicyKind::Seed] {
         let mut sc = scenario(policy, true);
         sc.set("planner.max_children", "1").unwrap();
         sc.set("planner.max_depth", "1").unwrap();

@@ -18,7 +18,7 @@ fn small(policy: PolicyKind) -> Scenario {
 fn two_runs_give_identical_text_json_and_chart() {
     let dir = std::env::temp_dir();
     for policy in [
-        PolicyKind::Meshrelay,
+        PolicyKind::Shallowest,
         PolicyKind::Seed,
         PolicyKind::CapacityFirst,
         PolicyKind::StableFirst,
@@ -45,7 +45,7 @@ fn two_runs_give_identical_text_json_and_chart() {
 
 #[test]
 fn another_seed_gives_another_run_and_seeds_are_reported_together() {
-    let sc = small(PolicyKind::Meshrelay);
+    let sc = small(PolicyKind::Shallowest);
     let runs = run_seeds(&sc, 3, &mut |_| {});
     assert_eq!(runs.len(), 3);
     assert_ne!(runs[0].summary, runs[1].summary);

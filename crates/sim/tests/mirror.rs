@@ -6,7 +6,7 @@ use meshrelay_sim::{PolicyKind, Scenario, Simulation};
 #[test]
 fn the_mirror_follows_the_planner() {
     for policy in [
-        PolicyKind::Meshrelay,
+        PolicyKind::Shallowest,
         PolicyKind::Seed,
         PolicyKind::CapacityFirst,
         PolicyKind::StableFirst,

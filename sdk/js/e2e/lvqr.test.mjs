@@ -328,7 +328,9 @@ describe("LVQR clients in Chromium against meshrelay", () => {
   });
 
   test("a re-plan that only changes an LVQR peer's depth tells it nothing: its one link stays and every object arrives once", async () => {
-    await withServer({ rootPeerCount: 1, maxPeers: 2 }, async (server, peers) => {
+    // The seed's placement rule, whose shape this spells out: a peer of
+    // capacity 0 takes the shallowest free slot.
+    await withServer({ rootPeerCount: 1, maxPeers: 2, extraArgs: ["--placement", "shallowest"] }, async (server, peers) => {
       const state = { track: "e2e/lvqr-depth", published: 0 };
       // a (2 slots) <- b (1), x (0); b <- c (1); c <- e (0).
       const open = async (peerId, capacity) => {

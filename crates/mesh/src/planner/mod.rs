@@ -48,21 +48,58 @@ pub use report::{LeaveOutcome, Replan};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum PlacementPolicy {
     /// The seed's placement: first come are roots, a join takes the
-    /// shallowest free slot; stand-ins by capacity, then depth.
-    #[default]
+    /// shallowest free slot; stand-ins by capacity, then depth. What the
+    /// `MeshCoordinator` facade uses.
     Shallowest,
     /// Relays toward the origin, peers that cannot relay at the edge: a
     /// joiner of capacity 0 takes no root slot while a relay has a free
     /// slot, and goes under the deepest free slot, the least loaded parent
     /// there first (the shallow ones are kept for relays); relays join as
     /// in `Shallowest`. Stand-ins and promotions are the most capacious (as
-    /// in `Shallowest`).
+    /// in `Shallowest`). The default: in the simulator's reference event it
+    /// serves the most bytes from peers, leaves viewers the least time
+    /// without a parent and sends the fewest messages per departure
+    /// (docs/simulation.md).
+    #[default]
     CapacityFirst,
     /// Long-lived peers drift toward the origin (mTreebone: a small stable
     /// core carries the stream): among stand-ins and promoted peers of equal
     /// capacity the one longest a childless relay is preferred over the
     /// deepest one, and among a leaving peer's own children the oldest.
     StableFirst,
+}
+
+impl PlacementPolicy {
+    /// Every policy, the default first.
+    pub const ALL: [PlacementPolicy; 3] = [
+        PlacementPolicy::CapacityFirst,
+        PlacementPolicy::Shallowest,
+        PlacementPolicy::StableFirst,
+    ];
+
+    /// Its name on command lines and in files: `capacity-first`,
+    /// `shallowest`, `stable-first`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlacementPolicy::Shallowest => "shallowest",
+            PlacementPolicy::CapacityFirst => "capacity-first",
+            PlacementPolicy::StableFirst => "stable-first",
+        }
+    }
+}
+
+impl std::str::FromStr for PlacementPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        PlacementPolicy::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = PlacementPolicy::ALL.iter().map(|p| p.as_str()).collect();
+                format!("{s:?} is not a placement policy: {}", names.join(", "))
+            })
+    }
 }
 
 use crate::config::MeshConfig;
