@@ -327,6 +327,12 @@ impl Tree {
     /// children it has left, so the slots they freed are not refilled;
     /// returns its new place when that makes it a leaf.
     pub(crate) fn record_drop(&mut self, parent: &str, child: &str, now: Instant) -> Vec<Note> {
+        // A parent cut off meanwhile (its queue overflowed with this very
+        // drop's notes) has left: a later holder of its id must not
+        // inherit the drop.
+        if !self.sessions.contains_key(parent) {
+            return Vec::new();
+        }
         if !self.drops.record(parent, child, now) {
             return Vec::new();
         }
@@ -582,6 +588,19 @@ mod tests {
         drop_child(&mut tree, "b", t0);
         drop_child(&mut tree, "c", t0 + 10 * SEC);
         assert_eq!(capacity(&tree, "a"), 3);
+    }
+
+    #[test]
+    fn a_drop_by_a_parent_cut_off_meanwhile_is_not_remembered() {
+        let (ctx, t0) = (ctx(1), Instant::now());
+        let (mut tree, _inboxes) = tree(&ctx, &FAMILY, t0);
+        tree.drop_child("a", 1, "b").expect("a's child");
+        tree.cut_off(&ctx, "a");
+        assert_eq!(tree.record_drop("a", "b", t0), []);
+        assert!(
+            !tree.drops.record("a", "c", t0 + SEC),
+            "a later holder of the id would inherit the gone parent's drop"
+        );
     }
 
     #[test]
