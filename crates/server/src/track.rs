@@ -223,27 +223,15 @@ impl Track {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{role, IceServers};
+    use crate::tree::tests::ctx;
+    use crate::wire::role;
     use futures_util::FutureExt;
     use meshrelay_protocol::{ErrorCode, Features};
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
     use tokio::sync::oneshot;
 
     fn unlimited() -> RelayBudget {
         RelayBudget::new(1e15, 1e15, 4)
-    }
-
-    fn ctx(root_peer_count: usize) -> MeshCtx {
-        MeshCtx {
-            mesh: MeshConfig {
-                root_peer_count,
-                ..MeshConfig::default()
-            },
-            ice_servers: IceServers::new(&serde_json::json!([])),
-            max_peers_per_track: None,
-            max_peers_total: None,
-            total_peers: AtomicUsize::new(0),
-        }
     }
 
     struct Client {

@@ -485,13 +485,15 @@ impl Tree {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::time::Duration;
 
     const SEC: Duration = Duration::from_secs(1);
 
-    fn ctx(root_peer_count: usize) -> MeshCtx {
+    /// Default limits but `root_peer_count`, no ICE servers, no peer caps:
+    /// the context of the tree's and the track's unit tests.
+    pub(crate) fn ctx(root_peer_count: usize) -> MeshCtx {
         MeshCtx {
             mesh: MeshConfig {
                 root_peer_count,

@@ -150,20 +150,17 @@ pub async fn expect_closed(ws: &mut Ws) -> Option<u16> {
 /// A `Register` stating what the meshrelay SDK states: it reads the origin
 /// on its own and keeps its link on a new depth or role.
 pub fn register_json(peer: &str, track: &str, capacity: Option<u32>) -> String {
-    let c = capacity.map_or(String::new(), |c| format!(r#","capacity":{c}"#));
-    format!(
-        r#"{{"type":"Register","peer_id":"{peer}","track":"{track}"{c},"features":["origin","updates"]}}"#
-    )
+    register_text(peer, track, capacity, r#","features":["origin","updates"]"#)
 }
 
 /// A `Register` as LVQR's client sends it: no features.
 pub fn register_json_lvqr(peer: &str, track: &str, capacity: Option<u32>) -> String {
-    match capacity {
-        Some(c) => {
-            format!(r#"{{"type":"Register","peer_id":"{peer}","track":"{track}","capacity":{c}}}"#)
-        }
-        None => format!(r#"{{"type":"Register","peer_id":"{peer}","track":"{track}"}}"#),
-    }
+    register_text(peer, track, capacity, "")
+}
+
+fn register_text(peer: &str, track: &str, capacity: Option<u32>, features: &str) -> String {
+    let c = capacity.map_or(String::new(), |c| format!(r#","capacity":{c}"#));
+    format!(r#"{{"type":"Register","peer_id":"{peer}","track":"{track}"{c}{features}}}"#)
 }
 
 /// Connects, registers as the meshrelay SDK does, and returns the socket
